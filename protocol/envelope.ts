@@ -1,0 +1,91 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ID_PATTERN, type EnvelopeId, type GatewayId, type MeterId } from './ids.ts';
+
+/**
+ * The signed envelope: one gateway, one or more readings, one Ed25519 signature over the
+ * RFC 8785 canonical bytes of everything except `sig`. This file is the single definition
+ * of the wire format; see docs/protocol.md.
+ */
+export const PROTOCOL_VERSION = 1;
+export const MAX_READINGS_PER_ENVELOPE = 256;
+
+/** `prev` of the first reading of a meter (seq 1): 32 zero bytes, hex. */
+export const GENESIS_PREV = '0'.repeat(64);
+
+const SafeUInt = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const SafeInt = Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
+const Id = Type.String({ pattern: ID_PATTERN });
+// Millisecond ISO-8601 in UTC, exactly as Date.prototype.toISOString prints it.
+const Instant = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$' });
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+export const ReadingSchema = Type.Object(
+  {
+    meter: Id,
+    /** Per-meter sequence number, starting at 1, +1 per reading. */
+    seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    ts: Instant,
+    /** Cumulative imported energy counter, Wh. */
+    importWh: SafeUInt,
+    /** Cumulative exported energy counter, Wh. */
+    exportWh: SafeUInt,
+    /** Active power, W; negative = export. */
+    powerW: SafeInt,
+    /** SHA-256 (hex) of the canonical bytes of this meter's previous reading; GENESIS_PREV for seq 1. */
+    prev: Sha256Hex,
+    voltageMilliV: Type.Optional(SafeUInt),
+    currentMilliA: Type.Optional(SafeUInt),
+    frequencyMilliHz: Type.Optional(SafeUInt),
+  },
+  { additionalProperties: false },
+);
+
+const envelopeFields = {
+  v: Type.Literal(PROTOCOL_VERSION),
+  gateway: Id,
+  readings: Type.Array(ReadingSchema, { minItems: 1, maxItems: MAX_READINGS_PER_ENVELOPE }),
+};
+
+export const UnsignedEnvelopeSchema = Type.Object(envelopeFields, { additionalProperties: false });
+export const EnvelopeSchema = Type.Object(
+  { ...envelopeFields, sig: Type.String({ pattern: '^[A-Za-z0-9+/]{86}==$' }) },
+  { additionalProperties: false },
+);
+
+type Branded<T, K extends keyof T, B> = Omit<T, K> & { [P in K]: B };
+export type Reading = Branded<Static<typeof ReadingSchema>, 'meter', MeterId>;
+export type UnsignedEnvelope = Omit<Branded<Static<typeof UnsignedEnvelopeSchema>, 'gateway', GatewayId>, 'readings'> & {
+  readings: Reading[];
+};
+export type Envelope = UnsignedEnvelope & { sig: string };
+
+const envelopeCheck = TypeCompiler.Compile(EnvelopeSchema);
+
+export class EnvelopeFormatError extends Error {
+  override readonly name = 'EnvelopeFormatError';
+}
+
+/** Validates an already-parsed JSON value as an Envelope; throws EnvelopeFormatError naming the field. */
+export function asEnvelope(value: unknown): Envelope {
+  if (!envelopeCheck.Check(value)) {
+    const first = envelopeCheck.Errors(value).First();
+    const where = first?.path || '/';
+    throw new EnvelopeFormatError(`${where}: ${first?.message ?? 'invalid envelope'}`);
+  }
+  for (const [i, r] of value.readings.entries()) {
+    // The pattern admits impossible dates like 2026-02-30; a round trip catches them.
+    const ms = Date.parse(r.ts);
+    if (!Number.isFinite(ms) || new Date(ms).toISOString() !== r.ts) {
+      throw new EnvelopeFormatError(`/readings/${i}/ts: not a real UTC instant`);
+    }
+  }
+  return value as Envelope;
+}
+
+export function unsigned(env: Envelope): UnsignedEnvelope {
+  const { sig: _sig, ...rest } = env;
+  return rest;
+}
+
+export type { EnvelopeId };

@@ -1,0 +1,69 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { EnvelopeId } from './ids.ts';
+
+/**
+ * Why the settlement refused an envelope. Stable strings: they appear in the rejections
+ * table, in metrics labels and on the reject topic.
+ */
+export const REJECT_REASONS = [
+  'too_large',
+  'invalid_json',
+  'schema',
+  'topic_mismatch',
+  'unknown_gateway',
+  'gateway_revoked',
+  'bad_signature',
+  'future_timestamp',
+  'seq_regression',
+  'broken_chain',
+  'duplicate',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+const Sha = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+/** Settlement → gateway on the ack topic, published only after the ledger commit. */
+export const AckSchema = Type.Object({
+  v: Type.Literal(1),
+  id: Sha,
+  /** `duplicate`: every reading was already in the ledger; the gateway may drop it all the same. */
+  status: Type.Union([Type.Literal('accepted'), Type.Literal('duplicate')]),
+  readings: Type.Integer({ minimum: 0 }),
+});
+export type Ack = Omit<Static<typeof AckSchema>, 'id'> & { id: EnvelopeId };
+
+/** Settlement → gateway on the reject topic. `id` is null when the payload was not an envelope. */
+export const RejectionSchema = Type.Object({
+  v: Type.Literal(1),
+  id: Type.Union([Sha, Type.Null()]),
+  reason: Type.Union(REJECT_REASONS.map((r) => Type.Literal(r))),
+  detail: Type.String(),
+});
+export type Rejection = Omit<Static<typeof RejectionSchema>, 'id'> & { id: EnvelopeId | null };
+
+/** Gateway status, retained; `offline` is the MQTT last will. */
+export const StatusSchema = Type.Object({
+  v: Type.Literal(1),
+  state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  ts: Type.String(),
+  outbox: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+export type GatewayStatus = Static<typeof StatusSchema>;
+
+const ackCheck = TypeCompiler.Compile(AckSchema);
+const rejectionCheck = TypeCompiler.Compile(RejectionSchema);
+
+function parseWith<T>(check: { Check(v: unknown): boolean }, payload: Buffer | string, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString());
+  } catch {
+    throw new Error(`${what}: not JSON`);
+  }
+  if (!check.Check(value)) throw new Error(`${what}: does not match the schema`);
+  return value as T;
+}
+
+export const parseAck = (p: Buffer | string): Ack => parseWith<Ack>(ackCheck, p, 'ack');
+export const parseRejection = (p: Buffer | string): Rejection => parseWith<Rejection>(rejectionCheck, p, 'rejection');

@@ -1,0 +1,33 @@
+import type { GatewayId } from './ids.ts';
+
+/** Every MQTT topic of the system, in one place. */
+export const TOPIC_ROOT = 'gtx/v1';
+
+export type GatewayTopicKind = 'readings' | 'status' | 'ack' | 'reject';
+
+export const topics = {
+  /** Gateway → settlement: signed envelopes (QoS 1). */
+  readings: (gw: GatewayId | string) => `${TOPIC_ROOT}/gw/${gw}/readings`,
+  /** Gateway status, retained; the gateway's last will sets it offline. */
+  status: (gw: GatewayId | string) => `${TOPIC_ROOT}/gw/${gw}/status`,
+  /** Settlement → gateway: envelope committed (accepted or duplicate). */
+  ack: (gw: GatewayId | string) => `${TOPIC_ROOT}/gw/${gw}/ack`,
+  /** Settlement → gateway: envelope refused, with a reason. */
+  reject: (gw: GatewayId | string) => `${TOPIC_ROOT}/gw/${gw}/reject`,
+  /** Market price signal, retained. */
+  price: (market: string) => `${TOPIC_ROOT}/market/${market}/price`,
+  /** Market auction results. */
+  auction: (market: string) => `${TOPIC_ROOT}/market/${market}/auction`,
+  /** Subscription filter for every gateway's readings. */
+  allReadings: `${TOPIC_ROOT}/gw/+/readings`,
+  allStatus: `${TOPIC_ROOT}/gw/+/status`,
+} as const;
+
+const gatewayTopicRe = /^gtx\/v1\/gw\/([^/+#]+)\/(readings|status|ack|reject)$/;
+
+/** Splits a per-gateway topic into its gateway id and kind; null for any other topic. */
+export function parseGatewayTopic(topic: string): { gateway: string; kind: GatewayTopicKind } | null {
+  const m = gatewayTopicRe.exec(topic);
+  if (!m) return null;
+  return { gateway: m[1]!, kind: m[2] as GatewayTopicKind };
+}

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import {
+  GENESIS_PREV,
+  asEnvelope,
+  canonicalJson,
+  envelopeIdOf,
+  generateGatewayKeyPair,
+  loadPrivateKey,
+  loadPublicKey,
+  meterId,
+  gatewayId,
+  readingHash,
+  signEnvelope,
+  signedBytes,
+  verifySignature,
+  type Envelope,
+  type UnsignedEnvelope,
+} from '../../protocol/index.ts';
+
+const keys = generateGatewayKeyPair();
+const priv = loadPrivateKey(keys.privateKeyPem);
+const pub = loadPublicKey(keys.publicKeyPem);
+
+function sample(): UnsignedEnvelope {
+  return {
+    v: 1,
+    gateway: gatewayId('gw-test'),
+    readings: [
+      {
+        meter: meterId('m-1'),
+        seq: 1,
+        ts: '2026-11-25T10:00:00.000Z',
+        importWh: 1234567,
+        exportWh: 89,
+        powerW: -420,
+        prev: GENESIS_PREV,
+        voltageMilliV: 230100,
+      },
+    ],
+  };
+}
+
+describe('envelope signatures', () => {
+  it('round-trips sign and verify', () => {
+    const env = signEnvelope(sample(), priv);
+    expect(asEnvelope(JSON.parse(JSON.stringify(env)))).toEqual(env);
+    expect(verifySignature(signedBytes(env), env.sig, pub)).toBe(true);
+  });
+
+  it('fails verification when any byte of the signed bytes changes', () => {
+    const env = signEnvelope(sample(), priv);
+    const bytes = signedBytes(env);
+    for (let i = 0; i < bytes.length; i++) {
+      const copy = Buffer.from(bytes);
+      copy[i] = copy[i]! ^ 0x01;
+      expect(verifySignature(copy, env.sig, pub), `byte ${i}`).toBe(false);
+    }
+    const sig = Buffer.from(env.sig, 'base64');
+    for (let i = 0; i < sig.length; i++) {
+      const copy = Buffer.from(sig);
+      copy[i] = copy[i]! ^ 0x80;
+      expect(verifySignature(bytes, copy.toString('base64'), pub), `sig byte ${i}`).toBe(false);
+    }
+  });
+
+  it('fails verification when a field value changes', () => {
+    const env = signEnvelope(sample(), priv);
+    const tampered: Envelope = { ...env, readings: [{ ...env.readings[0]!, importWh: 1234568 }] };
+    expect(verifySignature(signedBytes(tampered), tampered.sig, pub)).toBe(false);
+  });
+
+  it('rejects a signature from another key', () => {
+    const other = loadPublicKey(generateGatewayKeyPair().publicKeyPem);
+    const env = signEnvelope(sample(), priv);
+    expect(verifySignature(signedBytes(env), env.sig, other)).toBe(false);
+  });
+
+  it('canonical bytes do not depend on key order', () => {
+    const a = sample();
+    const r = a.readings[0]!;
+    const reordered = JSON.parse(
+      `{"readings":[{"voltageMilliV":${r.voltageMilliV},"prev":"${r.prev}","powerW":${r.powerW},"exportWh":${r.exportWh},` +
+        `"importWh":${r.importWh},"ts":"${r.ts}","seq":${r.seq},"meter":"${r.meter}"}],"gateway":"gw-test","v":1}`,
+    );
+    expect(signedBytes(reordered).equals(signedBytes(a))).toBe(true);
+    expect(envelopeIdOf(signedBytes(reordered))).toBe(envelopeIdOf(signedBytes(a)));
+    // RFC 8785: keys sorted by UTF-16 code units, no whitespace.
+    expect(canonicalJson(a)).toMatch(/^\{"gateway":"gw-test","readings":\[\{"exportWh":89,"importWh":1234567,"meter":"m-1",/);
+    const signed = signEnvelope(reordered, priv);
+    expect(verifySignature(signedBytes(a), signed.sig, pub)).toBe(true);
+  });
+
+  it('chains readings by the hash of the previous one', () => {
+    const r1 = sample().readings[0]!;
+    const r2 = { ...r1, seq: 2, importWh: r1.importWh + 5, prev: readingHash(r1) };
+    expect(r2.prev).toMatch(/^[0-9a-f]{64}$/);
+    expect(readingHash({ ...r1 })).toBe(r2.prev);
+    expect(readingHash({ ...r1, powerW: 1 })).not.toBe(r2.prev);
+  });
+});
+
+describe('envelope schema', () => {
+  const good = () => JSON.parse(JSON.stringify(signEnvelope(sample(), priv)));
+  const cases: Array<[string, (e: any) => void, RegExp]> = [
+    ['string energy', (e) => (e.readings[0].importWh = '12'), /importWh/],
+    ['fractional energy', (e) => (e.readings[0].importWh = 1.5), /importWh/],
+    ['negative energy', (e) => (e.readings[0].exportWh = -1), /exportWh/],
+    ['unknown field', (e) => (e.extra = 1), /\//],
+    ['no readings', (e) => (e.readings = []), /readings/],
+    ['bad timestamp', (e) => (e.readings[0].ts = '2026-02-30T00:00:00.000Z'), /ts/],
+    ['local timestamp', (e) => (e.readings[0].ts = '2026-11-25T10:00:00+07:00'), /ts/],
+    ['bad meter id', (e) => (e.readings[0].meter = 'a/b'), /meter/],
+    ['seq zero', (e) => (e.readings[0].seq = 0), /seq/],
+    ['short sig', (e) => (e.sig = 'AAAA'), /sig/],
+    ['wrong version', (e) => (e.v = 2), /v/],
+  ];
+  for (const [name, mutate, where] of cases) {
+    it(`refuses ${name} naming the field`, () => {
+      const e = good();
+      mutate(e);
+      expect(() => asEnvelope(e)).toThrow(where);
+    });
+  }
+});
