@@ -1,0 +1,35 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { generateGatewayKeyPair, loadPrivateKey, publicKeyPemOf } from '../protocol/index.ts';
+
+export interface GatewayKey {
+  privateKey: KeyObject;
+  publicKeyPem: string;
+  created: boolean;
+}
+
+/**
+ * Loads the gateway's Ed25519 key, creating it on first run. The file is PKCS#8 PEM with
+ * mode 0600: whoever reads it can sign readings in this gateway's name.
+ */
+export function loadOrCreateKey(path: string): GatewayKey {
+  let created = false;
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const pair = generateGatewayKeyPair();
+    // 'wx' refuses to overwrite a key another process just created.
+    writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+    created = true;
+  }
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) chmodSync(path, 0o600);
+  const pem = readFileSync(path, 'utf8');
+  let privateKey: KeyObject;
+  try {
+    privateKey = loadPrivateKey(pem);
+  } catch (e) {
+    throw new Error(`${path} is not an Ed25519 private key (${(e as Error).message}); move it away to generate a new one`);
+  }
+  return { privateKey, publicKeyPem: publicKeyPemOf(pem), created };
+}

@@ -1,0 +1,99 @@
+import type { Logger } from 'pino';
+import { topics, type Ack, type RejectReason, type Rejection } from '../../protocol/index.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+import type { BatchCommitter } from './committer.ts';
+import type { EnvelopeVerifier } from './verify.ts';
+
+/** What the operator's status line and /metrics show about intake. */
+export interface IngestStats {
+  envelopesAccepted: number;
+  readingsVerified: number;
+  duplicates: number;
+  rejected: Partial<Record<RejectReason, number>>;
+}
+
+export interface Publisher {
+  publish(topic: string, payload: string): Promise<void>;
+}
+
+/**
+ * Handles one message on a gateway's readings topic: verify, commit, then ack or reject.
+ * Every refusal is recorded with its raw payload and reason; nothing reaches the ledger.
+ */
+export class ReadingsHandler {
+  readonly stats: IngestStats = { envelopesAccepted: 0, readingsVerified: 0, duplicates: 0, rejected: {} };
+
+  constructor(
+    private readonly deps: {
+      verifier: EnvelopeVerifier;
+      committer: BatchCommitter;
+      ledger: Ledger;
+      publisher: Publisher;
+      log: Logger;
+      now: () => number;
+    },
+  ) {}
+
+  async handle(topic: string, payload: Buffer): Promise<void> {
+    const { verifier, committer, publisher, log } = this.deps;
+    const started = this.deps.now();
+    const verdict = await verifier.verify(topic, payload);
+    if (!verdict.ok) {
+      await this.reject(topic, payload, verdict.gateway, verdict.envelopeId, verdict.reason, verdict.detail, started);
+      return;
+    }
+    const env = verdict.envelope;
+    const outcome = await committer.commit(env);
+    switch (outcome.status) {
+      case 'accepted': {
+        this.stats.envelopesAccepted++;
+        this.stats.readingsVerified += outcome.inserted;
+        const ack: Ack = { v: 1, id: env.id, status: 'accepted', readings: outcome.inserted };
+        await publisher.publish(topics.ack(env.gateway), JSON.stringify(ack));
+        log.debug({ gateway: env.gateway, envelope: env.id, readings: outcome.inserted }, 'envelope committed');
+        return;
+      }
+      case 'duplicate': {
+        // A resend after a lost ack: recorded, and acked so the gateway can drop it.
+        this.stats.duplicates++;
+        await this.record(topic, payload, env.gateway, env.id, 'duplicate', `envelope ${env.id} is already in the ledger`, started);
+        const ack: Ack = { v: 1, id: env.id, status: 'duplicate', readings: outcome.readings };
+        await publisher.publish(topics.ack(env.gateway), JSON.stringify(ack));
+        return;
+      }
+      case 'rejected':
+        await this.reject(topic, payload, env.gateway, env.id, outcome.reason, outcome.detail, started);
+        return;
+    }
+  }
+
+  private async record(
+    topic: string,
+    payload: Buffer,
+    gateway: string | null,
+    envelopeId: Rejection['id'],
+    reason: RejectReason,
+    detail: string,
+    receivedAtMs: number,
+  ): Promise<void> {
+    this.stats.rejected[reason] = (this.stats.rejected[reason] ?? 0) + 1;
+    await this.deps.ledger.recordRejection({ receivedAtMs, topic, gateway, envelopeId, reason, detail, payload });
+    this.deps.log.warn({ topic, gateway, envelope: envelopeId, reason, detail, bytes: payload.length }, 'envelope rejected');
+  }
+
+  private async reject(
+    topic: string,
+    payload: Buffer,
+    gateway: string | null,
+    envelopeId: Rejection['id'],
+    reason: RejectReason,
+    detail: string,
+    receivedAtMs: number,
+  ): Promise<void> {
+    await this.record(topic, payload, gateway, envelopeId, reason, detail, receivedAtMs);
+    if (gateway) {
+      const msg: Rejection = { v: 1, id: envelopeId, reason, detail };
+      await this.deps.publisher.publish(topics.reject(gateway), JSON.stringify(msg));
+    }
+  }
+}

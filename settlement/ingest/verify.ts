@@ -1,0 +1,94 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  EnvelopeFormatError,
+  asEnvelope,
+  envelopeIdOf,
+  parseGatewayTopic,
+  readingHash,
+  signedBytes,
+  verifySignature,
+  type EnvelopeId,
+  type RejectReason,
+} from '../../protocol/index.ts';
+import type { VerifiedEnvelope } from '../ledger/ledger.ts';
+
+/**
+ * Everything that can be decided about an envelope before touching the ledger: size, JSON,
+ * schema, topic, gateway registration, signature, timestamps. Chain and seq are decided at
+ * commit, inside the ledger transaction, because they depend on what is stored.
+ */
+export interface GatewayKey {
+  status: 'active' | 'revoked';
+  key: KeyObject;
+}
+
+export interface VerifierOptions {
+  gatewayKey: (gatewayId: string) => Promise<GatewayKey | undefined>;
+  now: () => number;
+  maxPayloadBytes: number;
+  maxClockSkewMs: number;
+}
+
+export type Verdict =
+  | { ok: true; envelope: VerifiedEnvelope }
+  | { ok: false; reason: RejectReason; detail: string; gateway: string | null; envelopeId: EnvelopeId | null };
+
+export class EnvelopeVerifier {
+  constructor(private readonly opts: VerifierOptions) {}
+
+  async verify(topic: string, payload: Buffer): Promise<Verdict> {
+    const topicGateway = parseGatewayTopic(topic)?.gateway ?? null;
+    const fail = (reason: RejectReason, detail: string, envelopeId: EnvelopeId | null = null): Verdict => ({
+      ok: false,
+      reason,
+      detail,
+      gateway: topicGateway,
+      envelopeId,
+    });
+
+    if (payload.length > this.opts.maxPayloadBytes) {
+      return fail('too_large', `payload of ${payload.length} bytes exceeds the limit of ${this.opts.maxPayloadBytes}`);
+    }
+    const raw = payload.toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch (e) {
+      return fail('invalid_json', (e as Error).message);
+    }
+    let env;
+    try {
+      env = asEnvelope(parsed);
+    } catch (e) {
+      if (e instanceof EnvelopeFormatError) return fail('schema', e.message);
+      throw e;
+    }
+    const bytes = signedBytes(env);
+    const id = envelopeIdOf(bytes);
+    if (env.gateway !== topicGateway) {
+      return fail('topic_mismatch', `envelope of gateway ${env.gateway} published on ${topic}`, id);
+    }
+    const gk = await this.opts.gatewayKey(env.gateway);
+    if (!gk) return fail('unknown_gateway', `gateway ${env.gateway} is not registered`, id);
+    if (gk.status === 'revoked') return fail('gateway_revoked', `gateway ${env.gateway} is revoked`, id);
+    if (!verifySignature(bytes, env.sig, gk.key)) {
+      return fail('bad_signature', `signature does not verify with the registered key of ${env.gateway}`, id);
+    }
+    const limit = this.opts.now() + this.opts.maxClockSkewMs;
+    for (const r of env.readings) {
+      if (Date.parse(r.ts) > limit) {
+        return fail('future_timestamp', `meter ${r.meter} seq ${r.seq}: ${r.ts} is ahead of settlement time by more than ${this.opts.maxClockSkewMs / 1000} s`, id);
+      }
+    }
+    return {
+      ok: true,
+      envelope: {
+        id,
+        gateway: env.gateway,
+        raw,
+        readings: env.readings.map((r) => ({ ...r, hash: readingHash(r) })),
+        receivedAtMs: this.opts.now(),
+      },
+    };
+  }
+}

@@ -1,0 +1,90 @@
+import type { EnvelopeId, GatewayId, MeterId, Reading, RejectReason } from '../../protocol/index.ts';
+
+/**
+ * The settlement ledger: one interface, one implementation per engine. Every method is
+ * async so that engines with network round trips (PostgreSQL) fit the same contract.
+ */
+
+export type GatewayStatus = 'active' | 'revoked';
+
+export interface GatewayRecord {
+  id: GatewayId;
+  publicKeyPem: string;
+  status: GatewayStatus;
+  createdAtMs: number;
+}
+
+/** An envelope whose signature, schema and timestamps passed; the chain is checked at commit. */
+export interface VerifiedEnvelope {
+  id: EnvelopeId;
+  gateway: GatewayId;
+  /** The payload exactly as received: the audit source of truth. */
+  raw: string;
+  readings: Array<Reading & { hash: string }>;
+  receivedAtMs: number;
+}
+
+export type CommitOutcome =
+  | { status: 'accepted'; id: EnvelopeId; inserted: number; duplicates: number }
+  | { status: 'duplicate'; id: EnvelopeId; readings: number }
+  | { status: 'rejected'; id: EnvelopeId; reason: Extract<RejectReason, 'seq_regression' | 'broken_chain'>; detail: string };
+
+export interface RejectionRecord {
+  receivedAtMs: number;
+  topic: string;
+  gateway: string | null;
+  envelopeId: EnvelopeId | null;
+  reason: RejectReason;
+  detail: string;
+  payload: Buffer;
+}
+
+export interface StoredReading extends Reading {
+  hash: string;
+  envelopeId: EnvelopeId;
+  gateway: GatewayId;
+  receivedAtMs: number;
+}
+
+export interface StoredEnvelope {
+  id: EnvelopeId;
+  gateway: GatewayId;
+  raw: string;
+  receivedAtMs: number;
+  readingCount: number;
+}
+
+export interface StoredRejection extends Omit<RejectionRecord, 'payload'> {
+  id: number;
+  payloadBytes: number;
+  payloadSha256: string;
+}
+
+export interface LedgerCounts {
+  envelopes: number;
+  readings: number;
+  rejections: number;
+}
+
+export interface Ledger {
+  readonly engine: 'sqlite' | 'postgres';
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  putGateway(rec: GatewayRecord): Promise<void>;
+  getGateway(id: string): Promise<GatewayRecord | undefined>;
+
+  /**
+   * Commits envelopes in order inside one transaction. Each envelope is all-or-nothing:
+   * a reading that breaks the chain or reuses a seq rejects its whole envelope and leaves
+   * the others untouched. Idempotent on (meter, seq).
+   */
+  commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]>;
+  recordRejection(r: RejectionRecord): Promise<void>;
+
+  counts(): Promise<LedgerCounts>;
+  meters(): Promise<Array<{ meter: MeterId; readings: number; lastSeq: number }>>;
+  readings(meter: string): Promise<StoredReading[]>;
+  envelopesWithMeter(meter: string): Promise<StoredEnvelope[]>;
+  rejections(limit?: number): Promise<StoredRejection[]>;
+}

@@ -1,0 +1,111 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { loadPublicKey, topics } from '../protocol/index.ts';
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
+import type { SettlementConfig } from './config.ts';
+import { BatchCommitter } from './ingest/committer.ts';
+import { ReadingsHandler, type IngestStats } from './ingest/readings-handler.ts';
+import { EnvelopeVerifier, type GatewayKey } from './ingest/verify.ts';
+import type { Ledger } from './ledger/ledger.ts';
+import { SqliteLedger } from './ledger/sqlite.ts';
+import { createLogger } from './logger.ts';
+
+/** A running settlement: the composition root's handle for the CLI, the demo and tests. */
+export interface Settlement {
+  brokerUrl: string;
+  ledger: Ledger;
+  stats: IngestStats;
+  /** Resolves when every message received so far is committed and answered. */
+  idle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface SettlementDeps {
+  now?: () => number;
+  log?: Logger;
+}
+
+/** How long a gateway's key and status are cached; bounds how late a revocation bites. */
+const KEY_CACHE_MS = 2_000;
+
+export async function startSettlement(cfg: SettlementConfig, deps: SettlementDeps = {}): Promise<Settlement> {
+  const now = deps.now ?? Date.now;
+  const log = deps.log ?? createLogger('settlement', cfg.logLevel);
+
+  const ledger: Ledger = new SqliteLedger(cfg.ledger.sqlitePath);
+  await ledger.migrate();
+
+  let broker: EmbeddedBroker | undefined;
+  let brokerUrl: string;
+  if (cfg.mqtt.mode === 'embedded') {
+    broker = await startEmbeddedBroker(cfg.mqtt.listenHost, cfg.mqtt.listenPort);
+    brokerUrl = broker.url;
+    log.info({ url: brokerUrl }, 'embedded MQTT broker listening');
+  } else {
+    brokerUrl = cfg.mqtt.url;
+  }
+
+  const keyCache = new Map<string, { at: number; value: GatewayKey | undefined }>();
+  const gatewayKey = async (id: string): Promise<GatewayKey | undefined> => {
+    const hit = keyCache.get(id);
+    if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit.value;
+    const rec = await ledger.getGateway(id);
+    const value = rec ? { status: rec.status, key: loadPublicKey(rec.publicKeyPem) } : undefined;
+    keyCache.set(id, { at: Date.now(), value });
+    return value;
+  };
+
+  const verifier = new EnvelopeVerifier({
+    gatewayKey,
+    now,
+    maxPayloadBytes: cfg.ingest.maxPayloadBytes,
+    maxClockSkewMs: cfg.ingest.maxClockSkewMs,
+  });
+  const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax);
+
+  const client: MqttClient = await mqtt.connectAsync(brokerUrl, {
+    clientId: cfg.mqtt.clientId,
+    clean: true,
+    reconnectPeriod: 1000,
+    ...(cfg.mqtt.mode === 'external' && cfg.mqtt.username ? { username: cfg.mqtt.username, password: cfg.mqtt.password } : {}),
+  });
+  const publisher = {
+    publish: async (topic: string, payload: string) => {
+      await client.publishAsync(topic, payload, { qos: 1 });
+    },
+  };
+  const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now });
+
+  const inflight = new Set<Promise<void>>();
+  client.on('message', (topic, payload) => {
+    const p = handler.handle(topic, payload).catch((e: unknown) => {
+      // A ledger or broker failure, not bad input: the gateway will resend after its ack timeout.
+      log.error({ err: e, topic }, 'ingest failed; envelope left for the gateway to resend');
+    });
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+  });
+  client.on('error', (e) => log.error({ err: e }, 'mqtt error'));
+  await client.subscribeAsync(topics.allReadings, { qos: 1 });
+  log.info({ broker: brokerUrl, ledger: cfg.ledger.sqlitePath }, 'settlement ingest running');
+
+  const idle = async () => {
+    while (inflight.size > 0) await Promise.all([...inflight]);
+    await committer.flush();
+  };
+
+  return {
+    brokerUrl,
+    ledger,
+    stats: handler.stats,
+    idle,
+    async stop() {
+      await client.unsubscribeAsync(topics.allReadings).catch(() => undefined);
+      await idle();
+      await client.endAsync();
+      await broker?.close();
+      await ledger.close();
+      log.info('settlement stopped');
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { getDefinition } from '../../devices/catalog.ts';
+import { MeterSimulator } from '../../devices/simulator.ts';
+import type { ProfileName } from '../../devices/profiles.ts';
+import { gatewayDefaults, type GatewayConfig } from '../../gateway/config.ts';
+import { loadOrCreateKey } from '../../gateway/keys.ts';
+import { startGateway, type Gateway } from '../../gateway/main.ts';
+import { gatewayId, meterId } from '../../protocol/index.ts';
+import { defaultSettlementConfig, type SettlementConfig } from '../../settlement/config.ts';
+import { startSettlement, type Settlement } from '../../settlement/main.ts';
+
+/** Quiet loggers for tests; GTX_TEST_LOG=debug shows them. */
+export const testLog = (name: string) => pino({ name, level: process.env.GTX_TEST_LOG ?? 'silent' });
+
+export function settlementConfig(dir: string, port = 0): SettlementConfig {
+  const cfg = defaultSettlementConfig(join(dir, 'settlement'));
+  cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: port, clientId: 'gtx-settlement-test' };
+  return cfg;
+}
+
+export async function startTestSettlement(dir: string, port = 0): Promise<Settlement> {
+  return startSettlement(settlementConfig(dir, port), { log: testLog('settlement') });
+}
+
+export async function startSimulator(model: string, profile: ProfileName, seed = 1): Promise<{ sim: MeterSimulator; port: number }> {
+  const sim = new MeterSimulator({ definition: getDefinition(model), profile, seed });
+  const { port } = await sim.start({ port: 0 });
+  return { sim, port };
+}
+
+/** A gateway config for meters on local simulators, with fast polling for tests. */
+export function gatewayConfig(
+  dir: string,
+  id: string,
+  brokerUrl: string,
+  meters: Array<{ id: string; model: string; port: number }>,
+): GatewayConfig {
+  const cfg = gatewayDefaults(id, join(dir, `gw-${id}`));
+  cfg.pollIntervalMs = 100;
+  cfg.batchMaxReadings = 4;
+  cfg.batchMaxAgeMs = 300;
+  cfg.mqtt = { url: brokerUrl, ackTimeoutMs: 2_000, maxInFlight: 8 };
+  cfg.meters = meters.map((m) => ({
+    id: meterId(m.id),
+    definition: getDefinition(m.model),
+    host: '127.0.0.1',
+    port: m.port,
+    unitId: 1,
+    timeoutMs: 1_000,
+  }));
+  return cfg;
+}
+
+/** Creates the gateway's key, registers it with the settlement ledger, then starts the gateway. */
+export async function startRegisteredGateway(settlement: Settlement, cfg: GatewayConfig): Promise<Gateway> {
+  const key = loadOrCreateKey(cfg.keyFile);
+  await settlement.ledger.putGateway({ id: gatewayId(cfg.id), publicKeyPem: key.publicKeyPem, status: 'active', createdAtMs: Date.now() });
+  return startGateway(cfg, { log: testLog('gateway') });
+}
