@@ -1,0 +1,60 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  GENESIS_PREV,
+  gatewayId,
+  generateGatewayKeyPair,
+  loadPrivateKey,
+  meterId,
+  readingHash,
+  signEnvelope,
+  type Envelope,
+  type Reading,
+} from '../../protocol/index.ts';
+
+/** Builds correctly chained, signed envelopes for a test gateway, one meter at a time. */
+export class EnvelopeFactory {
+  readonly publicKeyPem: string;
+  private readonly key: KeyObject;
+  private readonly heads = new Map<string, { seq: number; hash: string; importWh: number }>();
+
+  constructor(readonly gateway: string) {
+    const pair = generateGatewayKeyPair();
+    this.publicKeyPem = pair.publicKeyPem;
+    this.key = loadPrivateKey(pair.privateKeyPem);
+  }
+
+  /** The next reading of `meter` (not yet committed to the chain until `advance`). */
+  nextReading(meter: string, overrides: Partial<Reading> = {}, tsMs = Date.now()): Reading {
+    const head = this.heads.get(meter);
+    return {
+      meter: meterId(meter),
+      seq: (head?.seq ?? 0) + 1,
+      ts: new Date(tsMs).toISOString(),
+      importWh: (head?.importWh ?? 1000) + 10,
+      exportWh: 0,
+      powerW: 600,
+      prev: head?.hash ?? GENESIS_PREV,
+      ...overrides,
+    };
+  }
+
+  /** Records `r` as the head of its meter's chain. */
+  advance(r: Reading): void {
+    this.heads.set(r.meter, { seq: r.seq, hash: readingHash(r), importWh: r.importWh });
+  }
+
+  sign(readings: Reading[], gateway = this.gateway): Envelope {
+    return signEnvelope({ v: 1, gateway: gatewayId(gateway), readings }, this.key);
+  }
+
+  /** A valid envelope with the next `n` readings of `meter`, advancing the chain. */
+  next(meter: string, n = 1): Envelope {
+    const rs: Reading[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = this.nextReading(meter);
+      this.advance(r);
+      rs.push(r);
+    }
+    return this.sign(rs);
+  }
+}
