@@ -1,0 +1,126 @@
+import { rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { getDefinition } from '../../devices/catalog.ts';
+import { createSimClock } from '../../devices/clock.ts';
+import type { ProfileName } from '../../devices/profiles.ts';
+import { MeterSimulator } from '../../devices/simulator.ts';
+import { gatewayDefaults } from '../../gateway/config.ts';
+import { loadOrCreateKey } from '../../gateway/keys.ts';
+import { startGateway, type Gateway } from '../../gateway/main.ts';
+import { gatewayId, meterId } from '../../protocol/index.ts';
+import { defaultSettlementConfig } from '../../settlement/config.ts';
+import { startSettlement, type Settlement } from '../../settlement/main.ts';
+import { parseFlags, positiveNumber, UsageError } from '../args.ts';
+
+const USAGE = `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--fresh] [--duration S]
+
+  --data DIR       where the ledger and the gateways' keys and outboxes live (default ./data)
+  --homes N        simulated homes, one meter and one gateway each (default 4; every other home has rooftop PV)
+  --speed N        simulated seconds per real second (default 1); the whole demo shares this clock
+  --mqtt-port N    embedded broker port (default 1883; a free port is taken if it is busy)
+  --fresh          delete DIR first
+  --duration S     stop by itself after S seconds (default: run until Ctrl-C)`;
+
+const HOMES: Array<{ model: string; profile: ProfileName }> = [
+  { model: 'sdm120', profile: 'household' },
+  { model: 'sdm120', profile: 'prosumer' },
+  { model: 'sdm630', profile: 'household' },
+  { model: 'sdm630', profile: 'prosumer' },
+];
+
+export async function run(argv: string[]): Promise<void> {
+  const f = parseFlags(
+    argv,
+    {
+      data: { type: 'string' },
+      homes: { type: 'string' },
+      speed: { type: 'string' },
+      'mqtt-port': { type: 'string' },
+      fresh: { type: 'boolean' },
+      duration: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (f.help) {
+    console.log(USAGE);
+    return;
+  }
+  const dataDir = resolve(f.data ?? './data');
+  const homes = positiveNumber(f.homes, '--homes', USAGE, 4);
+  if (!Number.isInteger(homes) || homes > 64) throw new UsageError('--homes must be a whole number from 1 to 64', USAGE);
+  const speed = positiveNumber(f.speed, '--speed', USAGE, 1);
+  const mqttPort = f['mqtt-port'] === undefined ? 1883 : Number(f['mqtt-port']);
+  if (!Number.isInteger(mqttPort) || mqttPort < 0 || mqttPort > 65535) throw new UsageError('--mqtt-port must be 0-65535', USAGE);
+  const duration = f.duration === undefined ? undefined : positiveNumber(f.duration, '--duration', USAGE, 0);
+  if (f.fresh) rmSync(dataDir, { recursive: true, force: true });
+
+  const clock = createSimClock({ speed });
+  const now = () => Math.floor(clock.now());
+  const logLevel = process.env.GTX_LOG_LEVEL ?? 'warn';
+
+  const cfg = defaultSettlementConfig(dataDir);
+  cfg.logLevel = logLevel;
+  let settlement: Settlement;
+  const settlementLog = pino({ name: 'settlement', level: logLevel }, pino.destination(2));
+  try {
+    cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: mqttPort, clientId: 'gtx-settlement' };
+    settlement = await startSettlement(cfg, { now, log: settlementLog });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    console.log(`port ${mqttPort} is busy (another broker?); the embedded broker takes a free port instead`);
+    cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 0, clientId: 'gtx-settlement' };
+    settlement = await startSettlement(cfg, { now, log: settlementLog });
+  }
+
+  const sims: MeterSimulator[] = [];
+  const gateways: Gateway[] = [];
+  const gwLog = pino({ name: 'gateway', level: logLevel }, pino.destination(2));
+  for (let i = 1; i <= homes; i++) {
+    const home = HOMES[(i - 1) % HOMES.length]!;
+    const sim = new MeterSimulator({ definition: getDefinition(home.model), profile: home.profile, seed: i, clock: now });
+    const { port } = await sim.start({ port: 0 });
+    sims.push(sim);
+    const id = `gw-home-${i}`;
+    const gcfg = gatewayDefaults(id, join(dataDir, 'gateways', id));
+    gcfg.pollIntervalMs = 2_000;
+    gcfg.batchMaxReadings = 4;
+    gcfg.batchMaxAgeMs = 4_000;
+    gcfg.mqtt = { url: settlement.brokerUrl, ackTimeoutMs: 10_000, maxInFlight: 16 };
+    gcfg.meters = [{ id: meterId(`home-${i}-main`), definition: getDefinition(home.model), host: '127.0.0.1', port, unitId: 1, timeoutMs: 2_000 }];
+    // The demo registers its own gateways; a real installation enrolls them.
+    const key = loadOrCreateKey(gcfg.keyFile);
+    const existing = await settlement.ledger.getGateway(id);
+    await settlement.ledger.putGateway({ id: gatewayId(id), publicKeyPem: key.publicKeyPem, status: 'active', createdAtMs: existing?.createdAtMs ?? Date.now() });
+    gateways.push(await startGateway(gcfg, { now, log: gwLog }));
+    console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);
+  }
+  console.log(`MQTT broker   ${settlement.brokerUrl}   (try: mosquitto_sub -h 127.0.0.1 -p ${new URL(settlement.brokerUrl).port} -t 'gtx/v1/#' -v)`);
+  console.log(`ledger        ${cfg.ledger.sqlitePath}`);
+  console.log(`audit         gtx audit meters; gtx audit export --meter home-1-main --out ./audit-home-1`);
+  console.log(`clock         ${speed}x real time${speed === 1 ? '' : ' (simulated)'}; Ctrl-C stops`);
+
+  const status = setInterval(() => {
+    const st = settlement.stats;
+    const rejected = Object.values(st.rejected).reduce((a, b) => a + (b ?? 0), 0);
+    const outbox = gateways.reduce((a, g) => a + g.outboxDepth(), 0);
+    const polls = gateways.reduce((a, g) => a + g.stats().polls, 0);
+    const t = new Date(now()).toISOString().slice(11, 19);
+    console.log(`[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls}`);
+  }, 3_000);
+
+  await new Promise<void>((resolveStop) => {
+    process.once('SIGINT', resolveStop);
+    process.once('SIGTERM', resolveStop);
+    if (duration) setTimeout(resolveStop, duration * 1000).unref();
+  });
+  clearInterval(status);
+  console.log('stopping…');
+  for (const g of gateways) await g.stop();
+  await settlement.idle();
+  for (const s of sims) await s.stop();
+  const counts = await settlement.ledger.counts();
+  await settlement.stop();
+  console.log(`stopped: ledger holds ${counts.readings} readings in ${counts.envelopes} envelopes; ${counts.rejections} rejections recorded`);
+}

@@ -1,0 +1,80 @@
+import modbusSerial from 'modbus-serial';
+import { describe, expect, it } from 'vitest';
+import { getDefinition } from '../../devices/catalog.ts';
+import { decodeRegisters } from '../../devices/decoder.ts';
+import { simulateCommand, type SimulateIo } from '../../devices/simulate-cli.ts';
+
+function capture(extra: Partial<SimulateIo> = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: SimulateIo = { stdout: (l) => out.push(l), stderr: (l) => err.push(l), handleSignals: false, ...extra };
+  return { io, out, err };
+}
+
+describe('gtx simulate', () => {
+  it('--list prints the catalog models', async () => {
+    const { io, out } = capture();
+    expect(await simulateCommand(['--list'], io)).toBe(0);
+    expect(out.join('\n')).toMatch(/^eastron-sdm120 \(sdm120\) .*\neastron-sdm630 \(sdm630\) /);
+  });
+
+  it.each([
+    [['--model', 'sdm120'], /--profile is required/],
+    [['--profile', 'pv'], /--model is required/],
+    [['--model', 'sdm999', '--profile', 'pv'], /unknown device model "sdm999"; known models: eastron-sdm120 \(sdm120\)/],
+    [['--model', 'sdm120', '--profile', 'solar'], /unknown profile "solar"; use one of household, pv, prosumer/],
+    [['--model', 'sdm120', '--profile', 'pv', '--port', '70000'], /--port must be an integer 0\.\.65535, got "70000"/],
+    [['--model', 'sdm120', '--profile', 'pv', '--speed=-2'], /--speed must be a positive number, got "-2"/],
+    [['--model', 'sdm120', '--profile', 'pv', '--speed', '0'], /--speed must be a positive number, got "0"/],
+    [['--model', 'sdm120', '--profile', 'pv', '--rated-w', '1kW'], /--rated-w must be a positive number of watts/],
+    [['--model', 'sdm120', '--profile', 'pv', '--port'], /Option '--port <value>' argument missing/],
+    [['--model', 'sdm120', '--profile', 'pv', '--unit', 'x'], /--unit must be an integer/],
+    [['--model', 'sdm120', '--profile', 'pv', '--time-zone', 'Moon/Base'], /unknown time zone "Moon\/Base"/],
+    [['--modle', 'sdm120'], /Unknown option '--modle'/],
+    [['stray'], /Unexpected argument 'stray'/],
+  ])('refuses %j with exit code 2 and the usage', async (argv, message) => {
+    const { io, out, err } = capture();
+    expect(await simulateCommand(argv, io)).toBe(2);
+    expect(out).toEqual([]);
+    expect(err[0]).toMatch(/^gtx simulate: /);
+    expect(err[0]).toMatch(message);
+    expect(err[0]).not.toMatch(/\n\s+at /); // no stack trace
+    expect(err[1]).toMatch(/^usage: gtx simulate --model/);
+  });
+
+  it('serves the meter until aborted, printing where and a status line', async () => {
+    const abort = new AbortController();
+    const { io, out } = capture({ signal: abort.signal, statusEveryMs: 50 });
+    const done = simulateCommand(['--model', 'sdm630', '--profile', 'household', '--port', '0', '--unit', '4', '--speed', '60', '--seed', '9'], io);
+    while (out.length < 3) await new Promise((r) => setTimeout(r, 20));
+    const match = /^simulating eastron-sdm630 \(household\) on modbus-tcp:\/\/127\.0\.0\.1:(\d+) unit 4$/.exec(out[0] ?? '');
+    expect(match).not.toBeNull();
+    expect(out[1]).toMatch(/power \d+ W {2}import \d+\.\d{3} kWh {2}export 0\.000 kWh$/);
+
+    const client = new modbusSerial.default();
+    await client.connectTCP('127.0.0.1', { port: Number(match?.[1]) });
+    client.setID(4);
+    client.setTimeout(2000);
+    const reading = await decodeRegisters(getDefinition('sdm630'), async (_fc, a, n) => (await client.readInputRegisters(a, n)).data);
+    expect(reading.powerW).toBeGreaterThan(0);
+    await new Promise<void>((r) => client.close(() => r()));
+
+    abort.abort();
+    expect(await done).toBe(0);
+    expect(out.at(-1)).toBe('simulator stopped');
+  });
+
+  it('exits 1 with a clear message when the port is taken', async () => {
+    const abort = new AbortController();
+    const first = capture({ signal: abort.signal });
+    const running = simulateCommand(['--model', 'sdm120', '--profile', 'pv', '--port', '0'], first.io);
+    while (first.out.length < 1) await new Promise((r) => setTimeout(r, 20));
+    const port = /:(\d+) unit/.exec(first.out[0] ?? '')?.[1] ?? '';
+
+    const second = capture();
+    expect(await simulateCommand(['--model', 'sdm120', '--profile', 'pv', '--port', port], second.io)).toBe(1);
+    expect(second.err[0]).toMatch(new RegExp(`^gtx simulate: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    abort.abort();
+    expect(await running).toBe(0);
+  });
+});
