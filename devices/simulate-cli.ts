@@ -1,0 +1,201 @@
+// `gtx simulate`: runs one simulated meter on Modbus TCP until SIGINT/SIGTERM.
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { getDefinition, listDefinitions, UnknownDeviceError } from './catalog.ts';
+import { createSimClock } from './clock.ts';
+import { DEFAULT_TIME_ZONE, isProfileName, localHour, PROFILE_NAMES, type ProfileName } from './profiles.ts';
+import { MeterSimulator } from './simulator.ts';
+import type { DeviceDefinition } from './definition.ts';
+
+export const SIMULATE_USAGE = `usage: gtx simulate --model <sdm120|sdm630|id> --profile <${PROFILE_NAMES.join('|')}> [options]
+       gtx simulate --list
+
+Serves a simulated energy meter over Modbus TCP.
+
+options:
+  --model <id>       meter model from the catalog (see --list)
+  --profile <name>   household (load), pv (generation, negative W) or prosumer (net)
+  --host <addr>      address to listen on (default 127.0.0.1)
+  --port <n>         TCP port, 0 = any free port (default 5020)
+  --unit <n>         Modbus unit id to answer (default 1)
+  --speed <x>        simulated seconds per real second (default 1)
+  --seed <n>         noise seed; same seed, same curve (default 1)
+  --rated-w <W>      household peak load / PV peak generation in W
+  --time-zone <tz>   IANA zone of the daily profile (default ${DEFAULT_TIME_ZONE})
+  --list             print the catalog's meter models and exit
+  -h, --help         show this help`;
+
+/** Where the command writes and what stops it; the defaults are the process's own. */
+export interface SimulateIo {
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+  /** Aborting stops the simulator, like SIGINT does. */
+  signal?: AbortSignal;
+  /** Listen for SIGINT/SIGTERM (default true). */
+  handleSignals?: boolean;
+  /** Status line period in real ms (default 5000). */
+  statusEveryMs?: number;
+}
+
+class UsageError extends Error {}
+
+interface SimulateArgs {
+  definition: DeviceDefinition;
+  profile: ProfileName;
+  host: string;
+  port: number;
+  unitId: number;
+  speed: number;
+  seed: number;
+  ratedW: number | undefined;
+  timeZone: string;
+}
+
+function parseNumber(flag: string, text: string | undefined, check: (n: number) => boolean, expected: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || !check(n)) {
+    throw new UsageError(`--${flag} must be ${expected}, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
+function parse(argv: string[]): SimulateArgs | 'help' | 'list' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        model: { type: 'string' },
+        profile: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        unit: { type: 'string' },
+        speed: { type: 'string' },
+        seed: { type: 'string' },
+        'rated-w': { type: 'string' },
+        'time-zone': { type: 'string' },
+        list: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    // parseArgs messages are already specific ("Unknown option '--x'"); keep them on one line.
+    throw new UsageError(err instanceof Error ? err.message.replace(/\s*\n\s*/g, ' ') : String(err));
+  }
+  if (values.help) return 'help';
+  if (values.list) return 'list';
+
+  if (values.model === undefined) throw new UsageError('--model is required');
+  if (values.profile === undefined) throw new UsageError('--profile is required');
+  let definition: DeviceDefinition;
+  try {
+    definition = getDefinition(values.model);
+  } catch (err) {
+    if (err instanceof UnknownDeviceError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (!isProfileName(values.profile)) {
+    throw new UsageError(`unknown profile ${JSON.stringify(values.profile)}; use one of ${PROFILE_NAMES.join(', ')}`);
+  }
+  const timeZone = values['time-zone'] ?? DEFAULT_TIME_ZONE;
+  try {
+    localHour(0, timeZone);
+  } catch {
+    throw new UsageError(`unknown time zone ${JSON.stringify(timeZone)}; use an IANA name such as Asia/Bangkok`);
+  }
+  const integer = (lo: number, hi: number) => (n: number) => Number.isInteger(n) && n >= lo && n <= hi;
+  return {
+    definition,
+    profile: values.profile,
+    host: values.host ?? '127.0.0.1',
+    port: parseNumber('port', values.port, integer(0, 65535), 'an integer 0..65535') ?? 5020,
+    unitId: parseNumber('unit', values.unit, integer(0, 255), 'an integer 0..255') ?? 1,
+    speed: parseNumber('speed', values.speed, (n) => n > 0, 'a positive number') ?? 1,
+    seed: parseNumber('seed', values.seed, integer(-(2 ** 31), 2 ** 32 - 1), 'an integer') ?? 1,
+    ratedW: parseNumber('rated-w', values['rated-w'], (n) => n > 0, 'a positive number of watts'),
+    timeZone,
+  };
+}
+
+function statusLine(sim: MeterSimulator): string {
+  const s = sim.snapshot();
+  return `${new Date(s.atMs).toISOString()} power ${s.powerW.toFixed(0)} W  import ${s.importKWh.toFixed(3)} kWh  export ${s.exportKWh.toFixed(3)} kWh`;
+}
+
+/** Runs the command and resolves with its exit code (0 ok, 1 runtime failure, 2 bad usage). */
+export async function simulateCommand(argv: string[], io: SimulateIo): Promise<number> {
+  let args: SimulateArgs | 'help' | 'list';
+  try {
+    args = parse(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr(`gtx simulate: ${err.message}`);
+    io.stderr(SIMULATE_USAGE);
+    return 2;
+  }
+  if (args === 'help') {
+    io.stdout(SIMULATE_USAGE);
+    return 0;
+  }
+  if (args === 'list') {
+    for (const def of listDefinitions()) {
+      const aliases = def.aliases?.length ? ` (${def.aliases.join(', ')})` : '';
+      io.stdout(`${def.id}${aliases}  ${def.vendor} ${def.model}, ${def.phases}-phase`);
+    }
+    return 0;
+  }
+
+  const sim = new MeterSimulator({
+    definition: args.definition,
+    profile: args.profile,
+    seed: args.seed,
+    ratedW: args.ratedW,
+    timeZone: args.timeZone,
+    clock: createSimClock({ speed: args.speed }).now,
+  });
+  let address;
+  try {
+    address = await sim.start({ host: args.host, port: args.port, unitId: args.unitId });
+  } catch (err) {
+    io.stderr(`gtx simulate: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+  io.stdout(`simulating ${args.definition.id} (${args.profile}) on modbus-tcp://${address.host}:${address.port} unit ${args.unitId}`);
+  io.stdout(statusLine(sim));
+
+  await new Promise<void>((resolve) => {
+    const status = setInterval(() => io.stdout(statusLine(sim)), io.statusEveryMs ?? 5000);
+    const done = () => {
+      clearInterval(status);
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      io.signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    if (io.handleSignals ?? true) {
+      process.once('SIGINT', done);
+      process.once('SIGTERM', done);
+    }
+    if (io.signal?.aborted) done();
+    else io.signal?.addEventListener('abort', done, { once: true });
+  });
+  await sim.stop();
+  io.stdout('simulator stopped');
+  return 0;
+}
+
+/** Entry for `gtx simulate …`: sets process.exitCode, never throws for bad input. */
+export async function runSimulate(argv: string[]): Promise<void> {
+  process.exitCode = await simulateCommand(argv, {
+    stdout: (line) => process.stdout.write(`${line}\n`),
+    stderr: (line) => process.stderr.write(`${line}\n`),
+  });
+}
+
+// Runnable on its own too: `npx tsx devices/simulate-cli.ts --model sdm120 --profile pv`.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runSimulate(process.argv.slice(2));
+}
