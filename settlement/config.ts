@@ -5,11 +5,14 @@ import { parse as parseToml } from 'smol-toml';
 /** Settlement configuration: `config/settlement.toml`, every key optional. See README. */
 export interface SettlementConfig {
   dataDir: string;
-  ledger: { sqlitePath: string };
+  /** `databaseUrl` (PostgreSQL) wins over `sqlitePath` when set. */
+  ledger: { sqlitePath: string; databaseUrl?: string };
   mqtt:
     | { mode: 'embedded'; listenHost: string; listenPort: number; clientId: string }
     | { mode: 'external'; url: string; clientId: string; username?: string; password?: string };
   ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number };
+  /** REST API, web pages and /metrics; null turns the HTTP server off. */
+  http: { host: string; port: number } | null;
   logLevel: string;
 }
 
@@ -20,9 +23,10 @@ export class ConfigError extends Error {
 export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
   return {
     dataDir,
-    ledger: { sqlitePath: resolve(dataDir, 'ledger.sqlite') },
+    ledger: { sqlitePath: resolve(dataDir, 'ledger.sqlite'), databaseUrl: process.env.DATABASE_URL || undefined },
     mqtt: { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, clientId: 'gtx-settlement' },
     ingest: { maxPayloadBytes: 256 * 1024, maxClockSkewMs: 300_000, commitBatchMax: 512 },
+    http: { host: '127.0.0.1', port: 8080 },
     logLevel: 'info',
   };
 }
@@ -75,6 +79,8 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const l = table(doc, 'ledger', path);
   const sqlite = str(l, 'sqlite_path', `${path} [ledger]`);
   if (sqlite) cfg.ledger.sqlitePath = resolve(base, sqlite);
+  // The DATABASE_URL environment variable (already in the defaults) wins over the file.
+  cfg.ledger.databaseUrl ??= str(l, 'database_url', `${path} [ledger]`);
 
   const m = table(doc, 'mqtt', path);
   const w = `${path} [mqtt]`;
@@ -94,5 +100,13 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const skew = int(i, 'max_clock_skew_s', wi, 1);
   if (skew !== undefined) cfg.ingest.maxClockSkewMs = skew * 1000;
   cfg.ingest.commitBatchMax = int(i, 'commit_batch_max', wi, 1) ?? cfg.ingest.commitBatchMax;
+
+  const h = table(doc, 'http', path);
+  const wh = `${path} [http]`;
+  if (h.enabled === false) cfg.http = null;
+  else {
+    const listen = str(h, 'listen', wh);
+    if (listen) cfg.http = parseListen(listen, wh);
+  }
   return cfg;
 }

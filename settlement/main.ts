@@ -1,18 +1,24 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { loadPublicKey, topics } from '../protocol/index.ts';
+import { loadPublicKey, parseGatewayTopic, topics } from '../protocol/index.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
 import type { SettlementConfig } from './config.ts';
 import { BatchCommitter } from './ingest/committer.ts';
 import { ReadingsHandler, type IngestStats } from './ingest/readings-handler.ts';
 import { EnvelopeVerifier, type GatewayKey } from './ingest/verify.ts';
 import type { Ledger } from './ledger/ledger.ts';
-import { SqliteLedger } from './ledger/sqlite.ts';
+import { openLedger } from './ledger/open.ts';
 import { createLogger } from './logger.ts';
+import { createMetrics, type SettlementMetrics } from './metrics.ts';
+import { StatusHandler } from './ingest/status-handler.ts';
+import { buildApi, listenApi } from './api/server.ts';
 
 /** A running settlement: the composition root's handle for the CLI, the demo and tests. */
 export interface Settlement {
   brokerUrl: string;
+  /** Base URL of the REST API and /metrics, when the HTTP server is on. */
+  httpUrl?: string;
+  metrics: SettlementMetrics;
   ledger: Ledger;
   stats: IngestStats;
   /** Resolves when every message received so far is committed and answered. */
@@ -32,8 +38,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   const now = deps.now ?? Date.now;
   const log = deps.log ?? createLogger('settlement', cfg.logLevel);
 
-  const ledger: Ledger = new SqliteLedger(cfg.ledger.sqlitePath);
-  await ledger.migrate();
+  const ledger: Ledger = await openLedger(cfg.ledger);
 
   let broker: EmbeddedBroker | undefined;
   let brokerUrl: string;
@@ -61,7 +66,9 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     maxPayloadBytes: cfg.ingest.maxPayloadBytes,
     maxClockSkewMs: cfg.ingest.maxClockSkewMs,
   });
-  const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax);
+  const status = new StatusHandler(log);
+  const metrics = createMetrics({ defaultMetrics: true, sources: { connectedGateways: () => status.onlineCount() } });
+  const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax, (n) => metrics.dbBatchSize.observe(n));
 
   const client: MqttClient = await mqtt.connectAsync(brokerUrl, {
     clientId: cfg.mqtt.clientId,
@@ -74,10 +81,11 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       await client.publishAsync(topic, payload, { qos: 1 });
     },
   };
-  const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now });
+  const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now, metrics });
 
   const inflight = new Set<Promise<void>>();
   client.on('message', (topic, payload) => {
+    if (parseGatewayTopic(topic)?.kind === 'status') return status.handle(topic, payload);
     const p = handler.handle(topic, payload).catch((e: unknown) => {
       // A ledger or broker failure, not bad input: the gateway will resend after its ack timeout.
       log.error({ err: e, topic }, 'ingest failed; envelope left for the gateway to resend');
@@ -86,8 +94,15 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     void p.finally(() => inflight.delete(p));
   });
   client.on('error', (e) => log.error({ err: e }, 'mqtt error'));
-  await client.subscribeAsync(topics.allReadings, { qos: 1 });
-  log.info({ broker: brokerUrl, ledger: cfg.ledger.sqlitePath }, 'settlement ingest running');
+  await client.subscribeAsync([topics.allReadings, topics.allStatus], { qos: 1 });
+  log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
+
+  let httpUrl: string | undefined;
+  const api = cfg.http ? buildApi({ ledger, metrics, log }) : undefined;
+  if (api && cfg.http) {
+    httpUrl = await listenApi(api, cfg.http.host, cfg.http.port);
+    log.info({ url: httpUrl }, 'HTTP API listening');
+  }
 
   const idle = async () => {
     while (inflight.size > 0) await Promise.all([...inflight]);
@@ -96,11 +111,14 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
 
   return {
     brokerUrl,
+    httpUrl,
+    metrics,
     ledger,
     stats: handler.stats,
     idle,
     async stop() {
-      await client.unsubscribeAsync(topics.allReadings).catch(() => undefined);
+      await api?.close();
+      await client.unsubscribeAsync([topics.allReadings, topics.allStatus]).catch(() => undefined);
       await idle();
       await client.endAsync();
       await broker?.close();

@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { getDefinition } from '../../devices/catalog.ts';
@@ -13,12 +14,13 @@ import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { parseFlags, positiveNumber, UsageError } from '../args.ts';
 
-const USAGE = `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--fresh] [--duration S]
+const USAGE = `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--http-port N] [--fresh] [--duration S]
 
   --data DIR       where the ledger and the gateways' keys and outboxes live (default ./data)
   --homes N        simulated homes, one meter and one gateway each (default 4; every other home has rooftop PV)
   --speed N        simulated seconds per real second (default 1); the whole demo shares this clock
   --mqtt-port N    embedded broker port (default 1883; a free port is taken if it is busy)
+  --http-port N    REST API and /metrics port (default 8080; likewise)
   --fresh          delete DIR first
   --duration S     stop by itself after S seconds (default: run until Ctrl-C)`;
 
@@ -29,6 +31,15 @@ const HOMES: Array<{ model: string; profile: ProfileName }> = [
   { model: 'sdm630', profile: 'prosumer' },
 ];
 
+async function portIsFree(port: number): Promise<boolean> {
+  if (port === 0) return true;
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 export async function run(argv: string[]): Promise<void> {
   const f = parseFlags(
     argv,
@@ -37,6 +48,7 @@ export async function run(argv: string[]): Promise<void> {
       homes: { type: 'string' },
       speed: { type: 'string' },
       'mqtt-port': { type: 'string' },
+      'http-port': { type: 'string' },
       fresh: { type: 'boolean' },
       duration: { type: 'string' },
       help: { type: 'boolean' },
@@ -53,6 +65,8 @@ export async function run(argv: string[]): Promise<void> {
   const speed = positiveNumber(f.speed, '--speed', USAGE, 1);
   const mqttPort = f['mqtt-port'] === undefined ? 1883 : Number(f['mqtt-port']);
   if (!Number.isInteger(mqttPort) || mqttPort < 0 || mqttPort > 65535) throw new UsageError('--mqtt-port must be 0-65535', USAGE);
+  const httpPort = f['http-port'] === undefined ? 8080 : Number(f['http-port']);
+  if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new UsageError('--http-port must be 0-65535', USAGE);
   const duration = f.duration === undefined ? undefined : positiveNumber(f.duration, '--duration', USAGE, 0);
   if (f.fresh) rmSync(dataDir, { recursive: true, force: true });
 
@@ -62,17 +76,13 @@ export async function run(argv: string[]): Promise<void> {
 
   const cfg = defaultSettlementConfig(dataDir);
   cfg.logLevel = logLevel;
-  let settlement: Settlement;
   const settlementLog = pino({ name: 'settlement', level: logLevel }, pino.destination(2));
-  try {
-    cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: mqttPort, clientId: 'gtx-settlement' };
-    settlement = await startSettlement(cfg, { now, log: settlementLog });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-    console.log(`port ${mqttPort} is busy (another broker?); the embedded broker takes a free port instead`);
-    cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 0, clientId: 'gtx-settlement' };
-    settlement = await startSettlement(cfg, { now, log: settlementLog });
-  }
+  // The usual ports may be taken (the CI machine runs Mosquitto on 1883): then take free ones.
+  cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: (await portIsFree(mqttPort)) ? mqttPort : 0, clientId: 'gtx-settlement' };
+  if (cfg.mqtt.listenPort !== mqttPort) console.log(`port ${mqttPort} is busy (another broker?); the embedded broker takes a free port`);
+  cfg.http = { host: '127.0.0.1', port: (await portIsFree(httpPort)) ? httpPort : 0 };
+  if (cfg.http.port !== httpPort) console.log(`port ${httpPort} is busy; the HTTP server takes a free port`);
+  const settlement: Settlement = await startSettlement(cfg, { now, log: settlementLog });
 
   const sims: MeterSimulator[] = [];
   const gateways: Gateway[] = [];
@@ -97,6 +107,7 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);
   }
   console.log(`MQTT broker   ${settlement.brokerUrl}   (try: mosquitto_sub -h 127.0.0.1 -p ${new URL(settlement.brokerUrl).port} -t 'gtx/v1/#' -v)`);
+  if (settlement.httpUrl) console.log(`HTTP API      ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
   console.log(`ledger        ${cfg.ledger.sqlitePath}`);
   console.log(`audit         gtx audit meters; gtx audit export --meter home-1-main --out ./audit-home-1`);
   console.log(`clock         ${speed}x real time${speed === 1 ? '' : ' (simulated)'}; Ctrl-C stops`);

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { topics, type Ack, type RejectReason, type Rejection } from '../../protocol/index.ts';
+import { performance } from 'node:perf_hooks';
 import type { Ledger } from '../ledger/ledger.ts';
+import type { SettlementMetrics } from '../metrics.ts';
 import type { BatchCommitter } from './committer.ts';
 import type { EnvelopeVerifier } from './verify.ts';
 
@@ -31,10 +33,20 @@ export class ReadingsHandler {
       publisher: Publisher;
       log: Logger;
       now: () => number;
+      metrics?: SettlementMetrics;
     },
   ) {}
 
   async handle(topic: string, payload: Buffer): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.process(topic, payload);
+    } finally {
+      this.deps.metrics?.ingestLatency.observe((performance.now() - t0) / 1000);
+    }
+  }
+
+  private async process(topic: string, payload: Buffer): Promise<void> {
     const { verifier, committer, publisher, log } = this.deps;
     const started = this.deps.now();
     const verdict = await verifier.verify(topic, payload);
@@ -48,6 +60,7 @@ export class ReadingsHandler {
       case 'accepted': {
         this.stats.envelopesAccepted++;
         this.stats.readingsVerified += outcome.inserted;
+        this.deps.metrics?.readingsVerified.inc(outcome.inserted);
         const ack: Ack = { v: 1, id: env.id, status: 'accepted', readings: outcome.inserted };
         await publisher.publish(topics.ack(env.gateway), JSON.stringify(ack));
         log.debug({ gateway: env.gateway, envelope: env.id, readings: outcome.inserted }, 'envelope committed');
@@ -77,8 +90,11 @@ export class ReadingsHandler {
     receivedAtMs: number,
   ): Promise<void> {
     this.stats.rejected[reason] = (this.stats.rejected[reason] ?? 0) + 1;
+    this.deps.metrics?.envelopesRejected.inc({ reason });
     await this.deps.ledger.recordRejection({ receivedAtMs, topic, gateway, envelopeId, reason, detail, payload });
-    this.deps.log.warn({ topic, gateway, envelope: envelopeId, reason, detail, bytes: payload.length }, 'envelope rejected');
+    // A resend after a lost ack is routine; everything else is worth an operator's attention.
+    const level = reason === 'duplicate' ? 'info' : 'warn';
+    this.deps.log[level]({ topic, gateway, envelope: envelopeId, reason, detail, bytes: payload.length }, 'envelope rejected');
   }
 
   private async reject(

@@ -72,5 +72,16 @@ describe('meter → gateway → MQTT → settlement ledger', () => {
     expect((await settlement.ledger.counts()).rejections).toBe(0);
     expect(settlement.stats.readingsVerified).toBe((await settlement.ledger.counts()).readings);
     expect(gw.stats().acked).toBeGreaterThan(0);
+
+    // Operators see the same through the HTTP API.
+    const health = await fetch(`${settlement.httpUrl}/health`);
+    expect(await health.json()).toEqual({ status: 'ok', ledger: 'sqlite' });
+    const metrics = await (await fetch(`${settlement.httpUrl}/metrics`)).text();
+    const verified = (await settlement.ledger.counts()).readings;
+    expect(metrics).toContain(`gtx_readings_verified_total ${verified}`);
+    expect(metrics).toMatch(/gtx_gateways_connected 1\b/);
+    expect(metrics).toMatch(/gtx_ingest_latency_seconds_count \d+/);
+    const meters = (await (await fetch(`${settlement.httpUrl}/api/v1/meters`)).json()) as Array<{ meter: string }>;
+    expect(meters.map((m) => m.meter)).toEqual(['home-a', 'home-b']);
   });
 });

@@ -16,6 +16,7 @@ export const testLog = (name: string) => pino({ name, level: process.env.GTX_TES
 export function settlementConfig(dir: string, port = 0): SettlementConfig {
   const cfg = defaultSettlementConfig(join(dir, 'settlement'));
   cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: port, clientId: 'gtx-settlement-test' };
+  cfg.http = { host: '127.0.0.1', port: 0 };
   return cfg;
 }
 

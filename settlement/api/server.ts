@@ -1,0 +1,29 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { Ledger } from '../ledger/ledger.ts';
+import type { SettlementMetrics } from '../metrics.ts';
+import { healthRoutes } from './routes/health.ts';
+import { meterRoutes } from './routes/meters.ts';
+
+export interface ApiDeps {
+  ledger: Ledger;
+  metrics: SettlementMetrics;
+  log: Logger;
+}
+
+/** The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route. */
+export function buildApi(deps: ApiDeps): FastifyInstance {
+  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as FastifyBaseLogger, disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
+  app.register(healthRoutes, deps);
+  app.register(meterRoutes, { ...deps, prefix: '/api/v1' });
+  return app;
+}
+
+/** Listens on host:port (0 = a free port) and returns the base URL. */
+export async function listenApi(app: FastifyInstance, host: string, port: number): Promise<string> {
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  const actual = typeof addr === 'object' && addr ? addr.port : port;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${actual}`;
+}

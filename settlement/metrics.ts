@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The settlement's Prometheus metrics, one registry per settlement instance (tests and the
+ * demo run several in one process). Served at GET /metrics.
+ */
+export interface MetricSources {
+  /** Gateways currently online. */
+  connectedGateways?: () => number;
+  /** Points waiting for InfluxDB. */
+  influxBacklog?: () => number;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean; sources?: MetricSources } = {}) {
+  const sources = opts.sources ?? {};
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'gtx_' });
+  const readingsVerified = new Counter({
+    name: 'gtx_readings_verified_total',
+    help: 'Readings verified and committed to the ledger',
+    registers: [registry],
+  });
+  const envelopesRejected = new Counter({
+    name: 'gtx_envelopes_rejected_total',
+    help: 'Envelopes refused, by reason (duplicate = a resend that was already stored)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const ingestLatency = new Histogram({
+    name: 'gtx_ingest_latency_seconds',
+    help: 'From receipt of an envelope to its ack or rejection being published',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const dbBatchSize = new Histogram({
+    name: 'gtx_ledger_batch_envelopes',
+    help: 'Envelopes committed per ledger transaction',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [registry],
+  });
+  const influxBacklog = new Gauge({
+    name: 'gtx_influx_backlog_points',
+    help: 'Points waiting to be written to InfluxDB',
+    registers: [registry],
+    collect() {
+      if (sources.influxBacklog) this.set(sources.influxBacklog());
+    },
+  });
+  const connectedGateways = new Gauge({
+    name: 'gtx_gateways_connected',
+    help: 'Gateways whose retained status is online',
+    registers: [registry],
+    collect() {
+      if (sources.connectedGateways) this.set(sources.connectedGateways());
+    },
+  });
+  return { registry, readingsVerified, envelopesRejected, ingestLatency, dbBatchSize, influxBacklog, connectedGateways };
+}
+
+export type SettlementMetrics = ReturnType<typeof createMetrics>;
