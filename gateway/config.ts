@@ -3,7 +3,16 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { getDefinition } from '../devices/catalog.ts';
 import type { DeviceDefinition } from '../devices/definition.ts';
-import { gatewayId, meterId, type GatewayId, type MeterId } from '../protocol/index.ts';
+import {
+  ENERGY_SOURCES,
+  METER_ROLES,
+  gatewayId,
+  meterId,
+  type EnergySource,
+  type GatewayId,
+  type MeterId,
+  type MeterRole,
+} from '../protocol/index.ts';
 
 /** Gateway configuration: `config/gateway.toml`. See README. */
 export interface GatewayConfig {
@@ -15,7 +24,20 @@ export interface GatewayConfig {
   batchMaxReadings: number;
   batchMaxAgeMs: number;
   mqtt: { url: string; username?: string; password?: string; ackTimeoutMs: number; maxInFlight: number };
-  meters: Array<{ id: MeterId; definition: DeviceDefinition; host: string; port: number; unitId: number; timeoutMs: number }>;
+  meters: MeterConfig[];
+}
+
+export interface MeterConfig {
+  id: MeterId;
+  definition: DeviceDefinition;
+  host: string;
+  port: number;
+  unitId: number;
+  timeoutMs: number;
+  /** What the meter measures; told to settlement at enrollment. */
+  role: MeterRole;
+  ratedPowerW: number;
+  energySource: EnergySource | null;
 }
 
 export class GatewayConfigError extends Error {
@@ -97,9 +119,17 @@ export function loadGatewayConfig(path: string): GatewayConfig {
     const definition = ident(getDefinition, model, where);
     const transport = str(t, 'transport', where) ?? 'tcp';
     if (transport !== 'tcp') fail(where, `transport "${transport}" is not supported yet; use "tcp"`);
+    const role = (str(t, 'role', where) ?? 'consumption') as MeterRole;
+    if (!METER_ROLES.includes(role)) fail(where, `role must be one of ${METER_ROLES.join(', ')}`);
+    const source = str(t, 'energy_source', where) ?? null;
+    if (source !== null && !(ENERGY_SOURCES as readonly string[]).includes(source)) fail(where, `energy_source must be one of ${ENERGY_SOURCES.join(', ')}`);
+    if (role !== 'consumption' && source === null) fail(where, `a ${role} meter needs energy_source (${ENERGY_SOURCES.join(', ')})`);
     cfg.meters.push({
       id: mid,
       definition,
+      role,
+      ratedPowerW: num(t, 'rated_power_w', where, 1) ?? definition.maxPowerW,
+      energySource: source as EnergySource | null,
       host: str(t, 'host', where) ?? fail(where, 'host is required'),
       port: num(t, 'port', where, 1) ?? 502,
       unitId: num(t, 'unit_id', where, 0) ?? 1,

@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import type { GatewayConfig } from './config.ts';
+import { savedCredentials } from './enroll.ts';
 import { loadOrCreateKey } from './keys.ts';
 import { Outbox, type Sample } from './outbox.ts';
 import { MeterReadError, TcpMeterPoller } from './poller.ts';
@@ -29,7 +30,10 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   const key = loadOrCreateKey(cfg.keyFile);
   if (key.created) log.info({ keyFile: cfg.keyFile }, 'generated a new gateway key');
   const outbox = new Outbox(cfg.outboxFile);
-  const publisher = new Publisher({ ...cfg.mqtt, gateway: cfg.id }, outbox, log);
+  // Credentials from `gtx gateway enroll`, unless the config names its own.
+  const saved = cfg.mqtt.username ? undefined : savedCredentials(cfg.dataDir);
+  const mqttOpts = saved ? { ...cfg.mqtt, username: saved.username, password: saved.password } : cfg.mqtt;
+  const publisher = new Publisher({ ...mqttOpts, gateway: cfg.id }, outbox, log);
   const pollers = cfg.meters.map((m) => new TcpMeterPoller(m));
 
   let pending: Sample[] = [];

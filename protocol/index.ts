@@ -5,3 +5,4 @@ export * from './hash.ts';
 export * from './signature.ts';
 export * from './topics.ts';
 export * from './messages.ts';
+export * from './enrollment.ts';

@@ -98,7 +98,20 @@ export async function run(argv: string[]): Promise<void> {
     gcfg.batchMaxReadings = 4;
     gcfg.batchMaxAgeMs = 4_000;
     gcfg.mqtt = { url: settlement.brokerUrl, ackTimeoutMs: 10_000, maxInFlight: 16 };
-    gcfg.meters = [{ id: meterId(`home-${i}-main`), definition: getDefinition(home.model), host: '127.0.0.1', port, unitId: 1, timeoutMs: 2_000 }];
+    const definition = getDefinition(home.model);
+    gcfg.meters = [
+      {
+        id: meterId(`home-${i}-main`),
+        definition,
+        host: '127.0.0.1',
+        port,
+        unitId: 1,
+        timeoutMs: 2_000,
+        role: home.profile === 'household' ? 'consumption' : 'bidirectional',
+        ratedPowerW: definition.maxPowerW,
+        energySource: home.profile === 'household' ? null : 'Solar',
+      },
+    ];
     // The demo registers its own gateways; a real installation enrolls them.
     const key = loadOrCreateKey(gcfg.keyFile);
     const existing = await settlement.ledger.getGateway(id);

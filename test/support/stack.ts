@@ -45,6 +45,9 @@ export function gatewayConfig(
   cfg.meters = meters.map((m) => ({
     id: meterId(m.id),
     definition: getDefinition(m.model),
+    role: 'bidirectional' as const,
+    ratedPowerW: getDefinition(m.model).maxPowerW,
+    energySource: 'Solar' as const,
     host: '127.0.0.1',
     port: m.port,
     unitId: 1,
