@@ -17,6 +17,10 @@ export const REJECT_REASONS = [
   'future_timestamp',
   'seq_regression',
   'broken_chain',
+  'counter_regression',
+  'time_regression',
+  'exceeds_rated_power',
+  'gateway_pending',
   'duplicate',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
