@@ -14,6 +14,7 @@ const USAGE = `gtx — GridTokenX command line
   gtx gateway status --config FILE
   gtx audit meters [--config FILE]
   gtx audit export --meter ID --out DIR [--config FILE]
+  gtx audit verify --meter ID [--from ISO] [--to ISO] [--json] [--config FILE]
 
   Run a command with --help for its options. Logs are JSON on stderr (GTX_LOG_LEVEL=debug|info|warn).`;
 

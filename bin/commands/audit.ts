@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
 import { exportMeterEnvelopes } from '../../settlement/audit/export.ts';
+import { verifyMeter, type MeterAuditReport } from '../../settlement/audit/verify.ts';
+import type { SettlementConfig } from '../../settlement/config.ts';
 import { parseFlags, required, UsageError } from '../args.ts';
 import { progressBar } from '../progress.ts';
 import { openLedger, settlementConfigFrom } from './settlement.ts';
@@ -7,7 +10,12 @@ const USAGE = `gtx audit meters [--config FILE]
       every meter id in the ledger, one per line, with its reading count and last seq
 gtx audit export --meter ID --out DIR [--config FILE]
       writes NAME.bin (signed canonical bytes), NAME.sig (raw signature) and GATEWAY.pem
-      for every stored envelope of the meter, for checking with openssl alone`;
+      for every stored envelope of the meter, for checking with openssl alone
+gtx audit verify --meter ID [--from ISO] [--to ISO] [--config FILE] [--json]
+      re-verifies from the ledger alone every signed envelope of the meter, every stored
+      reading against its signed original, and the meter's hash chain; prints a report
+      (JSON with --json). --from/--to bound reading timestamps: from <= ts < to, as
+      2026-11-01 (UTC midnight) or 2026-11-01T06:00:00Z / +07:00. Exit 0 pass, 1 fail`;
 
 export async function run(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -44,7 +52,145 @@ export async function run(argv: string[]): Promise<void> {
       }
       return;
     }
+    case 'verify':
+      return verify(rest);
     default:
       throw new UsageError(sub ? `unknown audit command "${sub}"` : 'audit needs a command', USAGE);
   }
+}
+
+async function verify(argv: string[]): Promise<void> {
+  const f = parseFlags(
+    argv,
+    { config: { type: 'string' }, meter: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, json: { type: 'boolean' } },
+    USAGE,
+  );
+  const meter = required(f.meter, '--meter', USAGE);
+  const fromMs = f.from === undefined ? undefined : parseInstant(f.from, '--from');
+  const toMs = f.to === undefined ? undefined : parseInstant(f.to, '--to');
+  if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) {
+    throw new UsageError(`--from (${f.from}) must be before --to (${f.to})`, USAGE);
+  }
+  const cfg = settlementConfigFrom(f.config);
+  const location = ledgerLocation(cfg);
+  if (!cfg.ledger.databaseUrl && !existsSync(cfg.ledger.sqlitePath)) {
+    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath} (name the settlement config with --config FILE)`, USAGE);
+  }
+  const ledger = await openLedger(cfg);
+  let report: MeterAuditReport;
+  try {
+    const bar = progressBar(`verifying ${meter}`);
+    report = await verifyMeter(ledger, meter, {
+      ...(fromMs !== undefined ? { fromMs } : {}),
+      ...(toMs !== undefined ? { toMs } : {}),
+      onProgress: bar.update,
+    });
+    bar.done();
+  } finally {
+    await ledger.close();
+  }
+  if (report.readingsInLedger === 0) {
+    throw new UsageError(`meter ${meter} has no readings in the ledger at ${location} (gtx audit meters lists the known ids)`, USAGE);
+  }
+  const generatedAt = new Date().toISOString();
+  if (f.json) {
+    const result = report.ok ? 'PASS' : 'FAIL';
+    console.log(JSON.stringify({ ...report, result, ledger: { engine: ledger.engine, location }, generatedAt }, null, 2));
+  } else {
+    console.log(formatReport(report, `${ledger.engine} ${location}`, generatedAt));
+  }
+  if (!report.ok) process.exitCode = 1;
+}
+
+/**
+ * An ISO-8601 instant from the command line: a date (UTC midnight) or a date-time with Z or
+ * an offset. A date-time without a zone is refused: it would silently mean the machine's zone.
+ */
+function parseInstant(s: string, flag: string): number {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.exec(s);
+  const bad = (why: string): UsageError =>
+    new UsageError(`${flag} "${s}" is not ${why}: use a date like 2026-11-01 (UTC) or a date-time with a zone like 2026-11-01T06:00:00Z`, USAGE);
+  if (!m) throw bad('an ISO-8601 date or date-time with a zone');
+  const [y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0] = m.slice(1, 7).map((x) => Number(x ?? 0));
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d || h > 23 || mi > 59 || sec > 59) throw bad('a real date and time');
+  const ms = Date.parse(m[4] === undefined ? `${s}T00:00:00Z` : s);
+  if (!Number.isFinite(ms)) throw bad('a valid instant');
+  return ms;
+}
+
+function ledgerLocation(cfg: SettlementConfig): string {
+  const url = cfg.ledger.databaseUrl;
+  if (!url) return cfg.ledger.sqlitePath;
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable DATABASE_URL)';
+  }
+}
+
+const MAX_LISTED = 50;
+
+/** The plain-text report an auditor can file. */
+export function formatReport(r: MeterAuditReport, ledger: string, generatedAt: string): string {
+  const lines: string[] = [];
+  const row = (label: string, value: string): void => {
+    lines.push(`${`${label}:`.padEnd(20)}${value}`);
+  };
+  const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+  lines.push('GridTokenX meter audit (gtx audit verify)', '');
+  row('meter', r.meter);
+  row('ledger', ledger);
+  row(
+    'time range',
+    r.range.from === null && r.range.to === null
+      ? 'all readings'
+      : `${r.range.from ?? '(start)'} <= reading ts < ${r.range.to ?? '(end)'}`,
+  );
+  row('envelopes checked', `${r.envelopesChecked} (one Ed25519 signature each)`);
+  const ranged = r.range.from !== null || r.range.to !== null;
+  row(
+    'readings checked',
+    r.readingsChecked === 0
+      ? `0 (no readings of this meter in the range; ${r.readingsInLedger} stored in all)`
+      : `${r.readingsChecked}${ranged ? ` (of ${r.readingsInLedger} stored for this meter)` : ''}`,
+  );
+  if (r.firstSeq !== null && r.lastSeq !== null) {
+    row('first reading', `seq ${r.firstSeq} at ${r.firstTs}`);
+    row('last reading', `seq ${r.lastSeq} at ${r.lastTs}`);
+  }
+  if (r.energy) {
+    const e = r.energy;
+    row('energy', `import ${e.importWh} Wh (${e.firstImportWh} -> ${e.lastImportWh}), export ${e.exportWh} Wh (${e.firstExportWh} -> ${e.lastExportWh})`);
+  }
+  if (r.gaps.length === 0) {
+    row('gaps', 'none');
+  } else {
+    const missing = r.gaps.reduce((n, g) => n + g.toSeq - g.fromSeq + 1, 0);
+    row('gaps', `${plural(r.gaps.length, 'gap')}, ${plural(missing, 'seq')} missing (not failures: the ledger accepts late fills)`);
+    for (const g of r.gaps.slice(0, MAX_LISTED)) {
+      const seqs = g.fromSeq === g.toSeq ? `seq ${g.fromSeq}` : `seq ${g.fromSeq}-${g.toSeq}`;
+      const signed = g.signedInLedger > 0 ? ` (${g.signedInLedger} still in a signed envelope: readings row removed)` : '';
+      lines.push(`  ${seqs}${signed}`);
+    }
+    if (r.gaps.length > MAX_LISTED) lines.push(`  ... and ${r.gaps.length - MAX_LISTED} more (--json lists all)`);
+  }
+  lines.push('gateway keys (SHA-256 of the SPKI DER; openssl pkey -pubin -in GW.pem -outform DER | openssl dgst -sha256):');
+  for (const g of r.gateways) {
+    lines.push(`  ${g.id}  ${g.status}  ${g.keyFingerprint ?? '(no key)'}  ${plural(g.envelopes, 'envelope')}`);
+  }
+  if (r.failures.length === 0) {
+    row('failures', 'none');
+  } else {
+    row('failures', String(r.failures.length));
+    for (const x of r.failures.slice(0, MAX_LISTED)) {
+      const where = [x.seq !== undefined ? `seq ${x.seq}` : null, x.envelopeId ? `envelope ${x.envelopeId.slice(0, 16)}` : null].filter(Boolean).join(', ');
+      lines.push(`  [${x.kind}] ${where}: ${x.detail}`);
+    }
+    if (r.failures.length > MAX_LISTED) lines.push(`  ... and ${r.failures.length - MAX_LISTED} more (--json lists all)`);
+  }
+  lines.push('', r.ok ? 'RESULT: PASS' : `RESULT: FAIL (${plural(r.failures.length, 'problem')})`, `generated at ${generatedAt}`);
+  return lines.join('\n');
 }

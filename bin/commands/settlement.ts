@@ -2,7 +2,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gatewayId, loadPublicKey } from '../../protocol/index.ts';
 import { defaultSettlementConfig, loadSettlementConfig, type SettlementConfig } from '../../settlement/config.ts';
 import { SqliteLedger } from '../../settlement/ledger/sqlite.ts';
-import { startSettlement } from '../../settlement/main.ts';
 import { parseFlags, required, UsageError } from '../args.ts';
 
 const USAGE = `gtx settlement run [--config FILE]
@@ -31,6 +30,8 @@ export async function run(argv: string[]): Promise<void> {
     case 'run': {
       const f = parseFlags(rest, { config: { type: 'string' } }, USAGE);
       const cfg = settlementConfigFrom(f.config);
+      // Loaded here so the one-shot commands don't pay for the broker and HTTP stack.
+      const { startSettlement } = await import('../../settlement/main.ts');
       const s = await startSettlement(cfg);
       console.log(`settlement running: broker ${s.brokerUrl}, ledger ${cfg.ledger.sqlitePath} (Ctrl-C stops)`);
       await new Promise<void>((resolve) => {
