@@ -11,6 +11,8 @@ export interface SettlementConfig {
     | { mode: 'embedded'; listenHost: string; listenPort: number; clientId: string }
     | { mode: 'external'; url: string; clientId: string; username?: string; password?: string };
   ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number };
+  /** Time series for utilities and Grafana; null = none. See docs/influxdb.md. */
+  influxdb: { url: string; database: string; flushIntervalMs: number; maxBacklogPoints: number } | null;
   /** REST API, web pages and /metrics; null turns the HTTP server off. */
   http: { host: string; port: number } | null;
   logLevel: string;
@@ -27,6 +29,7 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
     mqtt: { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, clientId: 'gtx-settlement' },
     ingest: { maxPayloadBytes: 256 * 1024, maxClockSkewMs: 300_000, commitBatchMax: 512 },
     http: { host: '127.0.0.1', port: 8080 },
+    influxdb: null,
     logLevel: 'info',
   };
 }
@@ -100,6 +103,18 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const skew = int(i, 'max_clock_skew_s', wi, 1);
   if (skew !== undefined) cfg.ingest.maxClockSkewMs = skew * 1000;
   cfg.ingest.commitBatchMax = int(i, 'commit_batch_max', wi, 1) ?? cfg.ingest.commitBatchMax;
+
+  const ix = table(doc, 'influxdb', path);
+  const wx = `${path} [influxdb]`;
+  const influxUrl = str(ix, 'url', wx);
+  if (influxUrl) {
+    cfg.influxdb = {
+      url: influxUrl,
+      database: str(ix, 'database', wx) ?? 'gridtokenx',
+      flushIntervalMs: int(ix, 'flush_interval_ms', wx, 10) ?? 1000,
+      maxBacklogPoints: int(ix, 'max_backlog_points', wx, 1000) ?? 1_000_000,
+    };
+  }
 
   const h = table(doc, 'http', path);
   const wh = `${path} [http]`;

@@ -12,9 +12,12 @@ import { createLogger } from './logger.ts';
 import { createMetrics, type SettlementMetrics } from './metrics.ts';
 import { StatusHandler } from './ingest/status-handler.ts';
 import { buildApi, listenApi } from './api/server.ts';
+import { InfluxSink } from './timeseries/influx-sink.ts';
 
 /** A running settlement: the composition root's handle for the CLI, the demo and tests. */
 export interface Settlement {
+  /** The time-series sink, when [influxdb] is configured. */
+  influx?: InfluxSink;
   brokerUrl: string;
   /** Base URL of the REST API and /metrics, when the HTTP server is on. */
   httpUrl?: string;
@@ -66,8 +69,15 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     maxPayloadBytes: cfg.ingest.maxPayloadBytes,
     maxClockSkewMs: cfg.ingest.maxClockSkewMs,
   });
+  const influx = cfg.influxdb
+    ? new InfluxSink({ ...cfg.influxdb, log: log.child({ component: 'influx' }), now })
+    : undefined;
+  await influx?.start();
   const status = new StatusHandler(log);
-  const metrics = createMetrics({ defaultMetrics: true, sources: { connectedGateways: () => status.onlineCount() } });
+  const metrics = createMetrics({
+    defaultMetrics: true,
+    sources: { connectedGateways: () => status.onlineCount(), influxBacklog: () => influx?.stats().backlog ?? 0 },
+  });
   const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax, (n) => metrics.dbBatchSize.observe(n));
 
   const client: MqttClient = await mqtt.connectAsync(brokerUrl, {
@@ -81,7 +91,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       await client.publishAsync(topic, payload, { qos: 1 });
     },
   };
-  const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now, metrics });
+  const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now, metrics, timeseries: influx });
 
   const inflight = new Set<Promise<void>>();
   client.on('message', (topic, payload) => {
@@ -112,6 +122,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   return {
     brokerUrl,
     httpUrl,
+    influx,
     metrics,
     ledger,
     stats: handler.stats,
@@ -121,6 +132,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       await client.unsubscribeAsync([topics.allReadings, topics.allStatus]).catch(() => undefined);
       await idle();
       await client.endAsync();
+      await influx?.stop();
       await broker?.close();
       await ledger.close();
       log.info('settlement stopped');

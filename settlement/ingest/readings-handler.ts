@@ -3,6 +3,13 @@ import { topics, type Ack, type RejectReason, type Rejection } from '../../proto
 import { performance } from 'node:perf_hooks';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { SettlementMetrics } from '../metrics.ts';
+import type { SinkReading, SinkRejection } from '../timeseries/influx-sink.ts';
+
+/** Where verified readings and rejections go besides the ledger (InfluxDB); never awaited. */
+export interface TimeSeries {
+  readingsVerified(readings: SinkReading[]): void;
+  rejection(r: SinkRejection): void;
+}
 import type { BatchCommitter } from './committer.ts';
 import type { EnvelopeVerifier } from './verify.ts';
 
@@ -34,6 +41,7 @@ export class ReadingsHandler {
       log: Logger;
       now: () => number;
       metrics?: SettlementMetrics;
+      timeseries?: TimeSeries;
     },
   ) {}
 
@@ -61,6 +69,19 @@ export class ReadingsHandler {
         this.stats.envelopesAccepted++;
         this.stats.readingsVerified += outcome.inserted;
         this.deps.metrics?.readingsVerified.inc(outcome.inserted);
+        this.deps.timeseries?.readingsVerified(
+          env.readings.map((r) => ({
+            meter: r.meter,
+            gateway: env.gateway,
+            tsMs: Date.parse(r.ts),
+            importWh: r.importWh,
+            exportWh: r.exportWh,
+            powerW: r.powerW,
+            voltageMilliV: r.voltageMilliV,
+            currentMilliA: r.currentMilliA,
+            frequencyMilliHz: r.frequencyMilliHz,
+          })),
+        );
         const ack: Ack = { v: 1, id: env.id, status: 'accepted', readings: outcome.inserted };
         await publisher.publish(topics.ack(env.gateway), JSON.stringify(ack));
         log.debug({ gateway: env.gateway, envelope: env.id, readings: outcome.inserted }, 'envelope committed');
@@ -91,6 +112,7 @@ export class ReadingsHandler {
   ): Promise<void> {
     this.stats.rejected[reason] = (this.stats.rejected[reason] ?? 0) + 1;
     this.deps.metrics?.envelopesRejected.inc({ reason });
+    this.deps.timeseries?.rejection({ tsMs: receivedAtMs, gateway, reason, bytes: payload.length });
     await this.deps.ledger.recordRejection({ receivedAtMs, topic, gateway, envelopeId, reason, detail, payload });
     // A resend after a lost ack is routine; everything else is worth an operator's attention.
     const level = reason === 'duplicate' ? 'info' : 'warn';

@@ -15,7 +15,7 @@ import {
 export class EnvelopeFactory {
   readonly publicKeyPem: string;
   private readonly key: KeyObject;
-  private readonly heads = new Map<string, { seq: number; hash: string; importWh: number }>();
+  private readonly heads = new Map<string, { seq: number; hash: string; importWh: number; tsMs: number }>();
 
   constructor(readonly gateway: string) {
     const pair = generateGatewayKeyPair();
@@ -24,8 +24,10 @@ export class EnvelopeFactory {
   }
 
   /** The next reading of `meter` (not yet committed to the chain until `advance`). */
-  nextReading(meter: string, overrides: Partial<Reading> = {}, tsMs = Date.now()): Reading {
+  nextReading(meter: string, overrides: Partial<Reading> = {}, at?: number): Reading {
     const head = this.heads.get(meter);
+    // A meter's readings are strictly ordered in time, like a real meter's.
+    const tsMs = at ?? Math.max(Date.now(), (head?.tsMs ?? 0) + 1);
     return {
       meter: meterId(meter),
       seq: (head?.seq ?? 0) + 1,
@@ -40,7 +42,7 @@ export class EnvelopeFactory {
 
   /** Records `r` as the head of its meter's chain. */
   advance(r: Reading): void {
-    this.heads.set(r.meter, { seq: r.seq, hash: readingHash(r), importWh: r.importWh });
+    this.heads.set(r.meter, { seq: r.seq, hash: readingHash(r), importWh: r.importWh, tsMs: Date.parse(r.ts) });
   }
 
   sign(readings: Reading[], gateway = this.gateway): Envelope {
