@@ -53,13 +53,15 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     brokerUrl = cfg.mqtt.url;
   }
 
-  const keyCache = new Map<string, { at: number; value: GatewayKey | undefined }>();
-  const gatewayKey = async (id: string): Promise<GatewayKey | undefined> => {
+  // The lookup itself is cached (a promise), so envelopes arriving during a miss all wait
+  // for the same query and keep their arrival order.
+  const keyCache = new Map<string, { at: number; value: Promise<GatewayKey | undefined> }>();
+  const gatewayKey = (id: string): Promise<GatewayKey | undefined> => {
     const hit = keyCache.get(id);
     if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit.value;
-    const rec = await ledger.getGateway(id);
-    const value = rec ? { status: rec.status, key: loadPublicKey(rec.publicKeyPem) } : undefined;
+    const value = ledger.getGateway(id).then((rec) => (rec ? { status: rec.status, key: loadPublicKey(rec.publicKeyPem) } : undefined));
     keyCache.set(id, { at: Date.now(), value });
+    value.catch(() => keyCache.delete(id));
     return value;
   };
 

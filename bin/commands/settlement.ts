@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { gatewayId, loadPublicKey } from '../../protocol/index.ts';
 import { defaultSettlementConfig, loadSettlementConfig, type SettlementConfig } from '../../settlement/config.ts';
-import { SqliteLedger } from '../../settlement/ledger/sqlite.ts';
+import type { Ledger } from '../../settlement/ledger/ledger.ts';
+import { openLedger as openConfiguredLedger } from '../../settlement/ledger/open.ts';
 import { parseFlags, required, UsageError } from '../args.ts';
 
 const USAGE = `gtx settlement run [--config FILE]
@@ -17,11 +18,9 @@ export function settlementConfigFrom(path: string | undefined): SettlementConfig
   return defaultSettlementConfig();
 }
 
-/** Opens the configured ledger, migrated, for one-shot commands. */
-export async function openLedger(cfg: SettlementConfig): Promise<SqliteLedger> {
-  const ledger = new SqliteLedger(cfg.ledger.sqlitePath);
-  await ledger.migrate();
-  return ledger;
+/** Opens the configured ledger (PostgreSQL when DATABASE_URL is set), migrated, for one-shot commands. */
+export async function openLedger(cfg: SettlementConfig): Promise<Ledger> {
+  return openConfiguredLedger(cfg.ledger);
 }
 
 export async function run(argv: string[]): Promise<void> {

@@ -1,4 +1,5 @@
 import type { EnvelopeId, GatewayId, MeterId, Reading, RejectReason } from '../../protocol/index.ts';
+import type { ChainRejectReason } from '../ingest/chain.ts';
 
 /**
  * The settlement ledger: one interface, one implementation per engine. Every method is
@@ -27,7 +28,7 @@ export interface VerifiedEnvelope {
 export type CommitOutcome =
   | { status: 'accepted'; id: EnvelopeId; inserted: number; duplicates: number }
   | { status: 'duplicate'; id: EnvelopeId; readings: number }
-  | { status: 'rejected'; id: EnvelopeId; reason: Extract<RejectReason, 'seq_regression' | 'broken_chain'>; detail: string };
+  | { status: 'rejected'; id: EnvelopeId; reason: ChainRejectReason; detail: string };
 
 export interface RejectionRecord {
   receivedAtMs: number;
@@ -87,4 +88,15 @@ export interface Ledger {
   readings(meter: string): Promise<StoredReading[]>;
   envelopesWithMeter(meter: string): Promise<StoredEnvelope[]>;
   rejections(limit?: number): Promise<StoredRejection[]>;
+
+  /**
+   * Runs `fn` while holding the lock named `key`, or returns undefined at once (without
+   * running it) when someone else holds that lock. Singleton jobs such as pricing and
+   * auctions run under it, so that of several settlement workers sharing one ledger exactly
+   * one runs a given job at a time; a job started again while its previous run is still
+   * going is skipped the same way. The lock is released when `fn` settles; its rejection
+   * is passed on. PostgreSQL: a session advisory lock, shared by every worker on the same
+   * database schema. SQLite (one process per file): a lock inside this ledger object.
+   */
+  withAdvisoryLock<T>(key: string, fn: () => Promise<T>): Promise<T | undefined>;
 }

@@ -249,6 +249,22 @@ export class SqliteLedger implements Ledger {
       payloadSha256: r.payload_sha256,
     }));
   }
+
+  private readonly heldLocks = new Set<string>();
+
+  /**
+   * One SQLite file serves one settlement process, so there is no other worker to exclude:
+   * the lock is always free except while a run under the same key is still going here.
+   */
+  async withAdvisoryLock<T>(key: string, fn: () => Promise<T>): Promise<T | undefined> {
+    if (this.heldLocks.has(key)) return undefined;
+    this.heldLocks.add(key);
+    try {
+      return await fn();
+    } finally {
+      this.heldLocks.delete(key);
+    }
+  }
 }
 
 /** Every reading of the envelope was already stored (e.g. the same readings re-batched). */

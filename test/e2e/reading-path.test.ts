@@ -75,7 +75,7 @@ describe('meter → gateway → MQTT → settlement ledger', () => {
 
     // Operators see the same through the HTTP API.
     const health = await fetch(`${settlement.httpUrl}/health`);
-    expect(await health.json()).toEqual({ status: 'ok', ledger: 'sqlite' });
+    expect(await health.json()).toEqual({ status: 'ok', ledger: settlement.ledger.engine });
     const metrics = await (await fetch(`${settlement.httpUrl}/metrics`)).text();
     const verified = (await settlement.ledger.counts()).readings;
     expect(metrics).toContain(`gtx_readings_verified_total ${verified}`);
