@@ -7,9 +7,11 @@ const USAGE = `gtx — GridTokenX command line
   gtx simulate --model sdm120|sdm630 --profile household|pv|prosumer [--port N] ...
         serve a simulated meter over Modbus TCP
   gtx settlement run [--config FILE]
-  gtx settlement register-gateway --id ID --key PUBLIC.pem [--config FILE]
+  gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE]
+  gtx settlement mosquitto-acl --out DIR [--config FILE]
   gtx settlement revoke-gateway --id ID [--config FILE]
-  gtx gateway init --id ID [--data-dir DIR]
+  gtx gateway init --id ID [--data-dir DIR] [--write-config FILE]
+  gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
   gtx gateway run --config FILE
   gtx gateway status --config FILE
   gtx audit meters [--config FILE]

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import {
@@ -56,9 +56,14 @@ export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: st
   const body = (await res.json().catch(() => ({}))) as { message?: string; code?: string };
   if (!res.ok) throw new EnrollError(`settlement refused the enrollment (${res.status} ${body.code ?? ''}): ${body.message ?? res.statusText}`);
   if (!Value.Check(EnrollmentResponseSchema, body)) throw new EnrollError('settlement answered with an unexpected enrollment response');
-  const creds: MqttCredentials = body.mqtt;
-  writeFileSync(join(cfg.dataDir, CREDENTIALS_FILE), JSON.stringify(creds, null, 2), { mode: 0o600 });
+  saveCredentials(cfg.dataDir, body.mqtt);
   return body;
+}
+
+/** Keeps the MQTT login settlement issued; only this gateway's user may read it. */
+export function saveCredentials(dataDir: string, creds: MqttCredentials): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dataDir, CREDENTIALS_FILE), JSON.stringify(creds, null, 2), { mode: 0o600 });
 }
 
 /** Credentials saved by a previous enrollment, if any. */

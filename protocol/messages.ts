@@ -12,6 +12,7 @@ export const REJECT_REASONS = [
   'schema',
   'topic_mismatch',
   'unknown_gateway',
+  'unknown_meter',
   'gateway_revoked',
   'bad_signature',
   'future_timestamp',

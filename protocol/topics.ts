@@ -21,6 +21,12 @@ export const topics = {
   /** Subscription filter for every gateway's readings. */
   allReadings: `${TOPIC_ROOT}/gw/+/readings`,
   allStatus: `${TOPIC_ROOT}/gw/+/status`,
+  /** Subscription filter for every market's price signal (public). */
+  allPrices: `${TOPIC_ROOT}/market/+/price`,
+  /** Subscription filter for every market's auction results (public). */
+  allAuctions: `${TOPIC_ROOT}/market/+/auction`,
+  /** Filter for the whole namespace: the settlement's own reach, never a gateway's. */
+  everything: `${TOPIC_ROOT}/#`,
 } as const;
 
 const gatewayTopicRe = /^gtx\/v1\/gw\/([^/+#]+)\/(readings|status|ack|reject)$/;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 
@@ -8,9 +9,31 @@ export interface SettlementConfig {
   /** `databaseUrl` (PostgreSQL) wins over `sqlitePath` when set. */
   ledger: { sqlitePath: string; databaseUrl?: string };
   mqtt:
-    | { mode: 'embedded'; listenHost: string; listenPort: number; clientId: string }
-    | { mode: 'external'; url: string; clientId: string; username?: string; password?: string };
+    | {
+        mode: 'embedded';
+        listenHost: string;
+        listenPort: number;
+        clientId: string;
+        /** Every client must log in and is confined to its topics (docs/mqtt-security.md). */
+        auth: boolean;
+        tls?: { keyFile: string; certFile: string; host: string; port: number };
+      }
+    | {
+        mode: 'external';
+        url: string;
+        clientId: string;
+        username?: string;
+        password?: string;
+        /** Several workers share the readings through `$share/<group>/…`; unset = one worker. */
+        sharedGroup?: string;
+      };
   ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number };
+  /** Markets this settlement runs; upserted into the registry at start. */
+  markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number }>;
+  /** Admin API key (x-admin-key header) for issuing installer codes and revoking gateways; null = admin API off. */
+  adminKey: string | null;
+  /** Lifetime of an installer code. */
+  enrollmentCodeTtlMs: number;
   /** Time series for utilities and Grafana; null = none. See docs/influxdb.md. */
   influxdb: { url: string; database: string; flushIntervalMs: number; maxBacklogPoints: number } | null;
   /** REST API, web pages and /metrics; null turns the HTTP server off. */
@@ -22,14 +45,22 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
+/** Unique per process, so several workers can share one broker. */
+function defaultClientId(): string {
+  return `gtx-settlement-${hostname()}-${process.pid}`;
+}
+
 export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
   return {
     dataDir,
     ledger: { sqlitePath: resolve(dataDir, 'ledger.sqlite'), databaseUrl: process.env.DATABASE_URL || undefined },
-    mqtt: { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, clientId: 'gtx-settlement' },
+    mqtt: { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, clientId: defaultClientId(), auth: true },
     ingest: { maxPayloadBytes: 256 * 1024, maxClockSkewMs: 300_000, commitBatchMax: 512 },
     http: { host: '127.0.0.1', port: 8080 },
     influxdb: null,
+    markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15 }],
+    adminKey: process.env.GTX_ADMIN_KEY ?? null,
+    enrollmentCodeTtlMs: 7 * 24 * 3600_000,
     logLevel: 'info',
   };
 }
@@ -87,14 +118,31 @@ export function loadSettlementConfig(path: string): SettlementConfig {
 
   const m = table(doc, 'mqtt', path);
   const w = `${path} [mqtt]`;
-  const clientId = str(m, 'client_id', w) ?? 'gtx-settlement';
+  const clientId = str(m, 'client_id', w) ?? defaultClientId();
   const url = str(m, 'url', w);
   if (url) {
     if (m.listen !== undefined) throw new ConfigError(`${w}: set either url (external broker) or listen (embedded broker), not both`);
-    cfg.mqtt = { mode: 'external', url, clientId, username: str(m, 'username', w), password: str(m, 'password', w) };
+    cfg.mqtt = {
+      mode: 'external',
+      url,
+      clientId,
+      username: str(m, 'username', w),
+      password: process.env.GTX_MQTT_PASSWORD ?? str(m, 'password', w),
+      sharedGroup: str(m, 'shared_group', w),
+    };
   } else {
     const { host, port } = parseListen(str(m, 'listen', w) ?? '127.0.0.1:1883', w);
-    cfg.mqtt = { mode: 'embedded', listenHost: host, listenPort: port, clientId };
+    const auth = m.auth === undefined ? true : m.auth;
+    if (typeof auth !== 'boolean') throw new ConfigError(`${w}: auth must be true or false`);
+    cfg.mqtt = { mode: 'embedded', listenHost: host, listenPort: port, clientId, auth };
+    const tlsListen = str(m, 'tls_listen', w);
+    if (tlsListen) {
+      const t = parseListen(tlsListen, w);
+      const keyFile = str(m, 'tls_key_file', w);
+      const certFile = str(m, 'tls_cert_file', w);
+      if (!keyFile || !certFile) throw new ConfigError(`${w}: tls_listen needs tls_key_file and tls_cert_file (PEM)`);
+      cfg.mqtt.tls = { host: t.host, port: t.port, keyFile: resolve(base, keyFile), certFile: resolve(base, certFile) };
+    }
   }
 
   const i = table(doc, 'ingest', path);
@@ -103,6 +151,31 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const skew = int(i, 'max_clock_skew_s', wi, 1);
   if (skew !== undefined) cfg.ingest.maxClockSkewMs = skew * 1000;
   cfg.ingest.commitBatchMax = int(i, 'commit_batch_max', wi, 1) ?? cfg.ingest.commitBatchMax;
+
+  const markets = doc.markets;
+  if (markets !== undefined) {
+    if (!Array.isArray(markets) || markets.length === 0) throw new ConfigError(`${path}: [[markets]] must be one or more tables`);
+    cfg.markets = markets.map((raw, n) => {
+      const w = `${path} [[markets]] #${n + 1}`;
+      if (typeof raw !== 'object' || raw === null) throw new ConfigError(`${w}: must be a table`);
+      const t = raw as Table;
+      const id = str(t, 'id', w) ?? '';
+      if (!/^[a-z0-9_]{1,64}$/.test(id)) throw new ConfigError(`${w}: id must be 1-64 of a-z, 0-9, _`);
+      const timeZone = str(t, 'time_zone', w) ?? 'UTC';
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone });
+      } catch {
+        throw new ConfigError(`${w}: time_zone "${timeZone}" is not an IANA zone (e.g. Asia/Bangkok)`);
+      }
+      const intervalMinutes = int(t, 'interval_minutes', w, 1) ?? 15;
+      if (1440 % intervalMinutes !== 0) throw new ConfigError(`${w}: interval_minutes must divide a day (5, 15, 30, 60 …)`);
+      return { id, name: str(t, 'name', w) ?? id, timeZone, intervalMinutes };
+    });
+  }
+  const en = table(doc, 'enrollment', path);
+  const ttlH = int(en, 'code_ttl_hours', `${path} [enrollment]`, 1);
+  if (ttlH !== undefined) cfg.enrollmentCodeTtlMs = ttlH * 3600_000;
+  cfg.adminKey = process.env.GTX_ADMIN_KEY ?? str(en, 'admin_key', `${path} [enrollment]`) ?? null;
 
   const ix = table(doc, 'influxdb', path);
   const wx = `${path} [influxdb]`;

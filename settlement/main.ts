@@ -1,12 +1,18 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { loadPublicKey, parseGatewayTopic, topics } from '../protocol/index.ts';
+import { readFileSync } from 'node:fs';
+import { SETTLEMENT_USERNAME } from './broker/acl.ts';
+import { hashSecret, newSecret } from './broker/credentials.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
+import { LedgerCredentialStore } from './broker/ledger-credentials.ts';
 import type { SettlementConfig } from './config.ts';
 import { BatchCommitter } from './ingest/committer.ts';
 import { ReadingsHandler, type IngestStats } from './ingest/readings-handler.ts';
-import { EnvelopeVerifier, type GatewayKey } from './ingest/verify.ts';
+import { EnvelopeVerifier, type EnrolledMeter, type GatewayKey } from './ingest/verify.ts';
 import type { Ledger } from './ledger/ledger.ts';
+import type { MarketId } from './registry/registry.ts';
+import { Enrollment } from './registry/enrollment.ts';
 import { openLedger } from './ledger/open.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics, type SettlementMetrics } from './metrics.ts';
@@ -16,6 +22,7 @@ import { InfluxSink } from './timeseries/influx-sink.ts';
 
 /** A running settlement: the composition root's handle for the CLI, the demo and tests. */
 export interface Settlement {
+  enrollment: Enrollment;
   /** The time-series sink, when [influxdb] is configured. */
   influx?: InfluxSink;
   brokerUrl: string;
@@ -42,13 +49,23 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   const log = deps.log ?? createLogger('settlement', cfg.logLevel);
 
   const ledger: Ledger = await openLedger(cfg.ledger);
+  for (const m of cfg.markets) await ledger.putMarket({ ...m, id: m.id as MarketId });
 
+  // The settlement's own login to its embedded broker: fresh every start, never written down.
+  const ownSecret = newSecret();
   let broker: EmbeddedBroker | undefined;
   let brokerUrl: string;
   if (cfg.mqtt.mode === 'embedded') {
-    broker = await startEmbeddedBroker(cfg.mqtt.listenHost, cfg.mqtt.listenPort);
+    const tls = cfg.mqtt.tls
+      ? { key: readFileSync(cfg.mqtt.tls.keyFile), cert: readFileSync(cfg.mqtt.tls.certFile), host: cfg.mqtt.tls.host, port: cfg.mqtt.tls.port }
+      : undefined;
+    broker = await startEmbeddedBroker(cfg.mqtt.listenHost, cfg.mqtt.listenPort, {
+      auth: cfg.mqtt.auth ? new LedgerCredentialStore(ledger, hashSecret(ownSecret)) : undefined,
+      tls,
+      log: log.child({ component: 'broker' }),
+    });
     brokerUrl = broker.url;
-    log.info({ url: brokerUrl }, 'embedded MQTT broker listening');
+    log.info({ url: brokerUrl, tls: broker.tlsUrl, auth: cfg.mqtt.auth }, 'embedded MQTT broker listening');
   } else {
     brokerUrl = cfg.mqtt.url;
   }
@@ -65,8 +82,27 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     return value;
   };
 
+  const meterCache = new Map<string, { at: number; value: Promise<EnrolledMeter | undefined> }>();
+  const meter = (id: string): Promise<EnrolledMeter | undefined> => {
+    const hit = meterCache.get(id);
+    if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit.value;
+    const value = (async () => {
+      const m = await ledger.getMeter(id);
+      const market = m && (await ledger.getMarket(m.market));
+      if (!m || !market) return undefined;
+      return {
+        gateway: m.gateway,
+        context: { ratedPowerW: m.ratedPowerW, market: market.id, timeZone: market.timeZone, intervalMs: market.intervalMinutes * 60_000 },
+      };
+    })();
+    meterCache.set(id, { at: Date.now(), value });
+    value.catch(() => meterCache.delete(id));
+    return value;
+  };
+
   const verifier = new EnvelopeVerifier({
     gatewayKey,
+    meter,
     now,
     maxPayloadBytes: cfg.ingest.maxPayloadBytes,
     maxClockSkewMs: cfg.ingest.maxClockSkewMs,
@@ -86,8 +122,15 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     clientId: cfg.mqtt.clientId,
     clean: true,
     reconnectPeriod: 1000,
-    ...(cfg.mqtt.mode === 'external' && cfg.mqtt.username ? { username: cfg.mqtt.username, password: cfg.mqtt.password } : {}),
+    ...(cfg.mqtt.mode === 'external'
+      ? cfg.mqtt.username
+        ? { username: cfg.mqtt.username, password: cfg.mqtt.password }
+        : {}
+      : { username: SETTLEMENT_USERNAME, password: ownSecret }),
   });
+  // Several workers on one broker share the readings; each still sees every status.
+  const readingsFilter =
+    cfg.mqtt.mode === 'external' && cfg.mqtt.sharedGroup ? `$share/${cfg.mqtt.sharedGroup}/${topics.allReadings}` : topics.allReadings;
   const publisher = {
     publish: async (topic: string, payload: string) => {
       await client.publishAsync(topic, payload, { qos: 1 });
@@ -106,11 +149,24 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     void p.finally(() => inflight.delete(p));
   });
   client.on('error', (e) => log.error({ err: e }, 'mqtt error'));
-  await client.subscribeAsync([topics.allReadings, topics.allStatus], { qos: 1 });
+  const granted = await client.subscribeAsync([readingsFilter, topics.allStatus], { qos: 1 });
+  const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
+  if (refused.length > 0) throw new Error(`the broker refused the settlement's subscriptions ${refused.join(', ')}: check its ACL for ${SETTLEMENT_USERNAME}`);
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
   let httpUrl: string | undefined;
-  const api = cfg.http ? buildApi({ ledger, metrics, log }) : undefined;
+  const enrollment = new Enrollment(ledger, { now, mqttUrl: () => cfg.mqtt.mode === 'embedded' ? brokerUrl : cfg.mqtt.url });
+  const api = cfg.http
+    ? buildApi({
+        ledger,
+        metrics,
+        log,
+        enrollment,
+        adminKey: cfg.adminKey,
+        codeTtlMs: cfg.enrollmentCodeTtlMs,
+        onRevoke: (id) => keyCache.delete(id),
+      })
+    : undefined;
   if (api && cfg.http) {
     httpUrl = await listenApi(api, cfg.http.host, cfg.http.port);
     log.info({ url: httpUrl }, 'HTTP API listening');
@@ -124,6 +180,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   return {
     brokerUrl,
     httpUrl,
+    enrollment,
     influx,
     metrics,
     ledger,
@@ -131,7 +188,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     idle,
     async stop() {
       await api?.close();
-      await client.unsubscribeAsync([topics.allReadings, topics.allStatus]).catch(() => undefined);
+      await client.unsubscribeAsync([readingsFilter, topics.allStatus]).catch(() => undefined);
       await idle();
       await client.endAsync();
       await influx?.stop();

@@ -7,9 +7,10 @@ import { createSimClock } from '../../devices/clock.ts';
 import type { ProfileName } from '../../devices/profiles.ts';
 import { MeterSimulator } from '../../devices/simulator.ts';
 import { gatewayDefaults } from '../../gateway/config.ts';
+import { saveCredentials, savedCredentials } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway } from '../../gateway/main.ts';
-import { gatewayId, meterId } from '../../protocol/index.ts';
+import { meterId } from '../../protocol/index.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { parseFlags, positiveNumber, UsageError } from '../args.ts';
@@ -78,8 +79,9 @@ export async function run(argv: string[]): Promise<void> {
   cfg.logLevel = logLevel;
   const settlementLog = pino({ name: 'settlement', level: logLevel }, pino.destination(2));
   // The usual ports may be taken (the CI machine runs Mosquitto on 1883): then take free ones.
-  cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: (await portIsFree(mqttPort)) ? mqttPort : 0, clientId: 'gtx-settlement' };
-  if (cfg.mqtt.listenPort !== mqttPort) console.log(`port ${mqttPort} is busy (another broker?); the embedded broker takes a free port`);
+  const brokerPort = (await portIsFree(mqttPort)) ? mqttPort : 0;
+  cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: brokerPort, clientId: 'gtx-settlement-demo', auth: true };
+  if (brokerPort !== mqttPort) console.log(`port ${mqttPort} is busy (another broker?); the embedded broker takes a free port`);
   cfg.http = { host: '127.0.0.1', port: (await portIsFree(httpPort)) ? httpPort : 0 };
   if (cfg.http.port !== httpPort) console.log(`port ${httpPort} is busy; the HTTP server takes a free port`);
   const settlement: Settlement = await startSettlement(cfg, { now, log: settlementLog });
@@ -112,10 +114,19 @@ export async function run(argv: string[]): Promise<void> {
         energySource: home.profile === 'household' ? null : 'Solar',
       },
     ];
-    // The demo registers its own gateways; a real installation enrolls them.
+    // The demo enrolls its own gateways the way an installer does: a one-time code, then the
+    // enrollment; the gateway keeps the MQTT login it is given. A restart reuses it.
     const key = loadOrCreateKey(gcfg.keyFile);
-    const existing = await settlement.ledger.getGateway(id);
-    await settlement.ledger.putGateway({ id: gatewayId(id), publicKeyPem: key.publicKeyPem, status: 'active', createdAtMs: existing?.createdAtMs ?? Date.now() });
+    if (!(await settlement.ledger.getGateway(id)) || !savedCredentials(gcfg.dataDir)) {
+      const { code } = await settlement.enrollment.issueCode({ market: cfg.markets[0]!.id, owner: `prosumer-${i}`, ttlMs: 600_000 });
+      const res = await settlement.enrollment.enroll({
+        code,
+        gateway: id,
+        publicKeyPem: key.publicKeyPem,
+        meters: gcfg.meters.map((m) => ({ id: m.id, model: m.definition.id, role: m.role, ratedPowerW: m.ratedPowerW, energySource: m.energySource })),
+      });
+      saveCredentials(gcfg.dataDir, res.mqtt);
+    }
     gateways.push(await startGateway(gcfg, { now, log: gwLog }));
     console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);
   }

@@ -3,12 +3,15 @@ import { join, resolve } from 'node:path';
 import { gatewayDefaults, loadGatewayConfig } from '../../gateway/config.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway } from '../../gateway/main.ts';
+import { enroll, EnrollError } from '../../gateway/enroll.ts';
 import { Outbox } from '../../gateway/outbox.ts';
 import { gatewayId } from '../../protocol/index.ts';
 import { parseFlags, required, UsageError } from '../args.ts';
 
 const USAGE = `gtx gateway init --id ID [--data-dir DIR] [--write-config FILE]
       create the gateway key (mode 0600) and write its public key next to it
+gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
+      register this gateway and its meters with the installer's one-time code; saves the MQTT login
 gtx gateway run --config FILE
       poll the configured meters and publish signed readings
 gtx gateway status --config FILE
@@ -26,12 +29,30 @@ export async function run(argv: string[]): Promise<void> {
       const pubFile = join(dataDir, 'gateway.pub.pem');
       writeFileSync(pubFile, key.publicKeyPem);
       console.log(`${key.created ? 'created' : 'kept existing'} key ${cfg.keyFile} (mode 0600)`);
-      console.log(`public key ${pubFile}; register it with:\n  gtx settlement register-gateway --id ${id} --key ${pubFile}`);
+      console.log(`public key ${pubFile}; enroll with an installer code: gtx gateway enroll --config FILE --url URL --code CODE`);
       const out = f['write-config'];
       if (out) {
         if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`, USAGE);
         writeFileSync(out, configTemplate(id, dataDir));
         console.log(`wrote ${out}: add your meters under [[meters]]`);
+      }
+      return;
+    }
+    case 'enroll': {
+      const f = parseFlags(rest, { config: { type: 'string' }, url: { type: 'string' }, code: { type: 'string' } }, USAGE);
+      const cfg = loadGatewayConfig(required(f.config, '--config', USAGE));
+      if (cfg.meters.length === 0) throw new UsageError(`${f.config} has no [[meters]] to enroll`, USAGE);
+      try {
+        const res = await enroll(cfg, required(f.url, '--url', USAGE), required(f.code, '--code', USAGE));
+        console.log(`gateway ${res.gateway} enrolled in ${res.market} for ${res.owner}: meters ${res.meters.join(', ')}`);
+        console.log(`MQTT login saved in ${cfg.dataDir} (mode 0600); start it with: gtx gateway run --config ${f.config}`);
+      } catch (e) {
+        if (e instanceof EnrollError) {
+          console.error(`gtx: ${e.message}`);
+          process.exitCode = 1;
+          return;
+        }
+        throw e;
       }
       return;
     }

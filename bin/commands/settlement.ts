@@ -1,12 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { gatewayId, loadPublicKey } from '../../protocol/index.ts';
+import { existsSync } from 'node:fs';
 import { defaultSettlementConfig, loadSettlementConfig, type SettlementConfig } from '../../settlement/config.ts';
 import type { Ledger } from '../../settlement/ledger/ledger.ts';
 import { openLedger as openConfiguredLedger } from '../../settlement/ledger/open.ts';
-import { parseFlags, required, UsageError } from '../args.ts';
+import { Enrollment, EnrollmentError } from '../../settlement/registry/enrollment.ts';
+import type { MarketId } from '../../settlement/registry/registry.ts';
+import { parseFlags, positiveNumber, required, UsageError } from '../args.ts';
 
 const USAGE = `gtx settlement run [--config FILE]
-gtx settlement register-gateway --id ID --key PUBLIC.pem [--config FILE]
+gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE]
+      print a one-time installer code (the default market is the first configured)
 gtx settlement revoke-gateway --id ID [--config FILE]
 
   --config FILE   settlement TOML (default: config/settlement.toml if present, else built-in defaults with ./data)`;
@@ -40,35 +42,41 @@ export async function run(argv: string[]): Promise<void> {
       await s.stop();
       return;
     }
-    case 'register-gateway': {
-      const f = parseFlags(rest, { config: { type: 'string' }, id: { type: 'string' }, key: { type: 'string' } }, USAGE);
-      const id = gatewayId(required(f.id, '--id', USAGE));
-      const keyPath = required(f.key, '--key', USAGE);
-      const pem = readFileSync(keyPath, 'utf8');
+    case 'enroll-code': {
+      const f = parseFlags(
+        rest,
+        { config: { type: 'string' }, market: { type: 'string' }, owner: { type: 'string' }, 'ttl-hours': { type: 'string' } },
+        USAGE,
+      );
+      const cfg = settlementConfigFrom(f.config);
+      const market = f.market ?? cfg.markets[0]?.id ?? '';
+      const owner = required(f.owner, '--owner', USAGE);
+      const ttlMs = f['ttl-hours'] ? positiveNumber(f['ttl-hours'], '--ttl-hours', USAGE, 0) * 3600_000 : cfg.enrollmentCodeTtlMs;
+      const ledger = await openLedger(cfg);
       try {
-        loadPublicKey(pem);
+        for (const m of cfg.markets) await ledger.putMarket({ ...m, id: m.id as MarketId });
+        const { code, expiresAtMs } = await new Enrollment(ledger, { now: Date.now, mqttUrl: () => '' }).issueCode({ market, owner, ttlMs });
+        console.log(code);
+        console.error(`one-time installer code for ${owner} in ${market}, valid until ${new Date(expiresAtMs).toISOString()}`);
+        console.error(`on the gateway: gtx gateway enroll --config gateway.toml --url <settlement http url> --code ${code}`);
       } catch (e) {
-        throw new UsageError(`${keyPath}: not an Ed25519 public key in SPKI PEM (${(e as Error).message})`, USAGE);
+        if (e instanceof EnrollmentError) throw new UsageError(e.message, USAGE);
+        throw e;
+      } finally {
+        await ledger.close();
       }
-      const ledger = await openLedger(settlementConfigFrom(f.config));
-      const existing = await ledger.getGateway(id);
-      await ledger.putGateway({ id, publicKeyPem: pem, status: 'active', createdAtMs: existing?.createdAtMs ?? Date.now() });
-      await ledger.close();
-      console.log(`gateway ${id} registered (active)`);
       return;
     }
     case 'revoke-gateway': {
       const f = parseFlags(rest, { config: { type: 'string' }, id: { type: 'string' } }, USAGE);
       const id = required(f.id, '--id', USAGE);
       const ledger = await openLedger(settlementConfigFrom(f.config));
-      const gw = await ledger.getGateway(id);
-      if (!gw) {
+      try {
+        if (!(await ledger.setGatewayStatus(id, 'revoked', Date.now()))) throw new UsageError(`gateway ${id} is not registered`, USAGE);
+      } finally {
         await ledger.close();
-        throw new UsageError(`gateway ${id} is not registered`, USAGE);
       }
-      await ledger.putGateway({ ...gw, status: 'revoked' });
-      await ledger.close();
-      console.log(`gateway ${id} revoked: its readings are refused from now on`);
+      console.log(`gateway ${id} revoked: its readings and MQTT logins are refused from now on (running settlements notice within 2 s)`);
       return;
     }
     default:

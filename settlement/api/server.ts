@@ -5,11 +5,20 @@ import type { Ledger } from '../ledger/ledger.ts';
 import type { SettlementMetrics } from '../metrics.ts';
 import { healthRoutes } from './routes/health.ts';
 import { meterRoutes } from './routes/meters.ts';
+import { enrollmentRoutes } from './routes/enrollments.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { energyRoutes } from './routes/energy.ts';
+import type { Enrollment } from '../registry/enrollment.ts';
 
 export interface ApiDeps {
   ledger: Ledger;
   metrics: SettlementMetrics;
   log: Logger;
+  enrollment: Enrollment;
+  adminKey: string | null;
+  codeTtlMs: number;
+  /** Called after a revocation so caches drop the gateway at once. */
+  onRevoke: (gatewayId: string) => void;
 }
 
 /** The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route. */
@@ -17,6 +26,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as FastifyBaseLogger, disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
   app.register(healthRoutes, deps);
   app.register(meterRoutes, { ...deps, prefix: '/api/v1' });
+  app.register(energyRoutes, { ...deps, prefix: '/api/v1' });
+  app.register(enrollmentRoutes, deps);
+  app.register(adminRoutes, { ...deps, prefix: '/api/v1/admin' });
   return app;
 }
 

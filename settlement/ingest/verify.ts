@@ -10,7 +10,7 @@ import {
   type EnvelopeId,
   type RejectReason,
 } from '../../protocol/index.ts';
-import type { VerifiedEnvelope } from '../ledger/ledger.ts';
+import type { MeterContext, VerifiedEnvelope } from '../ledger/ledger.ts';
 
 /**
  * Everything that can be decided about an envelope before touching the ledger: size, JSON,
@@ -18,12 +18,19 @@ import type { VerifiedEnvelope } from '../ledger/ledger.ts';
  * commit, inside the ledger transaction, because they depend on what is stored.
  */
 export interface GatewayKey {
-  status: 'active' | 'revoked';
+  status: 'pending' | 'active' | 'revoked';
   key: KeyObject;
+}
+
+/** An enrolled meter: which gateway may report it, and what its commit needs. */
+export interface EnrolledMeter {
+  gateway: string;
+  context: MeterContext;
 }
 
 export interface VerifierOptions {
   gatewayKey: (gatewayId: string) => Promise<GatewayKey | undefined>;
+  meter: (meterId: string) => Promise<EnrolledMeter | undefined>;
   now: () => number;
   maxPayloadBytes: number;
   maxClockSkewMs: number;
@@ -71,6 +78,7 @@ export class EnvelopeVerifier {
     const gk = await this.opts.gatewayKey(env.gateway);
     if (!gk) return fail('unknown_gateway', `gateway ${env.gateway} is not registered`, id);
     if (gk.status === 'revoked') return fail('gateway_revoked', `gateway ${env.gateway} is revoked`, id);
+    if (gk.status === 'pending') return fail('gateway_pending', `gateway ${env.gateway} is enrolled but not yet active`, id);
     if (!verifySignature(bytes, env.sig, gk.key)) {
       return fail('bad_signature', `signature does not verify with the registered key of ${env.gateway}`, id);
     }
@@ -80,13 +88,21 @@ export class EnvelopeVerifier {
         return fail('future_timestamp', `meter ${r.meter} seq ${r.seq}: ${r.ts} is ahead of settlement time by more than ${this.opts.maxClockSkewMs / 1000} s`, id);
       }
     }
+    const contexts = new Map<string, MeterContext>();
+    for (const r of env.readings) {
+      if (contexts.has(r.meter)) continue;
+      const m = await this.opts.meter(r.meter);
+      if (!m) return fail('unknown_meter', `meter ${r.meter} is not enrolled`, id);
+      if (m.gateway !== env.gateway) return fail('unknown_meter', `meter ${r.meter} is enrolled by gateway ${m.gateway}, not ${env.gateway}`, id);
+      contexts.set(r.meter, m.context);
+    }
     return {
       ok: true,
       envelope: {
         id,
         gateway: env.gateway,
         raw,
-        readings: env.readings.map((r) => ({ ...r, hash: readingHash(r) })),
+        readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context: contexts.get(r.meter)! })),
         receivedAtMs: this.opts.now(),
       },
     };

@@ -1,9 +1,10 @@
 import { InfluxDB } from 'influx';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayId, topics } from '../../protocol/index.ts';
+import { topics } from '../../protocol/index.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
+import { enrollTestGateway } from '../support/registry.ts';
 import { influxUrl } from '../support/influxd.ts';
 import { requireOrSkip } from '../support/services.ts';
 import { settlementConfig, testLog } from '../support/stack.ts';
@@ -34,7 +35,7 @@ describe.skipIf(skip)('settlement writes verified readings and rejections to Inf
 
   it('mirrors the ledger in the readings and rejections measurements', async () => {
     const f = new EnvelopeFactory('gw-influx');
-    await settlement.ledger.putGateway({ id: gatewayId('gw-influx'), publicKeyPem: f.publicKeyPem, status: 'active', createdAtMs: Date.now() });
+    await enrollTestGateway(settlement.ledger, 'gw-influx', f.publicKeyPem, ['meter-i']);
     const client = await mqtt.connectAsync(settlement.brokerUrl);
     for (let i = 0; i < 3; i++) await client.publishAsync(topics.readings('gw-influx'), JSON.stringify(f.next('meter-i', 2)), { qos: 1 });
     await client.publishAsync(topics.readings('gw-influx'), 'not json', { qos: 1 });

@@ -16,7 +16,7 @@ describe('settlement stopped while the gateway runs', () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const port = await freePort();
-    let settlement: Settlement | undefined = await startTestSettlement(dir.path, port);
+    let settlement: Settlement | undefined = await startTestSettlement(dir.path, port, true);
     cleanups.push(() => settlement?.stop());
     const sim = await startSimulator('sdm120', 'household', 3);
     cleanups.push(() => sim.sim.stop());
@@ -34,7 +34,7 @@ describe('settlement stopped while the gateway runs', () => {
     await waitFor(() => gw.outboxDepth() >= 5, 'the outbox to fill while settlement is down');
     expect(gw.stats().pollErrors).toBe(0);
 
-    settlement = await startTestSettlement(dir.path, port);
+    settlement = await startTestSettlement(dir.path, port, true);
     await waitFor(() => gw.outboxDepth() === 0 && gw.stats().inFlight === 0, 'the outbox to drain after restart', 20_000);
     await gw.stop();
     gwStopped = true;

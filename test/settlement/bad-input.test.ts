@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envelopeIdOf, gatewayId, signedBytes, topics, type Envelope, type RejectReason } from '../../protocol/index.ts';
 import type { Settlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
+import { enrollTestGateway } from '../support/registry.ts';
 import { startTestSettlement } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
@@ -18,7 +19,7 @@ describe('bad input on the readings topic', () => {
 
   beforeAll(async () => {
     settlement = await startTestSettlement(dir.path);
-    await settlement.ledger.putGateway({ id: gatewayId(GW), publicKeyPem: factory.publicKeyPem, status: 'active', createdAtMs: Date.now() });
+    await enrollTestGateway(settlement.ledger, GW, factory.publicKeyPem, ['m-1']);
     client = await mqtt.connectAsync(settlement.brokerUrl, { clientId: 'bad-input-test' });
     client.on('message', (topic, payload) => received.push({ topic, body: JSON.parse(payload.toString()) }));
     await client.subscribeAsync([topics.ack(GW), topics.reject(GW), topics.reject('gw-unknown')], { qos: 1 });

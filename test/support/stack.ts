@@ -4,24 +4,30 @@ import { getDefinition } from '../../devices/catalog.ts';
 import { MeterSimulator } from '../../devices/simulator.ts';
 import type { ProfileName } from '../../devices/profiles.ts';
 import { gatewayDefaults, type GatewayConfig } from '../../gateway/config.ts';
+import { saveCredentials } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway } from '../../gateway/main.ts';
-import { gatewayId, meterId } from '../../protocol/index.ts';
+import { meterId } from '../../protocol/index.ts';
 import { defaultSettlementConfig, type SettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
+import { enrollTestGateway } from './registry.ts';
 
 /** Quiet loggers for tests; GTX_TEST_LOG=debug shows them. */
 export const testLog = (name: string) => pino({ name, level: process.env.GTX_TEST_LOG ?? 'silent' });
 
-export function settlementConfig(dir: string, port = 0): SettlementConfig {
+/**
+ * Embedded broker on `port` (0 = free). `auth` off lets ingest tests publish anything as
+ * anyone, to prove the settlement's own checks; the end-to-end tests turn it on.
+ */
+export function settlementConfig(dir: string, port = 0, auth = false): SettlementConfig {
   const cfg = defaultSettlementConfig(join(dir, 'settlement'));
-  cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: port, clientId: 'gtx-settlement-test' };
+  cfg.mqtt = { mode: 'embedded', listenHost: '127.0.0.1', listenPort: port, clientId: 'gtx-settlement-test', auth };
   cfg.http = { host: '127.0.0.1', port: 0 };
   return cfg;
 }
 
-export async function startTestSettlement(dir: string, port = 0): Promise<Settlement> {
-  return startSettlement(settlementConfig(dir, port), { log: testLog('settlement') });
+export async function startTestSettlement(dir: string, port = 0, auth = false): Promise<Settlement> {
+  return startSettlement(settlementConfig(dir, port, auth), { log: testLog('settlement') });
 }
 
 export async function startSimulator(model: string, profile: ProfileName, seed = 1): Promise<{ sim: MeterSimulator; port: number }> {
@@ -59,6 +65,12 @@ export function gatewayConfig(
 /** Creates the gateway's key, registers it with the settlement ledger, then starts the gateway. */
 export async function startRegisteredGateway(settlement: Settlement, cfg: GatewayConfig): Promise<Gateway> {
   const key = loadOrCreateKey(cfg.keyFile);
-  await settlement.ledger.putGateway({ id: gatewayId(cfg.id), publicKeyPem: key.publicKeyPem, status: 'active', createdAtMs: Date.now() });
+  const res = await enrollTestGateway(
+    settlement.ledger,
+    cfg.id,
+    key.publicKeyPem,
+    cfg.meters.map((m) => ({ id: m.id, model: m.definition.id, role: m.role, ratedPowerW: m.ratedPowerW, energySource: m.energySource })),
+  );
+  saveCredentials(cfg.dataDir, res.mqtt);
   return startGateway(cfg, { log: testLog('gateway') });
 }
