@@ -77,3 +77,16 @@ async function adminQuery(url: string, sql: string): Promise<void> {
     await client.end();
   }
 }
+
+/** The machine's Mosquitto (CI runs one on 127.0.0.1:1883), if it accepts a connection. */
+export async function mosquittoUrl(): Promise<string | undefined> {
+  const url = process.env.GTX_TEST_MQTT_URL ?? 'mqtt://127.0.0.1:1883';
+  const { default: mqtt } = await import('mqtt');
+  try {
+    const c = await mqtt.connectAsync(url, { connectTimeout: 2000, reconnectPeriod: 0 });
+    await c.endAsync();
+    return url;
+  } catch {
+    return undefined;
+  }
+}
