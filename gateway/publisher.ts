@@ -18,6 +18,8 @@ export interface PublisherOptions {
  * Moves the outbox to the broker in order and deletes only what settlement acknowledges on
  * this gateway's ack topic: a broker PUBACK says nothing about the ledger.
  */
+const RECONNECT_MS = 1000;
+
 export class Publisher {
   private client?: MqttClient;
   /** Envelope id → time it was last published. */
@@ -25,6 +27,9 @@ export class Publisher {
   private lastPos = 0;
   private timer?: NodeJS.Timeout;
   private pumping = false;
+  private stopping = false;
+  private unreachableLogged = false;
+  private retry?: NodeJS.Timeout;
   acked = 0;
   rejected = 0;
 
@@ -35,12 +40,23 @@ export class Publisher {
   ) {}
 
   async start(): Promise<void> {
+    this.timer = setInterval(() => this.expire(), Math.min(1000, this.opts.ackTimeoutMs));
+    this.connect();
+  }
+
+  /**
+   * One MQTT client per connection, reconnecting by hand: mqtt.js would otherwise replay its
+   * own queue of unacknowledged publishes on reconnect, ahead of the outbox's oldest entries,
+   * and settlement would receive a meter's readings out of order.
+   */
+  private connect(): void {
+    if (this.stopping) return;
     const { gateway } = this.opts;
     const offline: GatewayStatus = { v: 1, state: 'offline', ts: new Date().toISOString() };
     const options: IClientOptions = {
       clientId: `gtx-gw-${gateway}`,
       clean: true,
-      reconnectPeriod: 1000,
+      reconnectPeriod: 0,
       connectTimeout: 5000,
       will: { topic: topics.status(gateway), payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
     };
@@ -52,7 +68,7 @@ export class Publisher {
     this.client = client;
     client.on('connect', () => {
       this.log.info({ broker: this.opts.url }, 'connected to broker');
-      // Whatever was in flight may have been lost with the connection: send it again, in order.
+      this.unreachableLogged = false;
       this.inFlight.clear();
       this.lastPos = 0;
       void client.subscribeAsync([topics.ack(gateway), topics.reject(gateway)], { qos: 1 }).then(() => {
@@ -61,10 +77,21 @@ export class Publisher {
         this.pump();
       }, (e: unknown) => this.log.warn({ err: e }, 'subscribe failed'));
     });
-    client.on('offline', () => this.log.warn({ broker: this.opts.url, outbox: this.outbox.depth() }, 'broker unreachable; readings wait in the outbox'));
-    client.on('error', (e) => this.log.warn({ err: e.message }, 'mqtt error'));
+    client.on('close', () => {
+      if (this.client !== client) return;
+      // Whatever was in flight may be lost with the connection: it is sent again, in order.
+      this.inFlight.clear();
+      client.removeAllListeners('close');
+      client.end(true);
+      if (this.stopping) return;
+      if (!this.unreachableLogged) {
+        this.unreachableLogged = true;
+        this.log.warn({ broker: this.opts.url, outbox: this.outbox.depth() }, 'broker unreachable; readings wait in the outbox');
+      }
+      this.retry = setTimeout(() => this.connect(), RECONNECT_MS);
+    });
+    client.on('error', (e) => this.log.debug({ err: e.message }, 'mqtt error'));
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    this.timer = setInterval(() => this.expire(), Math.min(1000, this.opts.ackTimeoutMs));
   }
 
   /** Call after sealing a new envelope. */
@@ -96,19 +123,19 @@ export class Publisher {
     this.pump();
   }
 
+  /**
+   * Go-back-N: when the oldest unacknowledged envelope times out, the whole window is sent
+   * again from it, so settlement never sees a later envelope of a meter before an earlier one.
+   */
   private expire(): void {
     const cutoff = Date.now() - this.opts.ackTimeoutMs;
-    let expired = false;
-    for (const [id, at] of this.inFlight) {
+    for (const at of this.inFlight.values()) {
       if (at < cutoff) {
-        this.inFlight.delete(id);
-        expired = true;
+        this.inFlight.clear();
+        this.lastPos = 0;
+        this.pump();
+        return;
       }
-    }
-    if (expired) {
-      // Resend from the oldest unacknowledged entry so the order is kept.
-      this.lastPos = 0;
-      this.pump();
     }
   }
 
@@ -134,7 +161,9 @@ export class Publisher {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     clearInterval(this.timer);
+    clearTimeout(this.retry);
     const client = this.client;
     if (!client) return;
     if (client.connected) {

@@ -63,6 +63,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       auth: cfg.mqtt.auth ? new LedgerCredentialStore(ledger, hashSecret(ownSecret)) : undefined,
       tls,
       log: log.child({ component: 'broker' }),
+      holdFor: cfg.mqtt.clientId,
     });
     brokerUrl = broker.url;
     log.info({ url: brokerUrl, tls: broker.tlsUrl, auth: cfg.mqtt.auth }, 'embedded MQTT broker listening');
@@ -152,6 +153,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   const granted = await client.subscribeAsync([readingsFilter, topics.allStatus], { qos: 1 });
   const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
   if (refused.length > 0) throw new Error(`the broker refused the settlement's subscriptions ${refused.join(', ')}: check its ACL for ${SETTLEMENT_USERNAME}`);
+  broker?.admitAll();
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
   let httpUrl: string | undefined;

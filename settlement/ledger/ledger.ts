@@ -1,18 +1,47 @@
 import type { EnvelopeId, GatewayId, MeterId, Reading, RejectReason } from '../../protocol/index.ts';
 import type { ChainRejectReason } from '../ingest/chain.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 
 /**
  * The settlement ledger: one interface, one implementation per engine. Every method is
  * async so that engines with network round trips (PostgreSQL) fit the same contract.
  */
 
-export type GatewayStatus = 'active' | 'revoked';
+/** pending: enrolled, not yet allowed to report; revoked: refused from `revokedAtMs` on. */
+export type GatewayStatus = 'pending' | 'active' | 'revoked';
 
 export interface GatewayRecord {
   id: GatewayId;
   publicKeyPem: string;
   status: GatewayStatus;
   createdAtMs: number;
+  /** scrypt hash of the gateway's MQTT password (broker/credentials.ts); null before enrollment. */
+  mqttSecretHash?: string | null;
+  revokedAtMs?: number | null;
+}
+
+/** What the commit needs to know about a reading's meter, from the registry. */
+export interface MeterContext {
+  ratedPowerW: number;
+  market: string;
+  /** The market's zone, in which intervals are aligned. */
+  timeZone: string;
+  intervalMs: number;
+}
+
+/** Verified energy of one meter in one interval, from counter differences. */
+export interface IntervalRow {
+  startMs: number;
+  importWh: number;
+  exportWh: number;
+}
+
+/** Metered supply (sum of export) and demand (sum of import) of a market in one interval. */
+export interface MarketIntervalRow {
+  startMs: number;
+  supplyWh: number;
+  demandWh: number;
+  meters: number;
 }
 
 /** An envelope whose signature, schema and timestamps passed; the chain is checked at commit. */
@@ -21,7 +50,7 @@ export interface VerifiedEnvelope {
   gateway: GatewayId;
   /** The payload exactly as received: the audit source of truth. */
   raw: string;
-  readings: Array<Reading & { hash: string }>;
+  readings: Array<Reading & { hash: string; context: MeterContext }>;
   receivedAtMs: number;
 }
 
@@ -67,7 +96,7 @@ export interface LedgerCounts {
   rejections: number;
 }
 
-export interface Ledger {
+export interface Ledger extends RegistryStore {
   readonly engine: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -99,4 +128,11 @@ export interface Ledger {
    * database schema. SQLite (one process per file): a lock inside this ledger object.
    */
   withAdvisoryLock<T>(key: string, fn: () => Promise<T>): Promise<T | undefined>;
+
+  /** Verified energy of a meter per interval with start in [fromMs, toMs). */
+  intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]>;
+  /** Supply and demand of a market per interval with start in [fromMs, toMs). */
+  marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]>;
+  /** Missing seq ranges of a meter between its first and last stored reading. */
+  gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>>;
 }

@@ -1,13 +1,25 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import { decideReading } from '../ingest/chain.ts';
+import { decideReading, type NeighbourReading } from '../ingest/chain.ts';
+import type {
+  Account,
+  EnrollmentCodeRecord,
+  EnrollOutcome,
+  Market,
+  MeterRecord,
+  RegistryStore,
+} from '../registry/registry.ts';
 import { loadMigrations } from './migrations.ts';
+import { pairEnergy, toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
 import type {
   CommitOutcome,
   GatewayRecord,
+  GatewayStatus,
+  IntervalRow,
   Ledger,
   LedgerCounts,
+  MarketIntervalRow,
   RejectionRecord,
   StoredEnvelope,
   StoredReading,
@@ -29,6 +41,13 @@ import type {
  * MAX_TRANSACTION_ATTEMPTS times), where it turns into a 'duplicate' outcome instead of an
  * exception. An envelope id being inserted by another transaction is waited for by
  * ON CONFLICT, then seen as a duplicate.
+ *
+ * Interval energy is added in the same envelope savepoint as the readings, under the same
+ * meter locks: a meter's interval rows are only ever touched by the transaction holding its
+ * lock, so the read-decide-add sequence cannot count a pair twice or miss one.
+ *
+ * Enrollment claims its code with a conditional UPDATE (… WHERE used_at_ms IS NULL): of two
+ * enrollments with one code, the second waits on the row lock, then finds the code used.
  */
 
 const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
@@ -62,23 +81,6 @@ function isRetryable(e: unknown): boolean {
   if (e instanceof LostRace) return true;
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === 'string' && RETRYABLE_SQLSTATES.has(code);
-}
-
-interface ReadingRow {
-  meter: string;
-  seq: number;
-  envelope_id: string;
-  gateway: string;
-  ts_ms: number;
-  import_wh: number;
-  export_wh: number;
-  power_w: number;
-  voltage_mv: number | null;
-  current_ma: number | null;
-  frequency_mhz: number | null;
-  prev: string;
-  hash: string;
-  received_at_ms: number;
 }
 
 export interface PostgresLedgerOptions {
@@ -127,22 +129,161 @@ export class PostgresLedger implements Ledger {
     await this.pool.end();
   }
 
+  /** Replaces the record except its first registration time; absent optional fields become null. */
   async putGateway(rec: GatewayRecord): Promise<void> {
     await this.pool.query(
-      `INSERT INTO gateways (id, public_key_pem, status, created_at_ms) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status`,
-      [rec.id, rec.publicKeyPem, rec.status, rec.createdAtMs],
+      `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status,
+         mqtt_secret_hash = excluded.mqtt_secret_hash, revoked_at_ms = excluded.revoked_at_ms`,
+      [rec.id, rec.publicKeyPem, rec.status, rec.createdAtMs, rec.mqttSecretHash ?? null, rec.revokedAtMs ?? null],
     );
   }
 
   async getGateway(id: string): Promise<GatewayRecord | undefined> {
-    const { rows } = await this.pool.query<{ id: string; public_key_pem: string; status: 'active' | 'revoked'; created_at_ms: number }>(
-      'SELECT id, public_key_pem, status, created_at_ms FROM gateways WHERE id = $1',
-      [id],
+    const { rows } = await this.pool.query<GatewayRow>(`SELECT ${GATEWAY_COLUMNS} FROM gateways WHERE id = $1`, [id]);
+    return rows[0] && toGateway(rows[0]);
+  }
+
+  /**
+   * Revoking stamps `atMs` (a gateway revoked again keeps its first stamp); any other status
+   * clears the stamp. False when the gateway is unknown.
+   */
+  async setGatewayStatus(id: string, status: GatewayStatus, atMs: number): Promise<boolean> {
+    const res = await this.pool.query(
+      `UPDATE gateways SET status = $2::text, revoked_at_ms = CASE
+         WHEN $2::text <> 'revoked' THEN NULL
+         WHEN status = 'revoked' AND revoked_at_ms IS NOT NULL THEN revoked_at_ms
+         ELSE $3::bigint END
+       WHERE id = $1`,
+      [id, status, atMs],
     );
-    const row = rows[0];
-    if (!row) return undefined;
-    return { id: row.id as GatewayId, publicKeyPem: row.public_key_pem, status: row.status, createdAtMs: row.created_at_ms };
+    return (res.rowCount ?? 0) > 0;
+  }
+
+  // ---- registry -------------------------------------------------------------------------
+
+  /** Creates or renames/re-zones a market; its creation time is the first put's. */
+  async putMarket(m: Market): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO markets (id, name, time_zone, interval_minutes, created_at_ms) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, interval_minutes = excluded.interval_minutes`,
+      [m.id, m.name, m.timeZone, m.intervalMinutes, Date.now()],
+    );
+  }
+
+  async getMarket(id: string): Promise<Market | undefined> {
+    const { rows } = await this.pool.query<MarketRow>('SELECT id, name, time_zone, interval_minutes FROM markets WHERE id = $1', [id]);
+    return rows[0] && toMarket(rows[0]);
+  }
+
+  async listMarkets(): Promise<Market[]> {
+    const { rows } = await this.pool.query<MarketRow>('SELECT id, name, time_zone, interval_minutes FROM markets ORDER BY id');
+    return rows.map(toMarket);
+  }
+
+  async putAccount(a: Account): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO accounts (id, name, created_at_ms) VALUES ($1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET name = excluded.name`,
+      [a.id, a.name, a.createdAtMs],
+    );
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const { rows } = await this.pool.query<AccountRow>('SELECT id, name, created_at_ms FROM accounts WHERE id = $1', [id]);
+    return rows[0] && toAccount(rows[0]);
+  }
+
+  async putEnrollmentCode(c: EnrollmentCodeRecord): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO enrollment_codes (code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (code_hash) DO UPDATE SET market = excluded.market, owner = excluded.owner, created_at_ms = excluded.created_at_ms,
+         expires_at_ms = excluded.expires_at_ms, used_at_ms = excluded.used_at_ms, used_by = excluded.used_by`,
+      [c.codeHash, c.market, c.owner, c.createdAtMs, c.expiresAtMs, c.usedAtMs, c.usedBy],
+    );
+  }
+
+  async getEnrollmentCode(codeHash: string): Promise<EnrollmentCodeRecord | undefined> {
+    const { rows } = await this.pool.query<CodeRow>(`SELECT ${CODE_COLUMNS} FROM enrollment_codes WHERE code_hash = $1`, [codeHash]);
+    return rows[0] && toCode(rows[0]);
+  }
+
+  /**
+   * One transaction, checked in this order: the code exists, is unused and unexpired at
+   * `nowMs`; the gateway id is new; no meter id is enrolled. Then the gateway (active) and its
+   * meters are stored. A refusal rolls everything back, the claim on the code included.
+   *
+   * Race-safe: the code is claimed first by a conditional UPDATE, so a concurrent enrollment
+   * with the same code waits for this one and then sees the code used (or, if this one was
+   * refused and rolled back, gets the code itself). Two enrollments with different codes that
+   * insert the same gateway or meter id collide on the primary key (unique_violation): the
+   * loser's transaction is rerun and then refused as gateway_exists or meter_taken.
+   */
+  async enroll(input: Parameters<RegistryStore['enroll']>[0]): Promise<EnrollOutcome> {
+    try {
+      return await this.transaction(async (c): Promise<EnrollOutcome> => {
+        const claimed = await c.query(
+          `UPDATE enrollment_codes SET used_at_ms = $2, used_by = $3
+           WHERE code_hash = $1 AND used_at_ms IS NULL AND expires_at_ms > $2`,
+          [input.codeHash, input.nowMs, input.gateway],
+        );
+        if (claimed.rowCount === 0) {
+          const { rows } = await c.query<CodeRow>(`SELECT ${CODE_COLUMNS} FROM enrollment_codes WHERE code_hash = $1`, [input.codeHash]);
+          const problem = refuseCode(rows[0] && toCode(rows[0]), input.nowMs);
+          // Unused and unexpired, yet not claimed: a concurrent claim rolled back in between.
+          if (!problem) throw new LostRace(`enrollment code ${input.codeHash} changed while being claimed`);
+          throw new EnrollRefused(problem);
+        }
+        const gw = await c.query<GatewayRow>(`SELECT ${GATEWAY_COLUMNS} FROM gateways WHERE id = $1`, [input.gateway]);
+        if (gw.rows[0]) throw new EnrollRefused(refuseGateway(toGateway(gw.rows[0])));
+        const ids = input.meters.map((m): string => m.id);
+        const taken = await c.query<{ id: string; gateway: string }>('SELECT id, gateway FROM meters WHERE id = ANY($1::text[]) ORDER BY id', [ids]);
+        const meterProblem = refuseMeters(ids, taken.rows);
+        if (meterProblem) throw new EnrollRefused(meterProblem);
+
+        await c.query(
+          `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms)
+           VALUES ($1, $2, 'active', $3, $4, NULL)`,
+          [input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash],
+        );
+        await c.query(
+          `INSERT INTO meters (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
+           SELECT id, $1, model, role, rated_power_w, energy_source, market, owner, created_at_ms
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+             AS m(id, model, role, rated_power_w, energy_source, market, owner, created_at_ms)`,
+          [
+            input.gateway,
+            ids,
+            input.meters.map((m) => m.model),
+            input.meters.map((m) => m.role),
+            input.meters.map((m) => m.ratedPowerW),
+            input.meters.map((m) => m.energySource),
+            input.meters.map((m) => m.market),
+            input.meters.map((m) => m.owner),
+            input.meters.map((m) => m.createdAtMs),
+          ],
+        );
+        return { ok: true };
+      });
+    } catch (e) {
+      if (e instanceof EnrollRefused) return e.outcome;
+      throw e;
+    }
+  }
+
+  async getMeter(id: string): Promise<MeterRecord | undefined> {
+    const { rows } = await this.pool.query<MeterRow>(`SELECT ${METER_COLUMNS} FROM meters WHERE id = $1`, [id]);
+    return rows[0] && toMeter(rows[0]);
+  }
+
+  async listMeters(filter: { gateway?: string; market?: string } = {}): Promise<MeterRecord[]> {
+    const { rows } = await this.pool.query<MeterRow>(
+      `SELECT ${METER_COLUMNS} FROM meters
+       WHERE ($1::text IS NULL OR gateway = $1) AND ($2::text IS NULL OR market = $2) ORDER BY id`,
+      [filter.gateway ?? null, filter.market ?? null],
+    );
+    return rows.map(toMeter);
   }
 
   async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
@@ -190,26 +331,48 @@ export class PostgresLedger implements Ledger {
         wantSeqs.push(seq);
       }
     }
-    const { rows } = await c.query<{ meter: string; seq: number; hash: string; prev: string }>(
-      `SELECT meter, seq, hash, prev FROM readings
+    const { rows } = await c.query<{ meter: string; seq: number; hash: string; prev: string; ts_ms: number; import_wh: number; export_wh: number }>(
+      `SELECT meter, seq, hash, prev, ts_ms, import_wh, export_wh FROM readings
        WHERE (meter, seq) IN (SELECT m, s FROM unnest($1::text[], $2::bigint[]) AS want(m, s))`,
       [wantMeters, wantSeqs],
     );
-    const known = new Map(rows.map((row) => [keyOf(row.meter, row.seq), { hash: row.hash, prev: row.prev }]));
+    const known = new Map<string, NeighbourReading>(
+      rows.map((row) => [
+        keyOf(row.meter, row.seq),
+        { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh },
+      ]),
+    );
 
     const fresh: VerifiedEnvelope['readings'] = [];
+    // Interval energy of the pairs completed by this envelope, summed per (meter, start) so
+    // that one upsert statement never touches a row twice.
+    const energy = new Map<string, { meter: string; market: string; startMs: number; importWh: number; exportWh: number }>();
     let duplicates = 0;
     for (const r of env.readings) {
       const at = (seq: number) => known.get(keyOf(r.meter, seq));
+      const before = at(r.seq - 1);
+      const after = at(r.seq + 1);
+      const candidate = { ...r, tsMs: Date.parse(r.ts) };
       // Exactly the neighbour fields SqliteLedger passes: the two engines must decide alike.
-      const d = decideReading(r, { same: at(r.seq), before: at(r.seq - 1), after: at(r.seq + 1) });
+      const d = decideReading(candidate, { same: at(r.seq), before, after }, { ratedPowerW: r.context.ratedPowerW });
       if (d.kind === 'reject') return { status: 'rejected', id: env.id, reason: d.reason, detail: d.detail };
       if (d.kind === 'duplicate') {
         duplicates++;
         continue;
       }
-      known.set(keyOf(r.meter, r.seq), { hash: r.hash, prev: r.prev });
+      known.set(keyOf(r.meter, r.seq), { hash: r.hash, prev: r.prev, tsMs: candidate.tsMs, importWh: r.importWh, exportWh: r.exportWh });
       fresh.push(r);
+      for (const e of pairEnergy(r.context, candidate, before, after)) {
+        const k = keyOf(r.meter, e.startMs);
+        const sum = energy.get(k);
+        if (sum) {
+          sum.importWh += e.importWh;
+          sum.exportWh += e.exportWh;
+          sum.market = r.context.market;
+        } else {
+          energy.set(k, { meter: r.meter, market: r.context.market, ...e });
+        }
+      }
     }
     // Every reading was already stored (e.g. the same readings re-batched).
     if (fresh.length === 0) return { status: 'duplicate', id: env.id, readings: env.readings.length };
@@ -241,6 +404,16 @@ export class PostgresLedger implements Ledger {
     );
     if (res.rowCount !== fresh.length) {
       throw new LostRace(`envelope ${env.id}: ${fresh.length - (res.rowCount ?? 0)} reading(s) were stored concurrently`);
+    }
+    if (energy.size > 0) {
+      const es = [...energy.values()];
+      await c.query(
+        `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+         ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
+           export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`,
+        [es.map((e) => e.meter), es.map((e) => e.startMs), es.map((e) => e.market), es.map((e) => e.importWh), es.map((e) => e.exportWh)],
+      );
     }
     return { status: 'accepted', id: env.id, inserted: fresh.length, duplicates };
   }
@@ -327,6 +500,36 @@ export class PostgresLedger implements Ledger {
     }));
   }
 
+  async intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
+    const { rows } = await this.pool.query<{ start_ms: number; import_wh: number; export_wh: number }>(
+      `SELECT start_ms, import_wh, export_wh FROM interval_energy
+       WHERE meter = $1 AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms`,
+      [meter, fromMs, toMs],
+    );
+    return rows.map((r) => ({ startMs: r.start_ms, importWh: r.import_wh, exportWh: r.export_wh }));
+  }
+
+  async marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
+    // sum(bigint) is numeric: back to bigint (read as a safe-integer number, or an error).
+    const { rows } = await this.pool.query<{ start_ms: number; supply: number; demand: number; meters: number }>(
+      `SELECT start_ms, sum(export_wh)::bigint AS supply, sum(import_wh)::bigint AS demand, count(DISTINCT meter) AS meters
+       FROM interval_energy WHERE market = $1 AND start_ms >= $2 AND start_ms < $3
+       GROUP BY start_ms ORDER BY start_ms`,
+      [market, fromMs, toMs],
+    );
+    return rows.map((r) => ({ startMs: r.start_ms, supplyWh: r.supply, demandWh: r.demand, meters: r.meters }));
+  }
+
+  async gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>> {
+    const { rows } = await this.pool.query<{ from_seq: number; to_seq: number }>(
+      `SELECT prev_seq + 1 AS from_seq, seq - 1 AS to_seq FROM
+         (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev_seq FROM readings WHERE meter = $1) AS s
+       WHERE seq - prev_seq > 1 ORDER BY seq`,
+      [meter],
+    );
+    return rows.map((r) => ({ fromSeq: r.from_seq, toSeq: r.to_seq }));
+  }
+
   /**
    * A session advisory lock on a connection held for the duration of `fn`: every worker on
    * this database schema competes for the same lock. If the process dies, the server drops
@@ -384,22 +587,14 @@ export class PostgresLedger implements Ledger {
   }
 }
 
-function toStoredReading(r: ReadingRow): StoredReading {
-  const out: StoredReading = {
-    meter: r.meter as MeterId,
-    seq: r.seq,
-    ts: new Date(r.ts_ms).toISOString(),
-    importWh: r.import_wh,
-    exportWh: r.export_wh,
-    powerW: r.power_w,
-    prev: r.prev,
-    hash: r.hash,
-    envelopeId: r.envelope_id as EnvelopeId,
-    gateway: r.gateway as GatewayId,
-    receivedAtMs: r.received_at_ms,
-  };
-  if (r.voltage_mv !== null) out.voltageMilliV = r.voltage_mv;
-  if (r.current_ma !== null) out.currentMilliA = r.current_ma;
-  if (r.frequency_mhz !== null) out.frequencyMilliHz = r.frequency_mhz;
-  return out;
+/** An enrollment refusal, thrown out of the transaction so that it rolls back. */
+class EnrollRefused extends Error {
+  constructor(readonly outcome: Refusal) {
+    super(outcome.detail);
+  }
 }
+
+const GATEWAY_COLUMNS = 'id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms';
+const CODE_COLUMNS = 'code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by';
+const METER_COLUMNS = 'id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms';
+

@@ -3,13 +3,25 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import { decideReading } from '../ingest/chain.ts';
+import { decideReading, type NeighbourReading } from '../ingest/chain.ts';
+import type {
+  Account,
+  EnrollmentCodeRecord,
+  EnrollOutcome,
+  Market,
+  MeterRecord,
+  RegistryStore,
+} from '../registry/registry.ts';
 import { loadMigrations } from './migrations.ts';
+import { pairEnergy, toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
 import type {
   CommitOutcome,
   GatewayRecord,
+  GatewayStatus,
+  IntervalRow,
   Ledger,
   LedgerCounts,
+  MarketIntervalRow,
   RejectionRecord,
   StoredEnvelope,
   StoredReading,
@@ -18,23 +30,6 @@ import type {
 } from './ledger.ts';
 
 const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
-
-interface ReadingRow {
-  meter: string;
-  seq: number;
-  envelope_id: string;
-  gateway: string;
-  ts_ms: number;
-  import_wh: number;
-  export_wh: number;
-  power_w: number;
-  voltage_mv: number | null;
-  current_ma: number | null;
-  frequency_mhz: number | null;
-  prev: string;
-  hash: string;
-  received_at_ms: number;
-}
 
 /** Thrown inside a savepoint to roll back one envelope without aborting the batch. */
 class EnvelopeRejected extends Error {
@@ -75,21 +70,141 @@ export class SqliteLedger implements Ledger {
     if (this.db.open) this.db.close();
   }
 
+  /** Replaces the record except its first registration time; absent optional fields become null. */
   async putGateway(rec: GatewayRecord): Promise<void> {
     this.db
       .prepare(
-        `INSERT INTO gateways (id, public_key_pem, status, created_at_ms) VALUES (?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status`,
+        `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status,
+           mqtt_secret_hash = excluded.mqtt_secret_hash, revoked_at_ms = excluded.revoked_at_ms`,
       )
-      .run(rec.id, rec.publicKeyPem, rec.status, rec.createdAtMs);
+      .run(rec.id, rec.publicKeyPem, rec.status, rec.createdAtMs, rec.mqttSecretHash ?? null, rec.revokedAtMs ?? null);
   }
 
   async getGateway(id: string): Promise<GatewayRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM gateways WHERE id = ?').get(id) as
-      | { id: string; public_key_pem: string; status: 'active' | 'revoked'; created_at_ms: number }
-      | undefined;
-    if (!row) return undefined;
-    return { id: row.id as GatewayId, publicKeyPem: row.public_key_pem, status: row.status, createdAtMs: row.created_at_ms };
+    const row = this.db.prepare('SELECT * FROM gateways WHERE id = ?').get(id) as GatewayRow | undefined;
+    return row && toGateway(row);
+  }
+
+  /**
+   * Revoking stamps `atMs` (a gateway revoked again keeps its first stamp); any other status
+   * clears the stamp. False when the gateway is unknown.
+   */
+  async setGatewayStatus(id: string, status: GatewayStatus, atMs: number): Promise<boolean> {
+    const res = this.db
+      .prepare(
+        `UPDATE gateways SET status = @status, revoked_at_ms = CASE
+           WHEN @status <> 'revoked' THEN NULL
+           WHEN status = 'revoked' AND revoked_at_ms IS NOT NULL THEN revoked_at_ms
+           ELSE @atMs END
+         WHERE id = @id`,
+      )
+      .run({ id, status, atMs });
+    return res.changes > 0;
+  }
+
+  // ---- registry -------------------------------------------------------------------------
+
+  /** Creates or renames/re-zones a market; its creation time is the first put's. */
+  async putMarket(m: Market): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO markets (id, name, time_zone, interval_minutes, created_at_ms) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, interval_minutes = excluded.interval_minutes`,
+      )
+      .run(m.id, m.name, m.timeZone, m.intervalMinutes, Date.now());
+  }
+
+  async getMarket(id: string): Promise<Market | undefined> {
+    const row = this.db.prepare('SELECT * FROM markets WHERE id = ?').get(id) as MarketRow | undefined;
+    return row && toMarket(row);
+  }
+
+  async listMarkets(): Promise<Market[]> {
+    return (this.db.prepare('SELECT * FROM markets ORDER BY id').all() as MarketRow[]).map(toMarket);
+  }
+
+  async putAccount(a: Account): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO accounts (id, name, created_at_ms) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name`,
+      )
+      .run(a.id, a.name, a.createdAtMs);
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const row = this.db.prepare('SELECT * FROM accounts WHERE id = ?').get(id) as AccountRow | undefined;
+    return row && toAccount(row);
+  }
+
+  async putEnrollmentCode(c: EnrollmentCodeRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO enrollment_codes (code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (code_hash) DO UPDATE SET market = excluded.market, owner = excluded.owner, created_at_ms = excluded.created_at_ms,
+           expires_at_ms = excluded.expires_at_ms, used_at_ms = excluded.used_at_ms, used_by = excluded.used_by`,
+      )
+      .run(c.codeHash, c.market, c.owner, c.createdAtMs, c.expiresAtMs, c.usedAtMs, c.usedBy);
+  }
+
+  async getEnrollmentCode(codeHash: string): Promise<EnrollmentCodeRecord | undefined> {
+    const row = this.db.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(codeHash) as CodeRow | undefined;
+    return row && toCode(row);
+  }
+
+  /**
+   * One transaction, checked in this order: the code exists, is unused and unexpired at
+   * `nowMs`; the gateway id is new; no meter id is enrolled. Then the code is marked used and
+   * the gateway (active) and its meters are stored. A refusal writes nothing. better-sqlite3
+   * runs the whole transaction synchronously, so no other enrollment can interleave.
+   */
+  async enroll(input: Parameters<RegistryStore['enroll']>[0]): Promise<EnrollOutcome> {
+    const run = this.db.transaction((): EnrollOutcome => {
+      const code = this.db.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(input.codeHash) as CodeRow | undefined;
+      const codeProblem = refuseCode(code && toCode(code), input.nowMs);
+      if (codeProblem) return codeProblem;
+      const gw = this.db.prepare('SELECT * FROM gateways WHERE id = ?').get(input.gateway) as GatewayRow | undefined;
+      if (gw) return refuseGateway(toGateway(gw));
+      const ids = input.meters.map((m): string => m.id);
+      const taken = this.db
+        .prepare(`SELECT id, gateway FROM meters WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
+        .all(JSON.stringify(ids)) as Array<{ id: string; gateway: string }>;
+      const meterProblem = refuseMeters(ids, taken);
+      if (meterProblem) return meterProblem;
+
+      this.db.prepare('UPDATE enrollment_codes SET used_at_ms = ?, used_by = ? WHERE code_hash = ?').run(input.nowMs, input.gateway, input.codeHash);
+      this.db
+        .prepare(
+          `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms)
+           VALUES (?, ?, 'active', ?, ?, NULL)`,
+        )
+        .run(input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash);
+      const insertMeter = this.db.prepare(
+        `INSERT INTO meters (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      for (const m of input.meters) {
+        insertMeter.run(m.id, input.gateway, m.model, m.role, m.ratedPowerW, m.energySource, m.market, m.owner, m.createdAtMs);
+      }
+      return { ok: true };
+    });
+    return run();
+  }
+
+  async getMeter(id: string): Promise<MeterRecord | undefined> {
+    const row = this.db.prepare('SELECT * FROM meters WHERE id = ?').get(id) as MeterRow | undefined;
+    return row && toMeter(row);
+  }
+
+  async listMeters(filter: { gateway?: string; market?: string } = {}): Promise<MeterRecord[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM meters WHERE (@gateway IS NULL OR gateway = @gateway) AND (@market IS NULL OR market = @market) ORDER BY id`,
+      )
+      .all({ gateway: filter.gateway ?? null, market: filter.market ?? null }) as MeterRow[];
+    return rows.map(toMeter);
   }
 
   private stmts?: ReturnType<SqliteLedger['prepare']>;
@@ -97,7 +212,12 @@ export class SqliteLedger implements Ledger {
   private prepare() {
     return {
       envelopeExists: this.db.prepare('SELECT 1 FROM envelopes WHERE id = ?').pluck(),
-      readingAt: this.db.prepare('SELECT hash, prev FROM readings WHERE meter = ? AND seq = ?'),
+      readingAt: this.db.prepare('SELECT hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? AND seq = ?'),
+      addIntervalEnergy: this.db.prepare(
+        `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
+           export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`,
+      ),
       insertEnvelope: this.db.prepare(
         'INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw) VALUES (?, ?, ?, ?, ?)',
       ),
@@ -119,8 +239,15 @@ export class SqliteLedger implements Ledger {
       let inserted = 0;
       let duplicates = 0;
       for (const r of env.readings) {
-        const at = (seq: number) => s.readingAt.get(r.meter, seq) as { hash: string; prev: string } | undefined;
-        const d = decideReading(r, { same: at(r.seq), before: at(r.seq - 1), after: at(r.seq + 1) });
+        const at = (seq: number): NeighbourReading | undefined => {
+          const row = s.readingAt.get(r.meter, seq) as NeighbourRow | undefined;
+          return row && { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh };
+        };
+        const before = at(r.seq - 1);
+        const after = at(r.seq + 1);
+        const candidate = { ...r, tsMs: Date.parse(r.ts) };
+        // Exactly what PostgresLedger passes: the two engines must decide alike.
+        const d = decideReading(candidate, { same: at(r.seq), before, after }, { ratedPowerW: r.context.ratedPowerW });
         if (d.kind === 'reject') throw new EnvelopeRejected({ status: 'rejected', id: env.id, reason: d.reason, detail: d.detail });
         if (d.kind === 'duplicate') {
           duplicates++;
@@ -142,6 +269,11 @@ export class SqliteLedger implements Ledger {
           hash: r.hash,
           received_at_ms: env.receivedAtMs,
         });
+        // Interval energy of the pairs this reading completes (see pairEnergy). Inside the
+        // envelope's savepoint: a rejected envelope adds nothing.
+        for (const e of pairEnergy(r.context, candidate, before, after)) {
+          s.addIntervalEnergy.run(r.meter, e.startMs, r.context.market, e.importWh, e.exportWh);
+        }
         inserted++;
       }
       if (inserted === 0) throw new EnvelopeDuplicate(env.id, env.readings.length);
@@ -250,6 +382,38 @@ export class SqliteLedger implements Ledger {
     }));
   }
 
+  async intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT start_ms, import_wh, export_wh FROM interval_energy
+         WHERE meter = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms`,
+      )
+      .all(meter, fromMs, toMs) as Array<{ start_ms: number; import_wh: number; export_wh: number }>;
+    return rows.map((r) => ({ startMs: r.start_ms, importWh: r.import_wh, exportWh: r.export_wh }));
+  }
+
+  async marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT start_ms, sum(export_wh) AS supply, sum(import_wh) AS demand, count(DISTINCT meter) AS meters
+         FROM interval_energy WHERE market = ? AND start_ms >= ? AND start_ms < ?
+         GROUP BY start_ms ORDER BY start_ms`,
+      )
+      .all(market, fromMs, toMs) as Array<{ start_ms: number; supply: number; demand: number; meters: number }>;
+    return rows.map((r) => ({ startMs: r.start_ms, supplyWh: r.supply, demandWh: r.demand, meters: r.meters }));
+  }
+
+  async gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>> {
+    const rows = this.db
+      .prepare(
+        `SELECT prev_seq + 1 AS from_seq, seq - 1 AS to_seq FROM
+           (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev_seq FROM readings WHERE meter = ?) AS s
+         WHERE seq - prev_seq > 1 ORDER BY seq`,
+      )
+      .all(meter) as Array<{ from_seq: number; to_seq: number }>;
+    return rows.map((r) => ({ fromSeq: r.from_seq, toSeq: r.to_seq }));
+  }
+
   private readonly heldLocks = new Set<string>();
 
   /**
@@ -277,22 +441,10 @@ class EnvelopeDuplicate extends Error {
   }
 }
 
-function toStoredReading(r: ReadingRow): StoredReading {
-  const out: StoredReading = {
-    meter: r.meter as MeterId,
-    seq: r.seq,
-    ts: new Date(r.ts_ms).toISOString(),
-    importWh: r.import_wh,
-    exportWh: r.export_wh,
-    powerW: r.power_w,
-    prev: r.prev,
-    hash: r.hash,
-    envelopeId: r.envelope_id as EnvelopeId,
-    gateway: r.gateway as GatewayId,
-    receivedAtMs: r.received_at_ms,
-  };
-  if (r.voltage_mv !== null) out.voltageMilliV = r.voltage_mv;
-  if (r.current_ma !== null) out.currentMilliA = r.current_ma;
-  if (r.frequency_mhz !== null) out.frequencyMilliHz = r.frequency_mhz;
-  return out;
+interface NeighbourRow {
+  hash: string;
+  prev: string;
+  ts_ms: number;
+  import_wh: number;
+  export_wh: number;
 }

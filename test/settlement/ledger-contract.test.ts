@@ -3,11 +3,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GENESIS_PREV, envelopeIdOf, gatewayId, readingHash, signedBytes, type Envelope, type Reading } from '../../protocol/index.ts';
-import type { CommitOutcome, Ledger, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
+import { GENESIS_PREV, envelopeIdOf, gatewayId, meterId, readingHash, signedBytes, type Envelope, type Reading } from '../../protocol/index.ts';
+import { splitIntoIntervals } from '../../settlement/energy/intervals.ts';
+import type { CommitOutcome, IntervalRow, Ledger, MeterContext, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
 import { loadMigrations } from '../../settlement/ledger/migrations.ts';
 import { openLedger } from '../../settlement/ledger/open.ts';
 import { PostgresLedger } from '../../settlement/ledger/postgres.ts';
+import type { AccountId, MarketId, MeterRecord } from '../../settlement/registry/registry.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { freshPostgresSchema, postgresUrl, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
@@ -99,16 +101,22 @@ const engines: Engine[] = [
   },
 ];
 
-/** As settlement/ingest/verify.ts builds it once signature, schema and clock have passed. */
-function verified(env: Envelope, receivedAtMs = Date.now()): VerifiedEnvelope {
+/** The registry's view of a test meter: 10 kW, 15-minute intervals in Bangkok. */
+const CONTEXT: MeterContext = { ratedPowerW: 10_000, market: 'm1', timeZone: 'Asia/Bangkok', intervalMs: 900_000 };
+
+/** As settlement/ingest/verify.ts builds it once signature, schema, clock and meters have passed. */
+function verified(env: Envelope, receivedAtMs = Date.now(), context: MeterContext | ((meter: string) => MeterContext) = CONTEXT): VerifiedEnvelope {
   return {
     id: envelopeIdOf(signedBytes(env)),
     gateway: env.gateway,
     raw: JSON.stringify(env),
-    readings: env.readings.map((r) => ({ ...r, hash: readingHash(r) })),
+    readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context: typeof context === 'function' ? context(r.meter) : context })),
     receivedAtMs,
   };
 }
+
+/** The readings of a VerifiedEnvelope as signed, without what verification added. */
+const signedReadings = (env: VerifiedEnvelope): Reading[] => env.readings.map(({ hash: _hash, context: _context, ...r }) => r);
 
 /** The next `n` readings of `meter`, chained, advancing the factory's head. */
 function chain(f: EnvelopeFactory, meter: string, n: number): Reading[] {
@@ -123,6 +131,79 @@ function chain(f: EnvelopeFactory, meter: string, n: number): Reading[] {
 
 async function register(ledger: Ledger, f: EnvelopeFactory): Promise<void> {
   await ledger.putGateway({ id: gatewayId(f.gateway), publicKeyPem: f.publicKeyPem, status: 'active', createdAtMs: 1_700_000_000_000 });
+}
+
+// ---- registry and interval helpers ---------------------------------------------------------
+
+const NOW = 1_760_000_000_000;
+const OWNER = 'acct-1' as AccountId;
+
+async function seedRegistry(ledger: Ledger): Promise<void> {
+  await ledger.putMarket({ id: 'm1' as MarketId, name: 'Market one', timeZone: 'Asia/Bangkok', intervalMinutes: 15 });
+  await ledger.putAccount({ id: OWNER, name: 'Alice', createdAtMs: 1_700_000_000_000 });
+}
+
+async function issueCode(ledger: Ledger, codeHash: string, expiresAtMs = NOW + 3_600_000): Promise<void> {
+  await ledger.putEnrollmentCode({ codeHash, market: 'm1' as MarketId, owner: OWNER, createdAtMs: NOW - 60_000, expiresAtMs, usedAtMs: null, usedBy: null });
+}
+
+function meterRec(id: string, gateway: string, over: Partial<MeterRecord> = {}): MeterRecord {
+  return {
+    id: meterId(id),
+    gateway: gatewayId(gateway),
+    model: 'eastron-sdm120',
+    role: 'consumption',
+    ratedPowerW: 10_000,
+    energySource: null,
+    market: 'm1' as MarketId,
+    owner: OWNER,
+    createdAtMs: NOW,
+    ...over,
+  };
+}
+
+function enrollInput(codeHash: string, gateway: string, meters: MeterRecord[], nowMs = NOW): Parameters<Ledger['enroll']>[0] {
+  return {
+    codeHash,
+    nowMs,
+    gateway: gatewayId(gateway),
+    publicKeyPem: new EnvelopeFactory(gateway).publicKeyPem,
+    mqttSecretHash: `scrypt$secret-of-${gateway}`,
+    meters,
+  };
+}
+
+/** 2025-01-06 12:00 in Bangkok (05:00 UTC): an interval boundary there. */
+const T0 = Date.UTC(2025, 0, 6, 5, 0, 0);
+const MIN = 60_000;
+
+/** Chained readings of `meter` at [minutes after T0, importWh, exportWh], advancing the factory. */
+function series(f: EnvelopeFactory, meter: string, points: Array<[number, number, number?]>): Reading[] {
+  return points.map(([minute, importWh, exportWh = 0]) => {
+    const r = f.nextReading(meter, { importWh, exportWh }, T0 + minute * MIN);
+    f.advance(r);
+    return r;
+  });
+}
+
+/** The interval rows of a run of consecutive readings: each pair split once. */
+function expectedIntervals(rs: Reading[], ctx: MeterContext = CONTEXT): IntervalRow[] {
+  const sample = (r: Reading) => ({ tsMs: Date.parse(r.ts), importWh: r.importWh, exportWh: r.exportWh });
+  const rows: IntervalRow[][] = [];
+  for (let i = 1; i < rs.length; i++) rows.push(splitIntoIntervals(sample(rs[i - 1]!), sample(rs[i]!), ctx.intervalMs, ctx.timeZone));
+  return sumRows(rows);
+}
+
+function sumRows(parts: IntervalRow[][]): IntervalRow[] {
+  const byStart = new Map<number, IntervalRow>();
+  for (const e of parts.flat()) {
+    const row = byStart.get(e.startMs);
+    if (row) {
+      row.importWh += e.importWh;
+      row.exportWh += e.exportWh;
+    } else byStart.set(e.startMs, { ...e });
+  }
+  return [...byStart.values()].sort((a, b) => a.startMs - b.startMs);
 }
 
 const accepted = (env: VerifiedEnvelope, inserted: number, duplicates = 0): CommitOutcome => ({ status: 'accepted', id: env.id, inserted, duplicates });
@@ -160,32 +241,52 @@ describe.each(engines)('$name ledger', (engine) => {
     });
 
     it('stores gateways and updates their status and key', async () => {
+      // Optional fields left out are stored as null and read back as null.
       expect(await ledger.getGateway('gw-contract')).toEqual({
         id: 'gw-contract',
         publicKeyPem: f.publicKeyPem,
         status: 'active',
         createdAtMs: 1_700_000_000_000,
+        mqttSecretHash: null,
+        revokedAtMs: null,
       });
       expect(await ledger.getGateway('gw-nobody')).toBeUndefined();
       const other = new EnvelopeFactory('gw-contract');
-      await ledger.putGateway({ id: gatewayId('gw-contract'), publicKeyPem: other.publicKeyPem, status: 'revoked', createdAtMs: 1_800_000_000_000 });
+      await ledger.putGateway({
+        id: gatewayId('gw-contract'),
+        publicKeyPem: other.publicKeyPem,
+        status: 'revoked',
+        createdAtMs: 1_800_000_000_000,
+        mqttSecretHash: 'scrypt$abc',
+        revokedAtMs: 1_800_000_000_500,
+      });
       // The first registration time stays.
       expect(await ledger.getGateway('gw-contract')).toEqual({
         id: 'gw-contract',
         publicKeyPem: other.publicKeyPem,
         status: 'revoked',
         createdAtMs: 1_700_000_000_000,
+        mqttSecretHash: 'scrypt$abc',
+        revokedAtMs: 1_800_000_000_500,
       });
+      await ledger.putGateway({ id: gatewayId('gw-contract'), publicKeyPem: other.publicKeyPem, status: 'pending', createdAtMs: 1, mqttSecretHash: 'scrypt$def' });
+      expect(await ledger.getGateway('gw-contract')).toMatchObject({ status: 'pending', mqttSecretHash: 'scrypt$def', revokedAtMs: null });
       await ledger.putGateway({ id: gatewayId('gw-contract'), publicKeyPem: other.publicKeyPem, status: 'active', createdAtMs: 1 });
-      expect((await ledger.getGateway('gw-contract'))?.status).toBe('active');
+      expect(await ledger.getGateway('gw-contract')).toMatchObject({ status: 'active', mqttSecretHash: null, revokedAtMs: null });
     });
 
     it('commits a chained envelope and returns every field, large integers as numbers', async () => {
-      const r1 = f.nextReading('m-1', { importWh: 5_000_000_000_000, exportWh: 3_000_000_000, powerW: -4_200, voltageMilliV: 230_100, currentMilliA: 12_345, frequencyMilliHz: 50_010 });
+      // Counters near 2^53 whose increments the 10 kW meter can deliver (1000 Wh in 10 minutes).
+      const t0 = Date.now() - 3_600_000;
+      const r1 = f.nextReading(
+        'm-1',
+        { importWh: Number.MAX_SAFE_INTEGER - 2000, exportWh: 3_000_000_000, powerW: -4_200, voltageMilliV: 230_100, currentMilliA: 12_345, frequencyMilliHz: 50_010 },
+        t0,
+      );
       f.advance(r1);
-      const r2 = f.nextReading('m-1', { importWh: Number.MAX_SAFE_INTEGER - 1000, exportWh: 3_000_000_001, voltageMilliV: 229_900 });
+      const r2 = f.nextReading('m-1', { importWh: Number.MAX_SAFE_INTEGER - 1000, exportWh: 3_000_000_001, voltageMilliV: 229_900 }, t0 + 600_000);
       f.advance(r2);
-      const r3 = f.nextReading('m-1', { importWh: Number.MAX_SAFE_INTEGER - 1000, exportWh: 3_000_000_002, currentMilliA: Number.MAX_SAFE_INTEGER });
+      const r3 = f.nextReading('m-1', { importWh: Number.MAX_SAFE_INTEGER - 1000, exportWh: 3_000_000_002, currentMilliA: Number.MAX_SAFE_INTEGER }, t0 + 1_200_000);
       f.advance(r3);
       const env = verified(f.sign([r1, r2, r3]), 1_764_064_800_123);
       expect(await ledger.commitEnvelopes([env])).toEqual([accepted(env, 3)]);
@@ -196,11 +297,16 @@ describe.each(engines)('$name ledger', (engine) => {
       );
       expect(typeof stored[0]!.importWh).toBe('number');
       expect(stored[2]!).not.toHaveProperty('voltageMilliV');
+      const energy = await ledger.intervalEnergy('m-1', 0, Number.MAX_SAFE_INTEGER);
+      expect(energy.reduce((n, e) => n + e.importWh, 0)).toBe(1000);
+      expect(energy.reduce((n, e) => n + e.exportWh, 0)).toBe(2);
       expect(await ledger.envelopesWithMeter('m-1')).toEqual([
         { id: env.id, gateway: 'gw-contract', raw: env.raw, receivedAtMs: 1_764_064_800_123, readingCount: 3 },
       ]);
 
-      const next = verified(f.next('m-1'));
+      const r4 = f.nextReading('m-1', { exportWh: 3_000_000_002 }, t0 + 1_800_000);
+      f.advance(r4);
+      const next = verified(f.sign([r4]));
       expect(await ledger.commitEnvelopes([next])).toEqual([accepted(next, 1)]);
       expect((await ledger.readings('m-1')).map((r) => r.seq)).toEqual([1, 2, 3, 4]);
     });
@@ -409,6 +515,326 @@ describe.each(engines)('$name ledger', (engine) => {
       await expect(ledger.withAdvisoryLock('auction', async () => Promise.reject(new Error('job failed')))).rejects.toThrow('job failed');
       expect(await ledger.withAdvisoryLock('auction', async () => 'again')).toBe('again');
     });
+
+    // ---- registry -----------------------------------------------------------------------
+
+    it('stores markets, accounts and enrollment codes', async () => {
+      expect(await ledger.getMarket('m1')).toBeUndefined();
+      expect(await ledger.listMarkets()).toEqual([]);
+      await ledger.putMarket({ id: 'm2' as MarketId, name: 'Market two', timeZone: 'Asia/Kolkata', intervalMinutes: 60 });
+      await seedRegistry(ledger);
+      await ledger.putMarket({ id: 'm2' as MarketId, name: 'Market 2', timeZone: 'Asia/Kolkata', intervalMinutes: 30 });
+      expect(await ledger.getMarket('m1')).toEqual({ id: 'm1', name: 'Market one', timeZone: 'Asia/Bangkok', intervalMinutes: 15 });
+      expect(await ledger.listMarkets()).toEqual([
+        { id: 'm1', name: 'Market one', timeZone: 'Asia/Bangkok', intervalMinutes: 15 },
+        { id: 'm2', name: 'Market 2', timeZone: 'Asia/Kolkata', intervalMinutes: 30 },
+      ]);
+
+      expect(await ledger.getAccount(OWNER)).toEqual({ id: OWNER, name: 'Alice', createdAtMs: 1_700_000_000_000 });
+      expect(await ledger.getAccount('nobody')).toBeUndefined();
+
+      const hash = 'a0'.repeat(32);
+      await issueCode(ledger, hash);
+      expect(await ledger.getEnrollmentCode(hash)).toEqual({
+        codeHash: hash,
+        market: 'm1',
+        owner: OWNER,
+        createdAtMs: NOW - 60_000,
+        expiresAtMs: NOW + 3_600_000,
+        usedAtMs: null,
+        usedBy: null,
+      });
+      expect(await ledger.getEnrollmentCode('b0'.repeat(32))).toBeUndefined();
+    });
+
+    it('enrolls a gateway and its meters with a one-time code, all in one go', async () => {
+      await seedRegistry(ledger);
+      const hash = 'a1'.repeat(32);
+      await issueCode(ledger, hash);
+      const input = enrollInput(hash, 'gw-new', [meterRec('home-1-main', 'gw-new'), meterRec('home-1-pv', 'gw-new', { role: 'generation', ratedPowerW: 6_000, energySource: 'Solar' })]);
+      expect(await ledger.enroll(input)).toEqual({ ok: true });
+
+      expect(await ledger.getEnrollmentCode(hash)).toMatchObject({ usedAtMs: NOW, usedBy: 'gw-new' });
+      expect(await ledger.getGateway('gw-new')).toEqual({
+        id: 'gw-new',
+        publicKeyPem: input.publicKeyPem,
+        status: 'active',
+        createdAtMs: NOW,
+        mqttSecretHash: 'scrypt$secret-of-gw-new',
+        revokedAtMs: null,
+      });
+      expect(await ledger.getMeter('home-1-pv')).toEqual(input.meters[1]);
+      expect(await ledger.getMeter('no-such-meter')).toBeUndefined();
+      expect(await ledger.listMeters({ gateway: 'gw-new' })).toEqual(input.meters);
+      expect(await ledger.listMeters({ market: 'm1' })).toEqual(input.meters);
+      expect(await ledger.listMeters({ gateway: 'gw-new', market: 'm1' })).toEqual(input.meters);
+      expect(await ledger.listMeters({ market: 'm2' })).toEqual([]);
+      expect(await ledger.listMeters({ gateway: 'gw-contract' })).toEqual([]);
+      expect(await ledger.listMeters()).toEqual(input.meters);
+    });
+
+    it('refuses an unknown, used or expired code, an existing gateway, a taken meter, and writes nothing then', async () => {
+      await seedRegistry(ledger);
+      const [used, expiring, fresh] = ['a2', 'a3', 'a4'].map((x) => x.repeat(32)) as [string, string, string];
+      await issueCode(ledger, used);
+      await issueCode(ledger, expiring, NOW);
+      await issueCode(ledger, fresh);
+      expect(await ledger.enroll(enrollInput(used, 'gw-x', [meterRec('home-1-main', 'gw-x')]))).toEqual({ ok: true });
+      const meters = await ledger.listMeters();
+      const freshCode = await ledger.getEnrollmentCode(fresh);
+
+      /** Nothing of a refused enrollment of gw-y is stored, and the fresh code is still unused. */
+      const expectNothingWritten = async () => {
+        expect(await ledger.getGateway('gw-y')).toBeUndefined();
+        expect(await ledger.listMeters()).toEqual(meters);
+        expect(await ledger.getEnrollmentCode(fresh)).toEqual(freshCode);
+        expect(await ledger.getEnrollmentCode(used)).toMatchObject({ usedAtMs: NOW, usedBy: 'gw-x' });
+      };
+      const attempt = (code: string, gateway: string, ids: string[], nowMs = NOW) =>
+        ledger.enroll(enrollInput(code, gateway, ids.map((id) => meterRec(id, gateway)), nowMs));
+
+      expect(await attempt('ff'.repeat(32), 'gw-y', ['home-2-main'])).toEqual({
+        ok: false,
+        reason: 'code_unknown',
+        detail: expect.stringMatching(/not recognised.*ask the operator/),
+      });
+      await expectNothingWritten();
+      expect(await attempt(used, 'gw-y', ['home-2-main'])).toEqual({
+        ok: false,
+        reason: 'code_used',
+        detail: expect.stringContaining(`already used by gateway gw-x at ${new Date(NOW).toISOString()}`),
+      });
+      await expectNothingWritten();
+      // Valid up to, not at, its expiry.
+      expect(await attempt(expiring, 'gw-y', ['home-2-main'])).toEqual({
+        ok: false,
+        reason: 'code_expired',
+        detail: expect.stringContaining(`expired at ${new Date(NOW).toISOString()}`),
+      });
+      await expectNothingWritten();
+      expect(await attempt(fresh, 'gw-contract', ['home-2-main'])).toEqual({
+        ok: false,
+        reason: 'gateway_exists',
+        detail: expect.stringContaining('gateway gw-contract is already registered'),
+      });
+      await expectNothingWritten();
+      expect(await attempt(fresh, 'gw-y', ['home-2-main', 'home-1-main'])).toEqual({
+        ok: false,
+        reason: 'meter_taken',
+        detail: expect.stringContaining('meter home-1-main is already enrolled by gateway gw-x'),
+      });
+      await expectNothingWritten();
+      expect(await attempt(fresh, 'gw-y', ['home-2-main', 'home-2-main'])).toEqual({
+        ok: false,
+        reason: 'meter_taken',
+        detail: expect.stringContaining('meter home-2-main is listed twice'),
+      });
+      await expectNothingWritten();
+
+      // The code survives the refusals, once.
+      expect(await attempt(expiring, 'gw-y', ['home-2-main'], NOW - 1)).toEqual({ ok: true });
+      expect(await attempt(fresh, 'gw-z', ['home-3-main'])).toEqual({ ok: true });
+      expect((await ledger.listMeters()).map((m) => [m.id, m.gateway])).toEqual([
+        ['home-1-main', 'gw-x'],
+        ['home-2-main', 'gw-y'],
+        ['home-3-main', 'gw-z'],
+      ]);
+    });
+
+    it('lets exactly one of several simultaneous enrollments with one code through', async () => {
+      await seedRegistry(ledger);
+      const hash = 'a5'.repeat(32);
+      await issueCode(ledger, hash);
+      const outcomes = await Promise.all(
+        ['a', 'b', 'c', 'd', 'e'].map((x) => ledger.enroll(enrollInput(hash, `gw-${x}`, [meterRec(`meter-${x}`, `gw-${x}`)]))),
+      );
+      expect(outcomes.filter((o) => o.ok)).toHaveLength(1);
+      expect(outcomes.filter((o) => !o.ok).map((o) => !o.ok && o.reason)).toEqual(['code_used', 'code_used', 'code_used', 'code_used']);
+      const winner = (await ledger.getEnrollmentCode(hash))!.usedBy!;
+      expect((await ledger.listMeters()).map((m) => m.gateway)).toEqual([winner]);
+    });
+
+    it('sets a gateway status; revoking stamps the time, once', async () => {
+      expect(await ledger.setGatewayStatus('gw-contract', 'revoked', 1_800_000_000_000)).toBe(true);
+      expect(await ledger.getGateway('gw-contract')).toMatchObject({ status: 'revoked', revokedAtMs: 1_800_000_000_000 });
+      // Revoked again later: still revoked since the first time.
+      expect(await ledger.setGatewayStatus('gw-contract', 'revoked', 1_800_000_999_000)).toBe(true);
+      expect(await ledger.getGateway('gw-contract')).toMatchObject({ status: 'revoked', revokedAtMs: 1_800_000_000_000 });
+      expect(await ledger.setGatewayStatus('gw-contract', 'active', 1_900_000_000_000)).toBe(true);
+      expect(await ledger.getGateway('gw-contract')).toMatchObject({ status: 'active', revokedAtMs: null, createdAtMs: 1_700_000_000_000 });
+      expect(await ledger.setGatewayStatus('gw-contract', 'pending', 1_900_000_000_001)).toBe(true);
+      expect(await ledger.getGateway('gw-contract')).toMatchObject({ status: 'pending', revokedAtMs: null });
+      expect(await ledger.setGatewayStatus('gw-nobody', 'revoked', 1)).toBe(false);
+      expect(await ledger.getGateway('gw-nobody')).toBeUndefined();
+    });
+
+    // ---- chain checks with counters and time ---------------------------------------------
+
+    it('rejects counter_regression, time_regression and exceeds_rated_power, keeping nothing of the envelope', async () => {
+      const cases: Array<[string, [number, number, number], RegExp]> = [
+        ['counter_regression', [30, 1150, 40], /seq 3 → 4: import counter went backwards \(1200 → 1150 Wh\)/],
+        ['time_regression', [25, 1300, 40], /seq 3 → 4: timestamp does not advance/],
+        // 5000 Wh in 5 minutes is 60 kW, from a 10 kW meter.
+        ['exceeds_rated_power', [30, 6200, 40], /seq 3 → 4: 5000 Wh in 300 s exceeds what 10000 W rated power allows/],
+        ['counter_regression', [30, 1300, 0], /seq 3 → 4: export counter went backwards \(40 → 0 Wh\)/],
+      ];
+      for (const [i, [reason, bad, detail]] of cases.entries()) {
+        const meter = `m-bad-${i}`;
+        // seq 1-2 stored; then an envelope whose first reading is fine (and would add energy)
+        // and whose second is not.
+        const [r1, r2, r3, r4] = series(f, meter, [[10, 1000, 40], [20, 1100, 40], [25, 1200, 40], bad]);
+        const head = verified(f.sign([r1!, r2!]));
+        const tail = verified(f.sign([r3!, r4!]));
+        expect(await ledger.commitEnvelopes([head, tail])).toEqual([
+          accepted(head, 2),
+          { status: 'rejected', id: tail.id, reason, detail: expect.stringMatching(detail) },
+        ]);
+        expect((await ledger.readings(meter)).map((r) => r.seq)).toEqual([1, 2]);
+        expect(await ledger.intervalEnergy(meter, 0, Number.MAX_SAFE_INTEGER)).toEqual(expectedIntervals([r1!, r2!]));
+      }
+      // Checked against the stored reading after a gap fill too: seq 2 → 3 goes backwards.
+      const [g1, g2, g3] = series(f, 'm-bad-fill', [[0, 1000], [10, 1500], [20, 1200]]);
+      const ends = verified(f.sign([g1!, g3!]));
+      const fill = verified(f.sign([g2!]));
+      expect(await ledger.commitEnvelopes([ends, fill])).toEqual([
+        accepted(ends, 2),
+        { status: 'rejected', id: fill.id, reason: 'counter_regression', detail: expect.stringMatching(/seq 2 → 3: import counter went backwards/) },
+      ]);
+      expect(await ledger.intervalEnergy('m-bad-fill', 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+      expect(await ledger.counts()).toEqual({ envelopes: cases.length + 1, readings: 2 * cases.length + 2, rejections: 0 });
+    });
+
+    // ---- interval energy ------------------------------------------------------------------
+
+    it('splits the energy between two readings over the intervals they touch, by time, summing exactly', async () => {
+      // 12:12, 12:22, 12:47, 13:00 (on a boundary), 13:03 in Bangkok.
+      const rs = series(f, 'm-split', [[12, 1000, 0], [22, 1300, 50], [47, 1301, 50], [60, 1401, 50], [63, 1431, 57]]);
+      const a = verified(f.sign(rs.slice(0, 2)));
+      const b = verified(f.sign(rs.slice(2)));
+      expect(await ledger.commitEnvelopes([a, b])).toEqual([accepted(a, 2), accepted(b, 3)]);
+      const rows = await ledger.intervalEnergy('m-split', 0, Number.MAX_SAFE_INTEGER);
+      expect(rows).toEqual([
+        // 12:12 → 12:22: 3 of 10 minutes before 12:15.
+        { startMs: T0, importWh: 90, exportWh: 15 },
+        // 7 minutes of the first span, 8 of the second's 25 (its 1 Wh goes to the largest share, 12:30).
+        { startMs: T0 + 15 * MIN, importWh: 210, exportWh: 35 },
+        { startMs: T0 + 30 * MIN, importWh: 1, exportWh: 0 },
+        // 12:45 → 12:47 (no energy) and 12:47 → 13:00: a reading on a boundary closes the interval.
+        { startMs: T0 + 45 * MIN, importWh: 100, exportWh: 0 },
+        { startMs: T0 + 60 * MIN, importWh: 30, exportWh: 7 },
+      ]);
+      expect(rows.reduce((n, r) => n + r.importWh, 0)).toBe(1431 - 1000);
+      expect(rows.reduce((n, r) => n + r.exportWh, 0)).toBe(57);
+      // [from, to) on interval starts.
+      expect((await ledger.intervalEnergy('m-split', T0 + 15 * MIN, T0 + 45 * MIN)).map((r) => r.startMs)).toEqual([T0 + 15 * MIN, T0 + 30 * MIN]);
+      expect(await ledger.intervalEnergy('m-split', T0 + 61 * MIN, T0 + 120 * MIN)).toEqual([]);
+      expect(await ledger.intervalEnergy('no-such-meter', 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+    });
+
+    it("aligns intervals in the market's time zone", async () => {
+      // Kolkata is UTC+05:30: hours there start at half past in UTC.
+      const kolkata: MeterContext = { ratedPowerW: 10_000, market: 'in', timeZone: 'Asia/Kolkata', intervalMs: 3_600_000 };
+      const rs = series(f, 'm-in', [[-10, 0], [50, 600]]);
+      await ledger.commitEnvelopes([verified(f.sign(rs), Date.now(), kolkata)]);
+      expect(await ledger.intervalEnergy('m-in', 0, Number.MAX_SAFE_INTEGER)).toEqual([
+        { startMs: T0 - 30 * MIN, importWh: 400, exportWh: 0 },
+        { startMs: T0 + 30 * MIN, importWh: 200, exportWh: 0 },
+      ]);
+      expect(await ledger.marketIntervals('in', 0, Number.MAX_SAFE_INTEGER)).toEqual([
+        { startMs: T0 - 30 * MIN, supplyWh: 0, demandWh: 400, meters: 1 },
+        { startMs: T0 + 30 * MIN, supplyWh: 0, demandWh: 200, meters: 1 },
+      ]);
+    });
+
+    it('counts the same energy when a gap is filled late as when readings arrive in order, and lists the gaps meanwhile', async () => {
+      const points: Array<[number, number, number]> = [[1, 1000, 0], [7, 1100, 3], [16, 1250, 9], [29, 1333, 9], [31, 1340, 20], [44, 1500, 20], [58, 1777, 21], [61, 1800, 40], [90, 2500, 41]];
+      const inOrder = series(f, 'm-order', points);
+      const late = series(f, 'm-late', points);
+      for (const r of inOrder) await ledger.commitEnvelopes([verified(f.sign([r]))]);
+      const expected = expectedIntervals(inOrder);
+      expect(await ledger.intervalEnergy('m-order', 0, Number.MAX_SAFE_INTEGER)).toEqual(expected);
+      expect(expected.reduce((n, r) => n + r.importWh, 0)).toBe(1500);
+
+      const env = (seqs: number[]) => verified(f.sign(seqs.map((s) => late[s - 1]!)));
+      const fill34 = env([3, 4]);
+      await ledger.commitEnvelopes([env([1, 2]), env([5]), env([8, 9])]);
+      expect(await ledger.gaps('m-late')).toEqual([
+        { fromSeq: 3, toSeq: 4 },
+        { fromSeq: 6, toSeq: 7 },
+      ]);
+      // Only pairs with both ends stored count: 1-2 and 8-9; nothing is guessed across a gap.
+      expect(await ledger.intervalEnergy('m-late', 0, Number.MAX_SAFE_INTEGER)).toEqual(sumRows([expectedIntervals(late.slice(0, 2)), expectedIntervals(late.slice(7, 9))]));
+      await ledger.commitEnvelopes([fill34]);
+      expect(await ledger.gaps('m-late')).toEqual([{ fromSeq: 6, toSeq: 7 }]);
+      await ledger.commitEnvelopes([env([7])]);
+      expect(await ledger.gaps('m-late')).toEqual([{ fromSeq: 6, toSeq: 6 }]);
+      await ledger.commitEnvelopes([env([6])]);
+      expect(await ledger.gaps('m-late')).toEqual([]);
+      expect(await ledger.intervalEnergy('m-late', 0, Number.MAX_SAFE_INTEGER)).toEqual(expected);
+
+      // Resends and regroupings add nothing.
+      const regrouped = env([5, 6, 7]);
+      expect(await ledger.commitEnvelopes([fill34, regrouped])).toEqual([duplicate(fill34), duplicate(regrouped)]);
+      expect(await ledger.intervalEnergy('m-late', 0, Number.MAX_SAFE_INTEGER)).toEqual(expected);
+    });
+
+    it('lists missing seq ranges between the first and the last stored reading', async () => {
+      expect(await ledger.gaps('no-such-meter')).toEqual([]);
+      const rs = chain(f, 'm-gaps', 12);
+      const at = (...seqs: number[]) => verified(f.sign(seqs.map((s) => rs[s - 1]!)));
+      await ledger.commitEnvelopes([at(3), at(4, 5), at(9), at(12)]);
+      expect(await ledger.gaps('m-gaps')).toEqual([
+        { fromSeq: 6, toSeq: 8 },
+        { fromSeq: 10, toSeq: 11 },
+      ]);
+      await ledger.commitEnvelopes([at(7), at(1)]);
+      expect(await ledger.gaps('m-gaps')).toEqual([
+        { fromSeq: 2, toSeq: 2 },
+        { fromSeq: 6, toSeq: 6 },
+        { fromSeq: 8, toSeq: 8 },
+        { fromSeq: 10, toSeq: 11 },
+      ]);
+      await ledger.commitEnvelopes([at(2, 6, 8, 10, 11)]);
+      expect(await ledger.gaps('m-gaps')).toEqual([]);
+    });
+
+    it('sums metered supply (export) and demand (import) of a market per interval across its meters', async () => {
+      const m2: MeterContext = { ...CONTEXT, market: 'm2' };
+      const home = series(f, 'home-a', [[0, 1000, 0], [10, 1200, 0], [25, 1500, 0]]);
+      const pv = series(f, 'pv-b', [[5, 0, 7000], [20, 0, 7600], [28, 0, 7900]]);
+      const both = series(f, 'bidi-c', [[2, 50, 50], [12, 80, 170]]);
+      const elsewhere = series(f, 'other-d', [[0, 0, 0], [20, 900, 900]]);
+      await ledger.commitEnvelopes([
+        verified(f.sign([...home, ...pv, ...both])),
+        verified(f.sign(elsewhere), Date.now(), m2),
+      ]);
+      const rowsOf = async (m: string) => ledger.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER);
+      const meters = await Promise.all(['home-a', 'pv-b', 'bidi-c'].map(rowsOf));
+      const starts = [...new Set(meters.flat().map((r) => r.startMs))].sort((a, b) => a - b);
+      const expected = starts.map((startMs) => {
+        const here = meters.map((rows) => rows.find((r) => r.startMs === startMs)).filter((r) => r !== undefined);
+        return {
+          startMs,
+          supplyWh: here.reduce((n, r) => n + r.exportWh, 0),
+          demandWh: here.reduce((n, r) => n + r.importWh, 0),
+          meters: here.length,
+        };
+      });
+      expect(expected.map((r) => r.startMs)).toEqual([T0, T0 + 15 * MIN]);
+      expect(expected.map((r) => r.meters)).toEqual([3, 2]);
+      expect(await ledger.marketIntervals('m1', 0, Number.MAX_SAFE_INTEGER)).toEqual(expected);
+      const total = (await ledger.marketIntervals('m1', 0, Number.MAX_SAFE_INTEGER)).reduce(
+        (t, r) => ({ supply: t.supply + r.supplyWh, demand: t.demand + r.demandWh }),
+        { supply: 0, demand: 0 },
+      );
+      expect(total).toEqual({ supply: 900 + 120, demand: 500 + 30 });
+      expect(await ledger.marketIntervals('m1', T0 + 15 * MIN, T0 + 30 * MIN)).toEqual([expected[1]]);
+      expect(await ledger.marketIntervals('m2', 0, Number.MAX_SAFE_INTEGER)).toEqual([
+        { startMs: T0, supplyWh: 900 * 15 / 20, demandWh: 900 * 15 / 20, meters: 1 },
+        { startMs: T0 + 15 * MIN, supplyWh: 900 * 5 / 20, demandWh: 900 * 5 / 20, meters: 1 },
+      ]);
+      expect(await ledger.marketIntervals('nowhere', 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+    });
   });
 });
 
@@ -528,7 +954,7 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
     for (let i = 0; i + 5 < envs.length; i += 10) {
       const x = envs[i]!;
       const y = envs[i + 5]!; // the same meter's next envelope
-      const rs = [...x.readings, ...y.readings].map(({ hash: _hash, ...r }) => r);
+      const rs = [...signedReadings(x), ...signedReadings(y)];
       regrouped.push(verified(f.get(x.gateway)!.sign(rs, x.gateway), 5_000 + i));
     }
     const rest = envs.filter((_, i) => i % 10 !== 0 && i % 10 !== 5);
@@ -619,4 +1045,112 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
       await other.drop();
     }
   });
+
+  it('lets exactly one of two workers enroll with one code when both try at the same moment', async () => {
+    await seedRegistry(workers[0]!);
+    for (let round = 0; round < 10; round++) {
+      const hash = createHash('sha256').update(`race-${round}`).digest('hex');
+      await issueCode(workers[0]!, hash);
+      const [a, b] = await Promise.all(
+        workers.map((w, i) => w.enroll(enrollInput(hash, `gw-${round}-${i}`, [meterRec(`meter-${round}-${i}`, `gw-${round}-${i}`)]))),
+      );
+      const outcomes = [a!, b!];
+      expect(outcomes.filter((o) => o.ok), `round ${round}`).toHaveLength(1);
+      expect(outcomes.find((o) => !o.ok)).toMatchObject({ reason: 'code_used' });
+      const winner = outcomes.findIndex((o) => o.ok);
+      expect(await workers[1]!.getEnrollmentCode(hash)).toMatchObject({ usedAtMs: NOW, usedBy: `gw-${round}-${winner}` });
+      expect(await workers[0]!.getGateway(`gw-${round}-${1 - winner}`)).toBeUndefined();
+      expect(await workers[0]!.getMeter(`meter-${round}-${1 - winner}`)).toBeUndefined();
+    }
+    // Two codes, one meter id: the primary key settles it, the loser is told who has it.
+    const [c1, c2] = ['race-m1', 'race-m2'].map((s) => createHash('sha256').update(s).digest('hex')) as [string, string];
+    await issueCode(workers[0]!, c1);
+    await issueCode(workers[0]!, c2);
+    const outcomes = await Promise.all([
+      workers[0]!.enroll(enrollInput(c1, 'gw-p', [meterRec('shared-meter', 'gw-p')])),
+      workers[1]!.enroll(enrollInput(c2, 'gw-q', [meterRec('shared-meter', 'gw-q')])),
+    ]);
+    const owner = (await workers[0]!.getMeter('shared-meter'))!.gateway;
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(1);
+    expect(outcomes.find((o) => !o.ok)).toEqual({
+      ok: false,
+      reason: 'meter_taken',
+      detail: expect.stringContaining(`meter shared-meter is already enrolled by gateway ${owner}`),
+    });
+  }, 60_000);
+
+  /**
+   * 5 meters over 2 markets, 40 readings each at irregular 1-6 minute steps with random energy,
+   * in envelopes of 1 to 3 readings; the expected interval rows of each meter.
+   */
+  function energyWorkload(): { envs: VerifiedEnvelope[]; expected: Map<string, IntervalRow[]>; contextOf: (m: string) => MeterContext } {
+    const rand = prng(seed + 10);
+    const gw = new EnvelopeFactory('gw-worker-a');
+    const meters = ['e-0', 'e-1', 'e-2', 'e-3', 'e-4'];
+    const contextOf = (m: string): MeterContext => ({ ...CONTEXT, market: meters.indexOf(m) < 3 ? 'm1' : 'm2' });
+    const envs: VerifiedEnvelope[] = [];
+    const expected = new Map<string, IntervalRow[]>();
+    for (const [k, meter] of meters.entries()) {
+      const points: Array<[number, number, number]> = [];
+      let minute = k;
+      let imp = 1_000 * k;
+      let exp = 0;
+      for (let i = 0; i < 40; i++) {
+        const step = 1 + Math.floor(rand() * 6);
+        minute += step;
+        imp += Math.floor(rand() * 150 * step);
+        if (k % 2 === 1) exp += Math.floor(rand() * 150 * step);
+        points.push([minute, imp, exp]);
+      }
+      const rs = series(gw, meter, points);
+      expected.set(meter, expectedIntervals(rs, contextOf(meter)));
+      for (let i = 0; i < rs.length; ) {
+        const n = 1 + Math.floor(rand() * 3);
+        envs.push(verified(gw.sign(rs.slice(i, i + n)), 1_000 + envs.length, contextOf));
+        i += n;
+      }
+    }
+    return { envs, expected, contextOf };
+  }
+
+  it('adds interval energy exactly once per pair when two workers commit interleaved envelopes of the same meters', async () => {
+    const { envs, expected } = energyWorkload();
+    await register(workers[0]!, new EnvelopeFactory('gw-worker-a'));
+
+    // The single-worker result, in order, on a schema of its own.
+    const solo = await freshPostgresSchema(pgUrl!);
+    const single = new PostgresLedger(solo.url);
+    const soloRows = new Map<string, IntervalRow[]>();
+    let soloMarkets: unknown;
+    try {
+      await single.migrate();
+      await register(single, new EnvelopeFactory('gw-worker-a'));
+      for (const env of envs) await single.commitEnvelopes([env]);
+      for (const m of expected.keys()) soloRows.set(m, await single.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER));
+      soloMarkets = await Promise.all(['m1', 'm2'].map((mk) => single.marketIntervals(mk, 0, Number.MAX_SAFE_INTEGER)));
+    } finally {
+      await single.close();
+      await solo.drop();
+    }
+    for (const [m, rows] of expected) expect(soloRows.get(m), `meter ${m}`).toEqual(rows);
+
+    // Interleaved: each worker gets every other envelope, shuffled into random batches, so
+    // the meters' chains fill in from both sides at once with gaps in between.
+    const rand = prng(seed + 11);
+    const mine = [envs.filter((_, i) => i % 2 === 0), envs.filter((_, i) => i % 2 === 1)];
+    const [a, b] = await Promise.all([runWorker(workers[0]!, mine[0]!, rand, 3), runWorker(workers[1]!, mine[1]!, prng(seed + 12), 3)]);
+    const all = [...a.values(), ...b.values()];
+    expect(all.filter((o) => o.status !== 'accepted'), `seed ${seed}`).toEqual([]);
+    for (const m of expected.keys()) {
+      expect(await workers[0]!.gaps(m), `meter ${m}, seed ${seed}`).toEqual([]);
+      expect(await workers[1]!.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER), `meter ${m}, seed ${seed}`).toEqual(soloRows.get(m));
+    }
+    expect(await Promise.all(['m1', 'm2'].map((mk) => workers[0]!.marketIntervals(mk, 0, Number.MAX_SAFE_INTEGER)))).toEqual(soloMarkets);
+
+    // Both workers resending everything at once changes nothing.
+    await Promise.all([runWorker(workers[0]!, envs, prng(seed + 13), 2), runWorker(workers[1]!, envs, prng(seed + 14), 2)]);
+    for (const m of expected.keys()) {
+      expect(await workers[0]!.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER), `meter ${m}, seed ${seed}`).toEqual(soloRows.get(m));
+    }
+  }, 60_000);
 });

@@ -6,8 +6,12 @@
 CREATE TABLE gateways (
   id             TEXT COLLATE "C" PRIMARY KEY,
   public_key_pem TEXT NOT NULL,
-  status         TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
-  created_at_ms  BIGINT NOT NULL
+  -- pending: enrolled, not yet allowed to report; revoked: refused from revoked_at_ms on.
+  status         TEXT NOT NULL CHECK (status IN ('pending', 'active', 'revoked')),
+  created_at_ms  BIGINT NOT NULL,
+  -- scrypt hash of the gateway's MQTT password (broker/credentials.ts); null before enrollment.
+  mqtt_secret_hash TEXT,
+  revoked_at_ms  BIGINT
 );
 
 -- The payload exactly as received: what an auditor re-verifies.

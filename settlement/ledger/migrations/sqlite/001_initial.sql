@@ -2,8 +2,12 @@
 CREATE TABLE gateways (
   id             TEXT PRIMARY KEY,
   public_key_pem TEXT NOT NULL,
-  status         TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
-  created_at_ms  INTEGER NOT NULL
+  -- pending: enrolled, not yet allowed to report; revoked: refused from revoked_at_ms on.
+  status         TEXT NOT NULL CHECK (status IN ('pending', 'active', 'revoked')),
+  created_at_ms  INTEGER NOT NULL,
+  -- scrypt hash of the gateway's MQTT password (broker/credentials.ts); null before enrollment.
+  mqtt_secret_hash TEXT,
+  revoked_at_ms  INTEGER
 );
 
 -- The payload exactly as received: what an auditor re-verifies.

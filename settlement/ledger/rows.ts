@@ -1,0 +1,186 @@
+// Row shapes, row → record mappers, interval pairing and enrollment refusals shared by
+// SqliteLedger and PostgresLedger: both engines use the same columns and must answer alike.
+import type { EnergySource, EnvelopeId, GatewayId, MeterId, MeterRole } from '../../protocol/index.ts';
+import { splitIntoIntervals, type CounterSample, type IntervalEnergy } from '../energy/intervals.ts';
+import type { NeighbourReading } from '../ingest/chain.ts';
+import type { Account, AccountId, EnrollmentCodeRecord, EnrollOutcome, Market, MarketId, MeterRecord } from '../registry/registry.ts';
+import type { GatewayRecord, GatewayStatus, MeterContext, StoredReading } from './ledger.ts';
+
+/**
+ * The interval energy a newly stored reading `r` completes: the pair (seq-1, seq) when seq-1
+ * is stored, and the pair (seq, seq+1) when seq+1 is. Every consecutive pair is thus counted
+ * exactly once, when the second of its two readings arrives, whatever the arrival order
+ * (gap fills included). Energy across a gap that is never filled is not counted: without the
+ * readings in between there is no verified way to place it in time, and counting it now
+ * would count it twice once the gap is filled.
+ */
+export function pairEnergy(
+  ctx: MeterContext,
+  r: CounterSample,
+  before: NeighbourReading | undefined,
+  after: NeighbourReading | undefined,
+): IntervalEnergy[] {
+  const out: IntervalEnergy[] = [];
+  if (before) out.push(...splitIntoIntervals(sample(before), r, ctx.intervalMs, ctx.timeZone));
+  if (after) out.push(...splitIntoIntervals(r, sample(after), ctx.intervalMs, ctx.timeZone));
+  return out;
+}
+
+export const sample = (n: NeighbourReading): CounterSample => ({ tsMs: n.tsMs!, importWh: n.importWh!, exportWh: n.exportWh! });
+
+
+export interface GatewayRow {
+  id: string;
+  public_key_pem: string;
+  status: GatewayStatus;
+  created_at_ms: number;
+  mqtt_secret_hash: string | null;
+  revoked_at_ms: number | null;
+}
+
+export interface MarketRow {
+  id: string;
+  name: string;
+  time_zone: string;
+  interval_minutes: number;
+}
+
+export interface AccountRow {
+  id: string;
+  name: string;
+  created_at_ms: number;
+}
+
+export interface CodeRow {
+  code_hash: string;
+  market: string;
+  owner: string;
+  created_at_ms: number;
+  expires_at_ms: number;
+  used_at_ms: number | null;
+  used_by: string | null;
+}
+
+export interface MeterRow {
+  id: string;
+  gateway: string;
+  model: string;
+  role: MeterRole;
+  rated_power_w: number;
+  energy_source: EnergySource | null;
+  market: string;
+  owner: string;
+  created_at_ms: number;
+}
+
+export function toGateway(r: GatewayRow): GatewayRecord {
+  return {
+    id: r.id as GatewayId,
+    publicKeyPem: r.public_key_pem,
+    status: r.status,
+    createdAtMs: r.created_at_ms,
+    mqttSecretHash: r.mqtt_secret_hash,
+    revokedAtMs: r.revoked_at_ms,
+  };
+}
+
+export const toMarket = (r: MarketRow): Market => ({ id: r.id as MarketId, name: r.name, timeZone: r.time_zone, intervalMinutes: r.interval_minutes });
+export const toAccount = (r: AccountRow): Account => ({ id: r.id as AccountId, name: r.name, createdAtMs: r.created_at_ms });
+
+export function toCode(r: CodeRow): EnrollmentCodeRecord {
+  return {
+    codeHash: r.code_hash,
+    market: r.market as MarketId,
+    owner: r.owner as AccountId,
+    createdAtMs: r.created_at_ms,
+    expiresAtMs: r.expires_at_ms,
+    usedAtMs: r.used_at_ms,
+    usedBy: r.used_by as GatewayId | null,
+  };
+}
+
+export function toMeter(r: MeterRow): MeterRecord {
+  return {
+    id: r.id as MeterId,
+    gateway: r.gateway as GatewayId,
+    model: r.model,
+    role: r.role,
+    ratedPowerW: r.rated_power_w,
+    energySource: r.energy_source,
+    market: r.market as MarketId,
+    owner: r.owner as AccountId,
+    createdAtMs: r.created_at_ms,
+  };
+}
+
+// Refusals of an enrollment, worded for the installer
+export type Refusal = Extract<EnrollOutcome, { ok: false }>;
+export const iso = (ms: number) => new Date(ms).toISOString();
+
+export function refuseCode(code: EnrollmentCodeRecord | undefined, nowMs: number): Refusal | undefined {
+  if (!code) return { ok: false, reason: 'code_unknown', detail: 'installer code not recognised: check it, or ask the operator for a new one' };
+  if (code.usedAtMs !== null) {
+    return {
+      ok: false,
+      reason: 'code_used',
+      detail: `installer code was already used by gateway ${code.usedBy ?? '(unknown)'} at ${iso(code.usedAtMs)}: ask the operator for a new one`,
+    };
+  }
+  if (nowMs >= code.expiresAtMs) {
+    return { ok: false, reason: 'code_expired', detail: `installer code expired at ${iso(code.expiresAtMs)}: ask the operator for a new one` };
+  }
+  return undefined;
+}
+
+export function refuseGateway(gw: GatewayRecord): Refusal {
+  return {
+    ok: false,
+    reason: 'gateway_exists',
+    detail: `gateway ${gw.id} is already registered (${gw.status}): choose another gateway id, or ask the operator to remove the old registration`,
+  };
+}
+
+export function refuseMeters(ids: string[], taken: Array<{ id: string; gateway: string }>): Refusal | undefined {
+  const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (twice !== undefined) return { ok: false, reason: 'meter_taken', detail: `meter ${twice} is listed twice in this enrollment` };
+  if (taken.length === 0) return undefined;
+  const which = taken.map((t) => `meter ${t.id} is already enrolled by gateway ${t.gateway}`).join('; ');
+  return { ok: false, reason: 'meter_taken', detail: `${which}: remove it from this gateway's meters, or ask the operator to unenroll it first` };
+}
+
+export interface ReadingRow {
+  meter: string;
+  seq: number;
+  envelope_id: string;
+  gateway: string;
+  ts_ms: number;
+  import_wh: number;
+  export_wh: number;
+  power_w: number;
+  voltage_mv: number | null;
+  current_ma: number | null;
+  frequency_mhz: number | null;
+  prev: string;
+  hash: string;
+  received_at_ms: number;
+}
+
+export function toStoredReading(r: ReadingRow): StoredReading {
+  const out: StoredReading = {
+    meter: r.meter as MeterId,
+    seq: r.seq,
+    ts: new Date(r.ts_ms).toISOString(),
+    importWh: r.import_wh,
+    exportWh: r.export_wh,
+    powerW: r.power_w,
+    prev: r.prev,
+    hash: r.hash,
+    envelopeId: r.envelope_id as EnvelopeId,
+    gateway: r.gateway as GatewayId,
+    receivedAtMs: r.received_at_ms,
+  };
+  if (r.voltage_mv !== null) out.voltageMilliV = r.voltage_mv;
+  if (r.current_ma !== null) out.currentMilliA = r.current_ma;
+  if (r.frequency_mhz !== null) out.frequencyMilliHz = r.frequency_mhz;
+  return out;
+}
