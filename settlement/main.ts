@@ -22,6 +22,8 @@ import { InfluxSink } from './timeseries/influx-sink.ts';
 
 /** A running settlement: the composition root's handle for the CLI, the demo and tests. */
 export interface Settlement {
+  /** Revokes a gateway: its readings and logins are refused from this moment. */
+  revokeGateway(id: string): Promise<boolean>;
   enrollment: Enrollment;
   /** The time-series sink, when [influxdb] is configured. */
   influx?: InfluxSink;
@@ -157,7 +159,15 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
   let httpUrl: string | undefined;
-  const enrollment = new Enrollment(ledger, { now, mqttUrl: () => cfg.mqtt.mode === 'embedded' ? brokerUrl : cfg.mqtt.url });
+  const forget = (gateway: string) => {
+    keyCache.delete(gateway);
+    meterCache.clear();
+  };
+  const enrollment = new Enrollment(ledger, {
+    now,
+    mqttUrl: () => (cfg.mqtt.mode === 'embedded' ? brokerUrl : cfg.mqtt.url),
+    onEnrolled: forget,
+  });
   const api = cfg.http
     ? buildApi({
         ledger,
@@ -166,7 +176,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
         enrollment,
         adminKey: cfg.adminKey,
         codeTtlMs: cfg.enrollmentCodeTtlMs,
-        onRevoke: (id) => keyCache.delete(id),
+        onRevoke: forget,
       })
     : undefined;
   if (api && cfg.http) {
@@ -183,6 +193,11 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     brokerUrl,
     httpUrl,
     enrollment,
+    async revokeGateway(id: string) {
+      const ok = await ledger.setGatewayStatus(id, 'revoked', Date.now());
+      forget(id);
+      return ok;
+    },
     influx,
     metrics,
     ledger,

@@ -238,7 +238,12 @@ export class PostgresLedger implements Ledger {
         const gw = await c.query<GatewayRow>(`SELECT ${GATEWAY_COLUMNS} FROM gateways WHERE id = $1`, [input.gateway]);
         if (gw.rows[0]) throw new EnrollRefused(refuseGateway(toGateway(gw.rows[0])));
         const ids = input.meters.map((m): string => m.id);
-        const taken = await c.query<{ id: string; gateway: string }>('SELECT id, gateway FROM meters WHERE id = ANY($1::text[]) ORDER BY id', [ids]);
+        // A meter of a revoked gateway may move to its replacement; any other owner keeps it.
+        const taken = await c.query<{ id: string; gateway: string }>(
+          `SELECT m.id, m.gateway FROM meters m JOIN gateways g ON g.id = m.gateway
+           WHERE m.id = ANY($1::text[]) AND g.status <> 'revoked' ORDER BY m.id`,
+          [ids],
+        );
         const meterProblem = refuseMeters(ids, taken.rows);
         if (meterProblem) throw new EnrollRefused(meterProblem);
 
@@ -247,11 +252,17 @@ export class PostgresLedger implements Ledger {
            VALUES ($1, $2, 'active', $3, $4, NULL)`,
           [input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash],
         );
-        await c.query(
-          `INSERT INTO meters (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
+        // Taking over only a revoked gateway's meter; a meter enrolled concurrently by a live
+        // gateway makes the row count short, and the rerun reports it as meter_taken.
+        const stored = await c.query(
+          `INSERT INTO meters AS cur (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
            SELECT id, $1, model, role, rated_power_w, energy_source, market, owner, created_at_ms
            FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[])
-             AS m(id, model, role, rated_power_w, energy_source, market, owner, created_at_ms)`,
+             AS m(id, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
+           ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, model = excluded.model, role = excluded.role,
+             rated_power_w = excluded.rated_power_w, energy_source = excluded.energy_source, market = excluded.market,
+             owner = excluded.owner
+           WHERE (SELECT g.status FROM gateways g WHERE g.id = cur.gateway) = 'revoked'`,
           [
             input.gateway,
             ids,
@@ -264,6 +275,7 @@ export class PostgresLedger implements Ledger {
             input.meters.map((m) => m.createdAtMs),
           ],
         );
+        if (stored.rowCount !== ids.length) throw new LostRace(`a meter of gateway ${input.gateway} was enrolled concurrently`);
         return { ok: true };
       });
     } catch (e) {

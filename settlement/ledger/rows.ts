@@ -145,7 +145,7 @@ export function refuseMeters(ids: string[], taken: Array<{ id: string; gateway: 
   if (twice !== undefined) return { ok: false, reason: 'meter_taken', detail: `meter ${twice} is listed twice in this enrollment` };
   if (taken.length === 0) return undefined;
   const which = taken.map((t) => `meter ${t.id} is already enrolled by gateway ${t.gateway}`).join('; ');
-  return { ok: false, reason: 'meter_taken', detail: `${which}: remove it from this gateway's meters, or ask the operator to unenroll it first` };
+  return { ok: false, reason: 'meter_taken', detail: `${which}: remove it from this gateway's meters, or, when this gateway replaces that one, ask the operator to revoke the old gateway first` };
 }
 
 export interface ReadingRow {

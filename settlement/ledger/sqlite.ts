@@ -169,7 +169,11 @@ export class SqliteLedger implements Ledger {
       if (gw) return refuseGateway(toGateway(gw));
       const ids = input.meters.map((m): string => m.id);
       const taken = this.db
-        .prepare(`SELECT id, gateway FROM meters WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
+        // A meter of a revoked gateway may move to its replacement; any other owner keeps it.
+        .prepare(
+          `SELECT m.id, m.gateway FROM meters m JOIN gateways g ON g.id = m.gateway
+           WHERE m.id IN (SELECT value FROM json_each(?)) AND g.status <> 'revoked' ORDER BY m.id`,
+        )
         .all(JSON.stringify(ids)) as Array<{ id: string; gateway: string }>;
       const meterProblem = refuseMeters(ids, taken);
       if (meterProblem) return meterProblem;
@@ -183,7 +187,10 @@ export class SqliteLedger implements Ledger {
         .run(input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash);
       const insertMeter = this.db.prepare(
         `INSERT INTO meters (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, model = excluded.model, role = excluded.role,
+           rated_power_w = excluded.rated_power_w, energy_source = excluded.energy_source, market = excluded.market,
+           owner = excluded.owner`,
       );
       for (const m of input.meters) {
         insertMeter.run(m.id, input.gateway, m.model, m.role, m.ratedPowerW, m.energySource, m.market, m.owner, m.createdAtMs);

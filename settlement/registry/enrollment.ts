@@ -38,7 +38,12 @@ export function codeHash(code: string): string {
 export class Enrollment {
   constructor(
     private readonly store: RegistryStore,
-    private readonly opts: { now: () => number; mqttUrl: () => string },
+    private readonly opts: {
+      now: () => number;
+      mqttUrl: () => string;
+      /** Told after an enrollment commits, so caches of gateways and meters can drop stale entries. */
+      onEnrolled?: (gateway: string, meters: string[]) => void;
+    },
   ) {}
 
   /** Issues a one-time code for installing a gateway for `owner` in `market`. */
@@ -106,6 +111,7 @@ export class Enrollment {
       const status = ({ code_unknown: 404, code_used: 410, code_expired: 410, gateway_exists: 409, meter_taken: 409 } as const)[outcome.reason];
       throw new EnrollmentError(outcome.reason, outcome.detail, status);
     }
+    this.opts.onEnrolled?.(gateway, req.meters.map((m) => m.id));
     return {
       gateway,
       market: code.market,

@@ -85,9 +85,16 @@ export function summariseProfile(p: CpuProfile, top = 12): ProfileSummary {
   const selfUs = new Map<number, number>();
   p.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
 
-  const fnKey = (f: CallFrame) => `${f.functionName || '(anonymous)'}\t${place(f.url)}${f.url ? `:${f.lineNumber + 1}` : ''}`;
+  // tsx's transform leaves project functions on line 1; a line is only shown when it says something.
+  const at = (f: CallFrame) => (f.url && f.lineNumber > 0 ? `${place(f.url)}:${f.lineNumber + 1}` : place(f.url));
+  const fnKey = (f: CallFrame) => `${f.functionName || '(anonymous)'}\t${at(f)}`;
   let totalUs = 0;
   let idleUs = 0;
+  let profilerUs = 0;
+  const onInspectorStack = (id: number): boolean => {
+    for (let n: number | undefined = id; n !== undefined; n = parent.get(n)) if (byId.get(n)!.callFrame.url === 'node:inspector') return true;
+    return false;
+  };
   const selfFn = new Map<string, number>();
   const selfPlace = new Map<string, number>();
   for (const [id, us] of selfUs) {
@@ -97,7 +104,24 @@ export function summariseProfile(p: CpuProfile, top = 12): ProfileSummary {
       idleUs += us;
       continue;
     }
-    selfFn.set(fnKey(f), (selfFn.get(fnKey(f)) ?? 0) + us);
+    // The profiler's own start/stop round trips are not the settlement's work.
+    if (onInspectorStack(id)) {
+      profilerUs += us;
+      continue;
+    }
+    // A native function (no script: better-sqlite3's run, a socket's writev) is named with
+    // the nearest script function that called it, which says which statement or socket.
+    let key = fnKey(f);
+    if (!f.url && !f.functionName.startsWith('(')) {
+      for (let n = parent.get(id); n !== undefined; n = parent.get(n)) {
+        const c = byId.get(n)!.callFrame;
+        if (c.url) {
+          key = `${f.functionName} ← ${c.functionName || '(anonymous)'}\t${at(c)}`;
+          break;
+        }
+      }
+    }
+    selfFn.set(key, (selfFn.get(key) ?? 0) + us);
     const where = place(f.url) || f.functionName;
     selfPlace.set(where, (selfPlace.get(where) ?? 0) + us);
   }
@@ -106,6 +130,7 @@ export function summariseProfile(p: CpuProfile, top = 12): ProfileSummary {
   const inclusive = new Map<string, number>();
   const isProject = (f: CallFrame) => /^(protocol|settlement)\//.test(place(f.url));
   for (const [id, us] of selfUs) {
+    if (onInspectorStack(id)) continue;
     const seen = new Set<string>();
     for (let n: number | undefined = id; n !== undefined; n = parent.get(n)) {
       const f = byId.get(n)!.callFrame;
@@ -117,7 +142,7 @@ export function summariseProfile(p: CpuProfile, top = 12): ProfileSummary {
     }
   }
 
-  const busyUs = totalUs - idleUs;
+  const busyUs = totalUs - idleUs - profilerUs;
   const rows = (m: Map<string, number>): ProfileRow[] =>
     [...m]
       .sort((a, b) => b[1] - a[1])

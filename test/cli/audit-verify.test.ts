@@ -9,6 +9,7 @@ import { gatewayId, readingHash, topics, type Envelope, type Reading } from '../
 import type { MeterAuditReport } from '../../settlement/audit/verify.ts';
 import { startSettlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
+import { enrollTestGateway } from '../support/registry.ts';
 import { settlementConfig, testLog } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
@@ -60,11 +61,10 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     cfg.ledger.sqlitePath = baseLedger;
     delete cfg.ledger.databaseUrl;
     const settlement = await startSettlement(cfg, { log: testLog('settlement') });
-    for (const f of [gwA, gwB]) {
-      await settlement.ledger.putGateway({ id: gatewayId(f.gateway), publicKeyPem: f.publicKeyPem, status: 'active', createdAtMs: Date.now() });
-    }
+    await enrollTestGateway(settlement.ledger, gwA.gateway, gwA.publicKeyPem, ['meter-a', 'meter-b']);
     // meter-a seq 1..20 in five envelopes of gw-audit (each with one meter-b reading too),
-    // then seq 21..24 in one envelope of gw-two, which is revoked afterwards.
+    // then gw-audit is replaced: revoked, and gw-two enrolled for meter-a sends seq 21..24 in
+    // one envelope; gw-two is revoked afterwards.
     const batch = (from: number, n: number): Reading[] => {
       const rs: Reading[] = [];
       for (let seq = from; seq < from + n; seq++) {
@@ -80,12 +80,15 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
       gwA.advance(b);
       envelopes.push(['gw-audit', gwA.sign([...batch(i * 4 + 1, 4), b])]);
     }
-    envelopes.push(['gw-two', gwB.sign(batch(21, 4))]);
     const client = await mqtt.connectAsync(settlement.brokerUrl);
     for (const [gw, env] of envelopes) await client.publishAsync(topics.readings(gw), JSON.stringify(env), { qos: 1 });
+    await waitFor(async () => (await settlement.ledger.counts()).readings === 25, '25 readings');
+    await settlement.revokeGateway('gw-audit');
+    await enrollTestGateway(settlement.ledger, gwB.gateway, gwB.publicKeyPem, ['meter-a']);
+    await client.publishAsync(topics.readings('gw-two'), JSON.stringify(gwB.sign(batch(21, 4))), { qos: 1 });
     await waitFor(async () => (await settlement.ledger.counts()).readings === 29, '29 readings');
     await client.endAsync();
-    await settlement.ledger.putGateway({ id: gatewayId('gw-two'), publicKeyPem: gwB.publicKeyPem, status: 'revoked', createdAtMs: Date.now() });
+    await settlement.revokeGateway('gw-two');
     await settlement.stop();
   });
   afterAll(() => dir.remove());
@@ -106,7 +109,7 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     expect(out).toMatch(/^gaps:\s+none$/m);
     expect(out).toMatch(/^failures:\s+none$/m);
     // A revoked key still proves authenticity of what it signed before revocation.
-    expect(out).toContain(`gw-audit  active  ${fingerprint(gwA.publicKeyPem)}  5 envelopes`);
+    expect(out).toContain(`gw-audit  revoked  ${fingerprint(gwA.publicKeyPem)}  5 envelopes`);
     expect(out).toContain(`gw-two  revoked  ${fingerprint(gwB.publicKeyPem)}  1 envelope`);
     expect(out).toMatch(/^RESULT: PASS$/m);
     expect(out).toMatch(/^generated at \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/m);
@@ -129,7 +132,7 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
       failures: [],
       energy: { firstImportWh: 1010, lastImportWh: 1240, importWh: 230, firstExportWh: 0, lastExportWh: 0, exportWh: 0 },
       gateways: [
-        { id: 'gw-audit', status: 'active', keyFingerprint: fingerprint(gwA.publicKeyPem), envelopes: 5 },
+        { id: 'gw-audit', status: 'revoked', keyFingerprint: fingerprint(gwA.publicKeyPem), envelopes: 5 },
         { id: 'gw-two', status: 'revoked', keyFingerprint: fingerprint(gwB.publicKeyPem), envelopes: 1 },
       ],
       ok: true,

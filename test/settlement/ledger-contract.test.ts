@@ -639,6 +639,14 @@ describe.each(engines)('$name ledger', (engine) => {
         ['home-2-main', 'gw-y'],
         ['home-3-main', 'gw-z'],
       ]);
+
+      // A replacement gateway takes over the meters of a revoked one, and only then.
+      const replacement = 'ee'.repeat(32);
+      await issueCode(ledger, replacement);
+      expect(await attempt(replacement, 'gw-new', ['home-3-main'])).toMatchObject({ ok: false, reason: 'meter_taken' });
+      expect(await ledger.setGatewayStatus('gw-z', 'revoked', NOW)).toBe(true);
+      expect(await attempt(replacement, 'gw-new', ['home-3-main'])).toEqual({ ok: true });
+      expect(await ledger.getMeter('home-3-main')).toMatchObject({ gateway: 'gw-new' });
     });
 
     it('lets exactly one of several simultaneous enrollments with one code through', async () => {

@@ -1,0 +1,118 @@
+/**
+ * `npm run bench`: the ingest benchmark (docs/benchmarks.md).
+ *
+ *   node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N]
+ *        [--out docs/benchmarks.md] [--quick] [--profile auto|always|never] [--strict]
+ *
+ * --quick is a 2-second smoke run; it writes the report only when --out is given. --strict
+ * exits 1 when a target is missed (a run whose checks fail always exits 1).
+ */
+import { cpus, release, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { defaultSettlementConfig } from '../../settlement/config.ts';
+import { postgresUrl } from '../support/services.ts';
+import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
+import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext } from './report.ts';
+
+const USAGE = 'usage: node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick] [--profile auto|always|never] [--strict]';
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        engine: { type: 'string', default: 'both' },
+        seconds: { type: 'string' },
+        out: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        profile: { type: 'string', default: 'auto' },
+        strict: { type: 'boolean', default: false },
+        gateways: { type: 'string', default: '32' },
+        window: { type: 'string', default: '8' },
+        help: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const engines: Engine[] =
+    values.engine === 'both' ? ['sqlite', 'postgres'] : values.engine === 'sqlite' || values.engine === 'postgres' ? [values.engine] : fail(`--engine must be sqlite, postgres or both, got "${values.engine}"`);
+  const seconds = values.seconds !== undefined ? Number(values.seconds) : values.quick ? 2 : 10;
+  if (!Number.isFinite(seconds) || seconds < 1) fail(`--seconds must be a number ≥ 1, got "${values.seconds}"`);
+  const gateways = Number(values.gateways);
+  const window = Number(values.window);
+  if (!Number.isInteger(gateways) || gateways < 1) fail('--gateways must be a whole number ≥ 1');
+  if (!Number.isInteger(window) || window < 1) fail('--window must be a whole number ≥ 1');
+  if (!['auto', 'always', 'never'].includes(values.profile!)) fail('--profile must be auto, always or never');
+  const repo = fileURLToPath(new URL('../../', import.meta.url));
+  const out = values.out ? resolve(values.out) : values.quick ? undefined : resolve(repo, 'docs/benchmarks.md');
+
+  const viaNpm = process.env.npm_lifecycle_event === 'bench';
+  const resolvedCommand = ['node --import tsx test/bench/run.ts', ...argv].join(' ');
+  const ctx: RunContext = {
+    command: viaNpm ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ') : resolvedCommand,
+    resolvedCommand,
+    machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
+    seconds,
+    gateways,
+    metersPerGateway: 4,
+    window,
+    commitBatchMax: defaultSettlementConfig().ingest.commitBatchMax,
+  };
+  const opts: IngestOptions = {
+    seconds,
+    gateways,
+    metersPerGateway: ctx.metersPerGateway,
+    window,
+    verifyRoundMs: values.quick ? 300 : 1000,
+    profile: values.profile as IngestOptions['profile'],
+    profileSeconds: Math.min(seconds, 5),
+  };
+
+  const outcomes: EngineOutcome[] = [];
+  for (const engine of engines) {
+    if (engine === 'postgres') {
+      const url = await postgresUrl();
+      if (!url) {
+        const reason = 'no PostgreSQL at GTX_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test';
+        process.stderr.write(`[bench] skipping PostgreSQL: ${reason}\n`);
+        outcomes.push({ engine, skipped: reason });
+        continue;
+      }
+      opts.postgresUrl = url;
+    }
+    outcomes.push({ engine, report: await runIngest(engine, opts) });
+  }
+
+  process.stdout.write('\n');
+  printSummary(outcomes);
+  if (out) {
+    writeReport(out, outcomes.map((o) => ({ engine: o.engine, text: renderEngine(o, ctx) })));
+    process.stdout.write(`\nwritten to ${out}\n`);
+  }
+  const ran = outcomes.flatMap((o) => ('report' in o ? [verdicts(o.report)] : []));
+  if (ran.some((v) => !v.valid)) return 1;
+  if (values.strict && ran.some((v) => !(v.ok1 && v.ok16 && v.okP1 && v.okP16))) return 1;
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);
