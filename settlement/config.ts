@@ -26,6 +26,9 @@ export interface SettlementConfig {
         password?: string;
         /** Several workers share the readings through `$share/<group>/…`; unset = one worker. */
         sharedGroup?: string;
+        /** Mosquitto's password file, kept in step at enrollment and revocation (docs/mqtt-security.md). */
+        mosquittoPasswordFile?: string;
+        mosquittoPidFile?: string;
       };
   ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number };
   /** Markets this settlement runs; upserted into the registry at start. */
@@ -119,6 +122,7 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const m = table(doc, 'mqtt', path);
   const w = `${path} [mqtt]`;
   const clientId = str(m, 'client_id', w) ?? defaultClientId();
+  const optPath = (p: string | undefined) => (p === undefined ? undefined : resolve(base, p));
   const url = str(m, 'url', w);
   if (url) {
     if (m.listen !== undefined) throw new ConfigError(`${w}: set either url (external broker) or listen (embedded broker), not both`);
@@ -129,6 +133,8 @@ export function loadSettlementConfig(path: string): SettlementConfig {
       username: str(m, 'username', w),
       password: process.env.GTX_MQTT_PASSWORD ?? str(m, 'password', w),
       sharedGroup: str(m, 'shared_group', w),
+      mosquittoPasswordFile: optPath(str(m, 'mosquitto_password_file', w)),
+      mosquittoPidFile: optPath(str(m, 'mosquitto_pid_file', w)),
     };
   } else {
     const { host, port } = parseListen(str(m, 'listen', w) ?? '127.0.0.1:1883', w);

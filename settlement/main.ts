@@ -6,6 +6,7 @@ import { SETTLEMENT_USERNAME } from './broker/acl.ts';
 import { hashSecret, newSecret } from './broker/credentials.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
 import { LedgerCredentialStore } from './broker/ledger-credentials.ts';
+import { MosquittoPasswordSync } from './broker/mosquitto-sync.ts';
 import type { SettlementConfig } from './config.ts';
 import { BatchCommitter } from './ingest/committer.ts';
 import { ReadingsHandler, type IngestStats } from './ingest/readings-handler.ts';
@@ -159,14 +160,25 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
   let httpUrl: string | undefined;
+  const mosquitto =
+    cfg.mqtt.mode === 'external' && cfg.mqtt.mosquittoPasswordFile
+      ? new MosquittoPasswordSync({ passwordFile: cfg.mqtt.mosquittoPasswordFile, pidFile: cfg.mqtt.mosquittoPidFile, log })
+      : undefined;
   const forget = (gateway: string) => {
     keyCache.delete(gateway);
     meterCache.clear();
   };
+  const revoked = (gateway: string) => {
+    forget(gateway);
+    mosquitto?.revoked(gateway);
+  };
   const enrollment = new Enrollment(ledger, {
     now,
     mqttUrl: () => (cfg.mqtt.mode === 'embedded' ? brokerUrl : cfg.mqtt.url),
-    onEnrolled: forget,
+    onEnrolled: (gateway, _meters, secret) => {
+      forget(gateway);
+      mosquitto?.issued(gateway, secret);
+    },
   });
   const api = cfg.http
     ? buildApi({
@@ -176,7 +188,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
         enrollment,
         adminKey: cfg.adminKey,
         codeTtlMs: cfg.enrollmentCodeTtlMs,
-        onRevoke: forget,
+        onRevoke: revoked,
       })
     : undefined;
   if (api && cfg.http) {
@@ -195,7 +207,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     enrollment,
     async revokeGateway(id: string) {
       const ok = await ledger.setGatewayStatus(id, 'revoked', Date.now());
-      forget(id);
+      if (ok) revoked(id);
       return ok;
     },
     influx,

@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { writeMosquittoFiles } from '../../settlement/broker/mosquitto.ts';
 import { defaultSettlementConfig, loadSettlementConfig, type SettlementConfig } from '../../settlement/config.ts';
 import type { Ledger } from '../../settlement/ledger/ledger.ts';
 import { openLedger as openConfiguredLedger } from '../../settlement/ledger/open.ts';
@@ -10,6 +12,8 @@ const USAGE = `gtx settlement run [--config FILE]
 gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE]
       print a one-time installer code (the default market is the first configured)
 gtx settlement revoke-gateway --id ID [--config FILE]
+gtx settlement mosquitto-acl --out DIR [--port 1883] [--host ADDR] [--user OS_USER]
+      Mosquitto config, ACL and password file for an external broker (docs/mqtt-security.md)
 
   --config FILE   settlement TOML (default: config/settlement.toml if present, else built-in defaults with ./data)`;
 
@@ -65,6 +69,19 @@ export async function run(argv: string[]): Promise<void> {
       } finally {
         await ledger.close();
       }
+      return;
+    }
+    case 'mosquitto-acl': {
+      const f = parseFlags(rest, { out: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, user: { type: 'string' } }, USAGE);
+      const out = resolve(required(f.out, '--out', USAGE));
+      const port = positiveNumber(f.port, '--port', USAGE, 1883);
+      const files = writeMosquittoFiles({ dir: out, port, host: f.host, user: f.user });
+      console.log(`wrote ${files.conf}, ${files.acl} and ${files.passwd} (settlement user only)`);
+      console.log(`the settlement's MQTT password is in ${files.secret} (mode 0600); in settlement.toml:`);
+      console.log(`  [mqtt]\n  url = "mqtt://${f.host ?? '127.0.0.1'}:${port}"\n  username = "gtx-settlement"   # password: GTX_MQTT_PASSWORD=$(cat ${files.secret})`);
+      console.log(`  mosquitto_password_file = "${files.passwd}"   # gateways are added at enrollment, removed at revocation`);
+      console.log(`  mosquitto_pid_file = "/run/mosquitto/mosquitto.pid"   # so Mosquitto re-reads it (SIGHUP)`);
+      console.log(`then: mosquitto -c ${files.conf}`);
       return;
     }
     case 'revoke-gateway': {

@@ -1,6 +1,9 @@
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { topics } from '../../protocol/index.ts';
 import { SETTLEMENT_USERNAME } from './acl.ts';
+import { newSecret } from './credentials.ts';
 
 /**
  * The same security as the embedded broker (acl.ts), for an external Mosquitto 2.0: its main
@@ -147,4 +150,28 @@ export function removeFromPasswordFile(existing: string, usernames: string[]): s
   const gone = new Set(usernames);
   const kept = existing.split('\n').filter((l) => l.trim() !== '' && !(l.includes(':') && gone.has(usernameOf(l))));
   return kept.length ? `${kept.join('\n')}\n` : '';
+}
+
+/**
+ * The files an operator needs for an external Mosquitto: mosquitto.conf, the ACL, a password
+ * file holding the settlement's user (gateways are added as they enroll), and the settlement's
+ * secret in a 0600 file: the one moment it exists in clear.
+ */
+export function writeMosquittoFiles(opts: { dir: string; port: number; host?: string; user?: string }): {
+  conf: string;
+  acl: string;
+  passwd: string;
+  secret: string;
+} {
+  mkdirSync(opts.dir, { recursive: true });
+  const conf = join(opts.dir, 'mosquitto.conf');
+  const acl = join(opts.dir, 'acl');
+  const passwd = join(opts.dir, 'passwd');
+  const secretFile = join(opts.dir, 'settlement.secret');
+  const secret = newSecret();
+  writeFileSync(acl, renderAclFile(), { mode: 0o640 });
+  writeFileSync(passwd, renderPasswordFile([{ username: SETTLEMENT_USERNAME, secret }]), { mode: 0o640 });
+  writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+  writeFileSync(conf, renderMosquittoConfig({ port: opts.port, host: opts.host, passwordFile: passwd, aclFile: acl, user: opts.user }));
+  return { conf, acl, passwd, secret: secretFile };
 }

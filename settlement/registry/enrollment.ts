@@ -42,7 +42,7 @@ export class Enrollment {
       now: () => number;
       mqttUrl: () => string;
       /** Told after an enrollment commits, so caches of gateways and meters can drop stale entries. */
-      onEnrolled?: (gateway: string, meters: string[]) => void;
+      onEnrolled?: (gateway: string, meters: string[], mqttSecret: string) => void;
     },
   ) {}
 
@@ -111,7 +111,7 @@ export class Enrollment {
       const status = ({ code_unknown: 404, code_used: 410, code_expired: 410, gateway_exists: 409, meter_taken: 409 } as const)[outcome.reason];
       throw new EnrollmentError(outcome.reason, outcome.detail, status);
     }
-    this.opts.onEnrolled?.(gateway, req.meters.map((m) => m.id));
+    this.opts.onEnrolled?.(gateway, req.meters.map((m) => m.id), secret);
     return {
       gateway,
       market: code.market,

@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayId, readingHash, topics, type Envelope, type Reading } from '../../protocol/index.ts';
+import { readingHash, topics, type Envelope, type Reading } from '../../protocol/index.ts';
 import type { MeterAuditReport } from '../../settlement/audit/verify.ts';
 import { startSettlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';

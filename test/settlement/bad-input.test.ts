@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envelopeIdOf, gatewayId, signedBytes, topics, type Envelope, type RejectReason } from '../../protocol/index.ts';
+import { envelopeIdOf, signedBytes, topics, type Envelope, type RejectReason } from '../../protocol/index.ts';
 import type { Settlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';

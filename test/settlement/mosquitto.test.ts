@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -16,7 +16,7 @@ import {
   upsertPasswordFile,
 } from '../../settlement/broker/mosquitto.ts';
 import { freePort } from '../support/ports.ts';
-import { requireOrSkip } from '../support/services.ts';
+import { findBinary, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -86,19 +86,6 @@ describe('Mosquitto files', () => {
     expect(() => renderMosquittoConfig({ port: 1, passwordFile: 'a', aclFile: 'b', persistence: true })).toThrow(/dataDir/);
   });
 });
-
-function findBinary(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/opt/homebrew/sbin'];
-  for (const d of dirs.filter(Boolean)) {
-    try {
-      accessSync(join(d, name), constants.X_OK);
-      return join(d, name);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 const MOSQUITTO = findBinary('mosquitto');
 

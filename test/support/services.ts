@@ -1,3 +1,5 @@
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
@@ -89,4 +91,18 @@ export async function mosquittoUrl(): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** An executable on PATH or in the sbin folders (Debian puts mosquitto in /usr/sbin). */
+export function findBinary(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin'];
+  for (const d of dirs.filter(Boolean)) {
+    try {
+      accessSync(join(d, name), constants.X_OK);
+      return join(d, name);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
