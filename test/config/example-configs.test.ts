@@ -1,0 +1,24 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadGatewayConfig } from '../../gateway/config.ts';
+import { loadSettlementConfig } from '../../settlement/config.ts';
+
+const dir = join(import.meta.dirname, '../../config');
+
+describe('the example configuration files', () => {
+  it('settlement.toml loads with the market and defaults the README describes', () => {
+    const cfg = loadSettlementConfig(join(dir, 'settlement.toml'));
+    expect(cfg.markets).toEqual([{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15 }]);
+    expect(cfg.mqtt).toMatchObject({ mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, auth: true });
+    expect(cfg.http).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(cfg.ingest).toEqual({ maxPayloadBytes: 262144, maxClockSkewMs: 300_000, commitBatchMax: 512 });
+  });
+
+  it('gateway.toml loads its meter with role and energy source', () => {
+    const cfg = loadGatewayConfig(join(dir, 'gateway.toml'));
+    expect(cfg.id).toBe('gw-home-1');
+    expect(cfg.meters).toHaveLength(1);
+    expect(cfg.meters[0]).toMatchObject({ id: 'home-1-main', port: 5020, unitId: 1, role: 'bidirectional', energySource: 'Solar' });
+    expect(cfg.meters[0]!.definition.id).toBe('eastron-sdm120');
+  });
+});
