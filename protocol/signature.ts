@@ -59,3 +59,34 @@ export function readingHash(r: Reading): string {
 }
 
 export { GENESIS_PREV };
+
+const READINGS_KEY = Buffer.from('"readings":[');
+const OPEN = 0x7b; // {
+const CLOSE = 0x7d; // }
+const END = 0x5d; // ]
+
+/**
+ * The chain hashes of all readings of an envelope, sliced out of its canonical bytes instead
+ * of canonicalising each reading again: RFC 8785 writes an array element exactly as it would
+ * write that value alone, so each reading's canonical bytes are a substring of the envelope's.
+ * Only for envelopes that passed the schema (no braces inside any string value); it falls back
+ * to readingHash when the slices don't match the readings.
+ */
+export function readingHashesFromSigned(env: UnsignedEnvelope | Envelope, signed: Buffer): string[] {
+  const out: string[] = [];
+  let i = signed.indexOf(READINGS_KEY);
+  if (i >= 0) {
+    i += READINGS_KEY.length;
+    let depth = 0;
+    let start = -1;
+    for (; i < signed.length; i++) {
+      const c = signed[i];
+      if (c === OPEN) {
+        if (depth++ === 0) start = i;
+      } else if (c === CLOSE) {
+        if (--depth === 0) out.push(sha256Hex(signed.subarray(start, i + 1)));
+      } else if (c === END && depth === 0) break;
+    }
+  }
+  return out.length === env.readings.length ? out : env.readings.map(readingHash);
+}

@@ -4,7 +4,7 @@ import {
   asEnvelope,
   envelopeIdOf,
   parseGatewayTopic,
-  readingHash,
+  readingHashesFromSigned,
   signedBytes,
   verifySignature,
   type EnvelopeId,
@@ -88,6 +88,7 @@ export class EnvelopeVerifier {
         return fail('future_timestamp', `meter ${r.meter} seq ${r.seq}: ${r.ts} is ahead of settlement time by more than ${this.opts.maxClockSkewMs / 1000} s`, id);
       }
     }
+    const hashes = readingHashesFromSigned(env, bytes);
     const contexts = new Map<string, MeterContext>();
     for (const r of env.readings) {
       if (contexts.has(r.meter)) continue;
@@ -102,7 +103,7 @@ export class EnvelopeVerifier {
         id,
         gateway: env.gateway,
         raw,
-        readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context: contexts.get(r.meter)! })),
+        readings: env.readings.map((r, i) => ({ ...r, hash: hashes[i]!, context: contexts.get(r.meter)! })),
         receivedAtMs: this.opts.now(),
       },
     };

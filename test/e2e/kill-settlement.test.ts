@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { GatewayConfig } from '../../gateway/config.ts';
 import { saveCredentials } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway } from '../../gateway/main.ts';
@@ -32,7 +33,7 @@ describe('kill -9 of the settlement under sustained load', () => {
     const ledger = new SqliteLedger(ledgerPath);
     await ledger.migrate();
     const gateways: Gateway[] = [];
-    const configs = [];
+    const configs: GatewayConfig[] = [];
     for (let i = 0; i < 4; i++) {
       const model = i % 2 ? 'sdm630' : 'sdm120';
       const sim = await startSimulator(model, 'prosumer', 20 + i);

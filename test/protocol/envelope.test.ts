@@ -10,6 +10,7 @@ import {
   meterId,
   gatewayId,
   readingHash,
+  readingHashesFromSigned,
   signEnvelope,
   signedBytes,
   verifySignature,
@@ -121,4 +122,29 @@ describe('envelope schema', () => {
       expect(() => asEnvelope(e)).toThrow(where);
     });
   }
+});
+
+describe('reading hashes from the signed bytes', () => {
+  it('equal hashing each reading on its own, for any mix of meters and optional fields', () => {
+    let seed = 7;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let round = 0; round < 50; round++) {
+      const readings = Array.from({ length: 1 + rnd(20) }, (_, i) => {
+        const r: Parameters<typeof readingHash>[0] = {
+          meter: meterId(`m-${rnd(3)}`),
+          seq: 1 + i,
+          ts: new Date(1_790_000_000_000 + rnd(1e9)).toISOString(),
+          importWh: rnd(1e9),
+          exportWh: rnd(1e6),
+          powerW: rnd(20000) - 10000,
+          prev: rnd(2) ? GENESIS_PREV : 'ab'.repeat(32),
+        };
+        if (rnd(2)) r.voltageMilliV = rnd(250000);
+        if (rnd(2)) r.frequencyMilliHz = rnd(51000);
+        return r;
+      });
+      const env = signEnvelope({ v: 1, gateway: gatewayId(`gw-${rnd(100)}`), readings }, priv);
+      expect(readingHashesFromSigned(env, signedBytes(env))).toEqual(readings.map(readingHash));
+    }
+  });
 });
