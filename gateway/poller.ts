@@ -1,16 +1,9 @@
 import modbus from 'modbus-serial';
-import type { DeviceDefinition } from '../devices/definition.ts';
 import { decodeRegisters, type DecodedReading } from '../devices/decoder.ts';
-import type { MeterId } from '../protocol/index.ts';
+import type { MeterConfig } from './config.ts';
 
-export interface TcpMeterConfig {
-  id: MeterId;
-  definition: DeviceDefinition;
-  host: string;
-  port: number;
-  unitId: number;
-  timeoutMs: number;
-}
+/** The connection part of a meter's configuration. */
+export type TcpMeterConfig = Pick<MeterConfig, 'id' | 'definition' | 'host' | 'port' | 'unitId' | 'timeoutMs'>;
 
 // CJS interop: under NodeNext the default import is module.exports; the class is its `default`.
 const ModbusRTU = modbus.default;

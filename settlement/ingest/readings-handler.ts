@@ -21,6 +21,17 @@ export interface IngestStats {
   rejected: Partial<Record<RejectReason, number>>;
 }
 
+/** One refused message, as recorded and answered. */
+interface Refusal {
+  topic: string;
+  payload: Buffer;
+  gateway: string | null;
+  envelopeId: Rejection['id'];
+  reason: RejectReason;
+  detail: string;
+  receivedAtMs: number;
+}
+
 export interface Publisher {
   publish(topic: string, payload: string): Promise<void>;
 }
@@ -59,7 +70,7 @@ export class ReadingsHandler {
     const started = this.deps.now();
     const verdict = await verifier.verify(topic, payload);
     if (!verdict.ok) {
-      await this.reject(topic, payload, verdict.gateway, verdict.envelopeId, verdict.reason, verdict.detail, started);
+      await this.reject({ topic, payload, gateway: verdict.gateway, envelopeId: verdict.envelopeId, reason: verdict.reason, detail: verdict.detail, receivedAtMs: started });
       return;
     }
     const env = verdict.envelope;
@@ -90,26 +101,20 @@ export class ReadingsHandler {
       case 'duplicate': {
         // A resend after a lost ack: recorded, and acked so the gateway can drop it.
         this.stats.duplicates++;
-        await this.record(topic, payload, env.gateway, env.id, 'duplicate', `envelope ${env.id} is already in the ledger`, started);
+        const detail = `envelope ${env.id} is already in the ledger`;
+        await this.record({ topic, payload, gateway: env.gateway, envelopeId: env.id, reason: 'duplicate', detail, receivedAtMs: started });
         const ack: Ack = { v: 1, id: env.id, status: 'duplicate', readings: outcome.readings };
         await publisher.publish(topics.ack(env.gateway), JSON.stringify(ack));
         return;
       }
       case 'rejected':
-        await this.reject(topic, payload, env.gateway, env.id, outcome.reason, outcome.detail, started);
+        await this.reject({ topic, payload, gateway: env.gateway, envelopeId: env.id, reason: outcome.reason, detail: outcome.detail, receivedAtMs: started });
         return;
     }
   }
 
-  private async record(
-    topic: string,
-    payload: Buffer,
-    gateway: string | null,
-    envelopeId: Rejection['id'],
-    reason: RejectReason,
-    detail: string,
-    receivedAtMs: number,
-  ): Promise<void> {
+  private async record(r: Refusal): Promise<void> {
+    const { topic, payload, gateway, envelopeId, reason, detail, receivedAtMs } = r;
     this.stats.rejected[reason] = (this.stats.rejected[reason] ?? 0) + 1;
     this.deps.metrics?.envelopesRejected.inc({ reason });
     this.deps.timeseries?.rejection({ tsMs: receivedAtMs, gateway, reason, bytes: payload.length });
@@ -119,19 +124,11 @@ export class ReadingsHandler {
     this.deps.log[level]({ topic, gateway, envelope: envelopeId, reason, detail, bytes: payload.length }, 'envelope rejected');
   }
 
-  private async reject(
-    topic: string,
-    payload: Buffer,
-    gateway: string | null,
-    envelopeId: Rejection['id'],
-    reason: RejectReason,
-    detail: string,
-    receivedAtMs: number,
-  ): Promise<void> {
-    await this.record(topic, payload, gateway, envelopeId, reason, detail, receivedAtMs);
-    if (gateway) {
-      const msg: Rejection = { v: 1, id: envelopeId, reason, detail };
-      await this.deps.publisher.publish(topics.reject(gateway), JSON.stringify(msg));
+  private async reject(r: Refusal): Promise<void> {
+    await this.record(r);
+    if (r.gateway) {
+      const msg: Rejection = { v: 1, id: r.envelopeId, reason: r.reason, detail: r.detail };
+      await this.deps.publisher.publish(topics.reject(r.gateway), JSON.stringify(msg));
     }
   }
 }
