@@ -1,9 +1,8 @@
-import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { loadPublicKey, parseGatewayTopic, topics } from '../protocol/index.ts';
 import { readFileSync } from 'node:fs';
-import { SETTLEMENT_USERNAME } from './broker/acl.ts';
 import { hashSecret, newSecret } from './broker/credentials.ts';
+import { AedesBus, ClientBus, type Bus } from './broker/bus.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
 import { LedgerCredentialStore } from './broker/ledger-credentials.ts';
 import { MosquittoPasswordSync } from './broker/mosquitto-sync.ts';
@@ -54,7 +53,8 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   const ledger: Ledger = await openLedger(cfg.ledger);
   for (const m of cfg.markets) await ledger.putMarket({ ...m, id: m.id as MarketId });
 
-  // The settlement's own login to its embedded broker: fresh every start, never written down.
+  // The settlement subscribes inside its embedded broker; its MQTT user's secret is random and
+  // never leaves this process, so nobody can log in as the settlement.
   const ownSecret = newSecret();
   let broker: EmbeddedBroker | undefined;
   let brokerUrl: string;
@@ -66,7 +66,8 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       auth: cfg.mqtt.auth ? new LedgerCredentialStore(ledger, hashSecret(ownSecret)) : undefined,
       tls,
       log: log.child({ component: 'broker' }),
-      holdFor: cfg.mqtt.clientId,
+      // Nobody gets in before the settlement's own subscriptions exist (admitAll below).
+      holdFor: '',
     });
     brokerUrl = broker.url;
     log.info({ url: brokerUrl, tls: broker.tlsUrl, auth: cfg.mqtt.auth }, 'embedded MQTT broker listening');
@@ -122,28 +123,27 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   });
   const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax, (n) => metrics.dbBatchSize.observe(n));
 
-  const client: MqttClient = await mqtt.connectAsync(brokerUrl, {
-    clientId: cfg.mqtt.clientId,
-    clean: true,
-    reconnectPeriod: 1000,
-    ...(cfg.mqtt.mode === 'external'
-      ? cfg.mqtt.username
-        ? { username: cfg.mqtt.username, password: cfg.mqtt.password }
-        : {}
-      : { username: SETTLEMENT_USERNAME, password: ownSecret }),
-  });
+  // Embedded: the settlement subscribes inside aedes. External: an mqtt.js client.
+  const bus: Bus = broker
+    ? new AedesBus(broker.aedes)
+    : await ClientBus.connect(
+        brokerUrl,
+        {
+          clientId: cfg.mqtt.clientId,
+          clean: true,
+          reconnectPeriod: 1000,
+          ...(cfg.mqtt.mode === 'external' && cfg.mqtt.username ? { username: cfg.mqtt.username, password: cfg.mqtt.password } : {}),
+        },
+        (e) => log.error({ err: e }, 'mqtt error'),
+      );
   // Several workers on one broker share the readings; each still sees every status.
   const readingsFilter =
     cfg.mqtt.mode === 'external' && cfg.mqtt.sharedGroup ? `$share/${cfg.mqtt.sharedGroup}/${topics.allReadings}` : topics.allReadings;
-  const publisher = {
-    publish: async (topic: string, payload: string) => {
-      await client.publishAsync(topic, payload, { qos: 1 });
-    },
-  };
+  const publisher = { publish: (topic: string, payload: string) => bus.publish(topic, payload) };
   const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now, metrics, timeseries: influx });
 
   const inflight = new Set<Promise<void>>();
-  client.on('message', (topic, payload) => {
+  await bus.subscribe([readingsFilter, topics.allStatus], (topic, payload) => {
     if (parseGatewayTopic(topic)?.kind === 'status') return status.handle(topic, payload);
     const p = handler.handle(topic, payload).catch((e: unknown) => {
       // A ledger or broker failure, not bad input: the gateway will resend after its ack timeout.
@@ -152,10 +152,6 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
   });
-  client.on('error', (e) => log.error({ err: e }, 'mqtt error'));
-  const granted = await client.subscribeAsync([readingsFilter, topics.allStatus], { qos: 1 });
-  const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
-  if (refused.length > 0) throw new Error(`the broker refused the settlement's subscriptions ${refused.join(', ')}: check its ACL for ${SETTLEMENT_USERNAME}`);
   broker?.admitAll();
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
@@ -217,9 +213,8 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     idle,
     async stop() {
       await api?.close();
-      await client.unsubscribeAsync([readingsFilter, topics.allStatus]).catch(() => undefined);
+      await bus.close().catch(() => undefined);
       await idle();
-      await client.endAsync();
       await influx?.stop();
       await broker?.close();
       await ledger.close();

@@ -17,6 +17,8 @@ export interface EmbeddedBroker {
   tlsPort?: number;
   /** Lets every client in (see EmbeddedBrokerOptions.holdFor). */
   admitAll(): void;
+  /** The broker itself, for the settlement's in-process subscriptions (broker/bus.ts). */
+  aedes: Aedes;
   close(): Promise<void>;
 }
 
@@ -195,6 +197,7 @@ export async function startEmbeddedBroker(host: string, port: number, opts: Embe
       admitAll() {
         admitting = true;
       },
+      aedes,
       async close() {
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         // Connected clients hold sockets open; closing the broker ends them, then the listeners.
