@@ -4,6 +4,7 @@
  * docs/benchmarks.md. After every phase the ledger must hold exactly what was sent.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
@@ -16,7 +17,8 @@ import { settlementConfig } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import type { FromLoad, PhaseResult, PhaseSpec, ToLoad } from './messages.ts';
 import { PhaseProfiler, summariseProfile, type ProfileSummary } from './profile.ts';
-import { bucketQuantile, type Buckets } from './stats.ts';
+import { SqliteStatementTimer, type StatementRow, type WhatIf } from './probes.ts';
+import { bucketQuantile, summarise, type Buckets } from './stats.ts';
 import { measureVerifyRate, type VerifyRate } from './verify-rate.ts';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -32,6 +34,8 @@ export interface IngestOptions {
   profile: 'auto' | 'always' | 'never';
   profileSeconds: number;
   postgresUrl?: string;
+  /** What-ifs applied to this process by the caller; the load generator applies its part. */
+  whatIf: WhatIf[];
 }
 
 export interface PhaseReport {
@@ -44,9 +48,22 @@ export interface PhaseReport {
   /** The settlement process over the phase: CPU (fraction of one core), event-loop utilisation. */
   settlementCpu: number;
   settlementElu: number;
+  /**
+   * PostgreSQL only: CPU of the `postgres` processes on this machine over the phase (other
+   * clients' backends too, if any are busy), fraction of one core.
+   */
+  postgresCpu?: number;
   /** gtx_ingest_latency_seconds over the phase: bucket upper bounds, ms. */
   inSettlement: { count: number; p50Ms: number; p99Ms: number; meanMs: number };
   meanCommitBatch: number;
+  /**
+   * The ledger's commitEnvelopes calls over the phase, timed from outside (the benchmark wraps
+   * the method on the instance): count, p50/p99/max ms per call, and their share of the wall
+   * time. For SQLite the call is synchronous, so this is time the event loop stood still.
+   */
+  commits: { count: number; p50Ms: number; p99Ms: number; maxMs: number; shareOfWall: number };
+  /** SQLite only: time inside better-sqlite3 per statement over the phase, most first. */
+  statements?: StatementRow[];
   /** Empty when every ack was 'accepted' and the ledger holds exactly what was sent. */
   problems: string[];
 }
@@ -152,6 +169,9 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
   const settlement = await startSettlement(cfg, { log });
   const engineVersion = await versionOf(engine, schema?.url, cfg.ledger.sqlitePath);
 
+  const statements = engine === 'sqlite' ? new SqliteStatementTimer() : undefined;
+  statements?.install();
+
   const child = fork(fileURLToPath(new URL('./load.ts', import.meta.url)), [], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -162,12 +182,25 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
   const phases: PhaseReport[] = [];
   const profiles: ProfileReport[] = [];
   try {
-    chan.send({ t: 'init', brokerUrl: settlement.brokerUrl, gateways: opts.gateways, metersPerGateway: opts.metersPerGateway, tag: `${engine}${Date.now().toString(36)}` });
+    chan.send({ t: 'init', brokerUrl: settlement.brokerUrl, gateways: opts.gateways, metersPerGateway: opts.metersPerGateway, tag: `${engine}${Date.now().toString(36)}`, noDelay: opts.whatIf.includes('nodelay') });
     const { gateways } = await chan.next('keys');
     for (const g of gateways) {
       await enrollTestGateway(settlement.ledger, g.id, g.publicKeyPem, g.meters);
     }
     logLine(`${engine}: ${gateways.length} gateways × ${opts.metersPerGateway} meters enrolled`);
+
+    // Time every ledger commit, from outside: the committer calls this same object's method.
+    const commitMs: number[] = [];
+    const ledger = settlement.ledger;
+    const commitEnvelopes = ledger.commitEnvelopes.bind(ledger);
+    ledger.commitEnvelopes = async (batch) => {
+      const t = performance.now();
+      try {
+        return await commitEnvelopes(batch);
+      } finally {
+        commitMs.push(performance.now() - t);
+      }
+    };
 
     const sent = { envelopes: 0, readings: 0 };
     const K = opts.gateways;
@@ -179,19 +212,26 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
       settlement.metrics.ingestLatency.reset();
       settlement.metrics.dbBatchSize.reset();
       const statsBefore = { ...settlement.stats, rejected: { ...settlement.stats.rejected } };
+      commitMs.length = 0;
+      statements?.reset();
       const profiler = profilePath ? new PhaseProfiler() : undefined;
       await profiler?.start();
+      const pg0 = engine === 'postgres' ? postgresCpuMs() : undefined;
       const cpu0 = process.cpuUsage();
       const elu0: EventLoopUtilization = performance.eventLoopUtilization();
       const t0 = performance.now();
       chan.send({ t: 'run' });
       const { result } = await chan.next('result');
+      const statementTimes = statements?.top(8);
       const wall = performance.now() - t0;
       const elu = performance.eventLoopUtilization(elu0);
       const cpu = process.cpuUsage(cpu0);
+      const pgCpu = pg0 !== undefined ? cpuSince(pg0, postgresCpuMs()) / wall : undefined;
       const profile = profiler && profilePath ? summariseProfile(await profiler.stop(profilePath)) : undefined;
       await settlement.idle();
 
+      const commits = summarise(commitMs);
+      const commitTotal = commitMs.reduce((a, b) => a + b, 0);
       const lat = await readBuckets(settlement, 'ingestLatency');
       const batch = await readBuckets(settlement, 'dbBatchSize');
       sent.envelopes += result.sentEnvelopes;
@@ -218,6 +258,7 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
         envelopesPerSecond: (result.windowEnvelopes * 1000) / result.windowMs,
         settlementCpu: (cpu.user + cpu.system) / 1000 / wall,
         settlementElu: elu.utilization,
+        ...(pgCpu !== undefined ? { postgresCpu: pgCpu } : {}),
         inSettlement: {
           count: lat.count,
           p50Ms: bucketQuantile(lat, 0.5) * 1000,
@@ -225,6 +266,8 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
           meanMs: lat.count ? (lat.sum / lat.count) * 1000 : NaN,
         },
         meanCommitBatch: batch.count ? batch.sum / batch.count : NaN,
+        ...(statementTimes ? { statements: statementTimes } : {}),
+        commits: { count: commits.count, p50Ms: commits.p50, p99Ms: commits.p99, maxMs: commits.max, shareOfWall: commitTotal / wall },
         problems: phaseProblems,
         profile,
       };
@@ -232,30 +275,36 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
       logLine(
         `${engine} ${spec.name}: ${Math.round(report.readingsPerSecond)} readings/s, ${Math.round(report.envelopesPerSecond)} envelopes/s, ` +
           `p99 ${result.latency.p99.toFixed(1)} ms, settlement CPU ${(report.settlementCpu * 100).toFixed(0)} %, load CPU ${(result.cpu * 100).toFixed(0)} %` +
+          `${pgCpu !== undefined ? `, postgres CPU ${(pgCpu * 100).toFixed(0)} %` : ''}` +
           `${result.poolExhausted ? ' (pool ran out early)' : ''}${phaseProblems.length ? ` — PROBLEMS: ${phaseProblems.join('; ')}` : ''}`,
       );
       return report;
     };
 
-    const perGateway = (envelopesPerSecond: number, seconds: number) => Math.max(4, Math.ceil((envelopesPerSecond * seconds) / K));
+    const perGateway = (envelopesPerSecond: number, seconds: number, margin: number) =>
+      Math.max(opts.window * 6, Math.ceil((envelopesPerSecond * seconds * margin) / K));
     const raw = verifyBefore.perSecond;
+    const warmSeconds = Math.min(2, opts.seconds / 2);
 
-    const maxPhase = async (rpe: number, name: string, warmEnvPerSec: number) => {
-      // Warm-up: JIT, caches, ledger pages; its rate sizes the timed phase's pool.
+    const maxPhase = async (rpe: number, name: string, guessEnvPerSec: number) => {
+      // Warm-up (JIT, caches, ledger pages), timed too: its rate sizes the timed phase's pool.
       const warm = await phase({
         mode: 'max',
         name: `${name} warm-up`,
         readingsPerEnvelope: rpe,
-        envelopesPerGateway: perGateway(warmEnvPerSec, Math.min(1, opts.seconds / 2)),
-        seconds: Infinity,
+        envelopesPerGateway: perGateway(guessEnvPerSec, warmSeconds, 1.5),
+        seconds: warmSeconds,
         window: opts.window,
       });
       phases.push(warm);
+      // Gateways are not served evenly, and the window closes when the first pool runs dry.
+      // The warm-up's rate counts its drain too: a cold first batch can fill its whole window.
+      const warmRate = (warm.result.sentEnvelopes * 1000) / warm.result.totalMs;
       const main = await phase({
         mode: 'max',
         name,
         readingsPerEnvelope: rpe,
-        envelopesPerGateway: perGateway(warm.envelopesPerSecond * 1.6, opts.seconds),
+        envelopesPerGateway: perGateway(Math.max(warmRate, warm.envelopesPerSecond), opts.seconds, 2.5),
         seconds: opts.seconds,
         window: opts.window,
       });
@@ -284,6 +333,8 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
       !(paced1.result.latency.p99 < 50) ||
       !(paced16.result.latency.p99 < 50);
     if (opts.profile === 'always' || (opts.profile === 'auto' && missed)) {
+      // The profile should show better-sqlite3's callers, not the statement timer.
+      statements?.uninstall();
       for (const [rpe, name, max] of [
         [1, 'A (profiled)', max1],
         [16, 'B (profiled)', max16],
@@ -294,7 +345,7 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
             mode: 'max',
             name,
             readingsPerEnvelope: rpe,
-            envelopesPerGateway: perGateway(max.envelopesPerSecond * 1.6, opts.profileSeconds),
+            envelopesPerGateway: perGateway(max.envelopesPerSecond, opts.profileSeconds, 2.5),
             seconds: opts.profileSeconds,
             window: opts.window,
           },
@@ -360,4 +411,35 @@ async function versionOf(engine: Engine, pgUrl: string | undefined, sqlitePath: 
   } finally {
     db.close();
   }
+}
+
+/** user + system CPU, ms, per process named `postgres` (Linux /proc; empty elsewhere). */
+function postgresCpuMs(): Map<string, number> {
+  const tick = 10; // USER_HZ is 100 on Linux
+  const out = new Map<string, number>();
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
+      const f = stat.slice(close + 2).split(' ');
+      out.set(pid, (Number(f[11]) + Number(f[12])) * tick);
+    } catch {
+      // gone in the meantime
+    }
+  }
+  return out;
+}
+
+/** CPU ms spent between two snapshots by the processes alive at the second (a process that exited is lost). */
+function cpuSince(before: Map<string, number>, after: Map<string, number>): number {
+  let ms = 0;
+  for (const [pid, t] of after) ms += Math.max(0, t - (before.get(pid) ?? 0));
+  return ms;
 }

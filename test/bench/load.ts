@@ -9,6 +9,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { performance } from 'node:perf_hooks';
 import { envelopeIdOf, signedBytes, topics, type Reading } from '../../protocol/index.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
+import { noDelayEverywhere } from './probes.ts';
 import { summarise } from './stats.ts';
 import type { FromLoad, LoadInit, PhaseResult, PhaseSpec, ToLoad } from './messages.ts';
 
@@ -54,6 +55,7 @@ const pending = new Map<string, { gw: Gw; startMs: number; publishMs: number; re
 let onAck: ((id: string, status: string, readings: number | null, detail: string | null) => void) | undefined;
 
 async function init(msg: LoadInit): Promise<void> {
+  if (msg.noDelay) noDelayEverywhere();
   // Readings start 20 days back: 5 s apart, a meter has room for ~345,000 before "now".
   const base = Date.now() - 20 * 24 * 3600_000;
   gws = await Promise.all(
@@ -178,6 +180,7 @@ async function run(): Promise<PhaseResult> {
       ackAt.push(now);
       ackReadings.push(p.readings);
       latency.push(now - p.startMs);
+      if (process.env.GTX_BENCH_TRACE) trace.push([p.startMs - t0, now - p.startMs]);
       latencyFromPublish.push(now - p.publishMs);
     } else {
       fail(`${p.gw.id} envelope ${id.slice(0, 12)}…: ${status}, readings ${readings} of ${p.readings}${detail ? `: ${detail}` : ''}`);
@@ -188,6 +191,7 @@ async function run(): Promise<PhaseResult> {
 
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
+  const trace: Array<[number, number]> = [];
   let deadline: number;
   if (spec.mode === 'max') {
     deadline = t0 + spec.seconds * 1000;
@@ -244,6 +248,10 @@ async function run(): Promise<PhaseResult> {
   for (const [, p] of pending) p.gw.inflight--;
   pending.clear();
   onAck = undefined;
+  if (process.env.GTX_BENCH_TRACE) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(`${process.env.GTX_BENCH_TRACE}-${spec.name.replace(/\W+/g, '_')}.json`, JSON.stringify(trace));
+  }
 
   // Max: the window is the timed phase, cut short at the moment the first pool ran dry.
   let lastAck = sendEnd;
@@ -269,6 +277,7 @@ async function run(): Promise<PhaseResult> {
     failures,
     failureCount,
     windowMs: windowEnd - t0,
+    totalMs: lastAck - t0,
     poolExhausted: spec.mode === 'max' && exhaustedAt !== undefined && exhaustedAt < deadline,
     windowEnvelopes,
     windowReadings,

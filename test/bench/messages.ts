@@ -10,6 +10,8 @@ export interface LoadInit {
   metersPerGateway: number;
   /** Makes gateway and meter ids unique per run, so a reused database never collides. */
   tag: string;
+  /** What-if: TCP_NODELAY on the gateways' sockets too. */
+  noDelay: boolean;
 }
 
 /** One phase: what to pre-sign, and how to send it. */
@@ -59,6 +61,8 @@ export interface PhaseResult {
   /** The measured window, ms: the timed phase, or shorter when the pool ran out. */
   windowMs: number;
   poolExhausted: boolean;
+  /** From the first publish to the last ack, drain included. */
+  totalMs: number;
   /** Acked within the window. */
   windowEnvelopes: number;
   windowReadings: number;

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Engine, EngineReport, PhaseReport, ProfileReport } from './ingest.ts';
 import type { LatencySummary } from './messages.ts';
+import { WHAT_IF_TEXT, type StatementRow, type WhatIf } from './probes.ts';
 import type { ProfileRow } from './profile.ts';
 
 export const TARGETS = { ratio1: 0.6, ratio16: 5, p99Ms: 50 } as const;
@@ -19,6 +20,7 @@ export interface RunContext {
   metersPerGateway: number;
   window: number;
   commitBatchMax: number;
+  whatIf: WhatIf[];
 }
 
 export type EngineOutcome = { engine: Engine; report: EngineReport } | { engine: Engine; skipped: string };
@@ -54,7 +56,27 @@ function phaseRow(p: PhaseReport): string {
     notes.push(`from publish: p99 ${ms(p.result.latencyFromPublish!.p99)} ms; sends up to ${ms(p.result.maxScheduleLagMs)} ms behind schedule`);
   }
   if (p.problems.length) notes.push(`PROBLEMS: ${p.problems.join('; ')}`);
-  return `| ${p.spec.name} | ${int(p.envelopesPerSecond)} | ${int(p.readingsPerSecond)} | ${lat(p.result.latency)} | ≤ ${ms(p.inSettlement.p50Ms)} / ≤ ${ms(p.inSettlement.p99Ms)} (mean ${ms(p.inSettlement.meanMs)}) | ${p.meanCommitBatch.toFixed(1)} | ${pct(p.settlementCpu)} / ${pct(p.settlementElu)} | ${pct(p.result.cpu)} | ${notes.join('; ')} |`;
+  const c = p.commits;
+  return `| ${p.spec.name} | ${int(p.envelopesPerSecond)} | ${int(p.readingsPerSecond)} | ${lat(p.result.latency)} | ≤ ${ms(p.inSettlement.p50Ms)} / ≤ ${ms(p.inSettlement.p99Ms)} (mean ${ms(p.inSettlement.meanMs)}) | ${p.meanCommitBatch.toFixed(1)} | ${ms(c.p50Ms)} / ${ms(c.p99Ms)} / ${ms(c.maxMs)} (${pct(c.shareOfWall)}) | ${pct(p.settlementCpu)} / ${pct(p.settlementElu)}${p.postgresCpu !== undefined ? ` (postgres ${pct(p.postgresCpu)})` : ''} | ${pct(p.result.cpu)} | ${notes.join('; ')} |`;
+}
+
+/** SQL fit for an inline code span: no backticks (better-sqlite3's savepoint name has some), at most 70 characters. */
+const short = (sql: string) => {
+  const t = sql.replaceAll('`', "'").replaceAll('\t', '');
+  return t.length > 70 ? `${t.slice(0, 67)}…` : t;
+};
+
+function statementTable(p: PhaseReport): string[] {
+  const rows = p.statements!;
+  const windowMs = p.result.totalMs;
+  return [
+    `${p.spec.name}:`,
+    '',
+    '| statement | calls | ms | µs per call | share of phase wall |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...rows.map((s: StatementRow) => `| \`${short(s.sql)}\` | ${int(s.calls)} | ${int(s.ms)} | ${(s.ms * 1000 / s.calls).toFixed(1)} | ${pct(s.ms / windowMs)} |`),
+    '',
+  ];
 }
 
 function profileTable(title: string, rows: ProfileRow[], withWhere: boolean): string[] {
@@ -86,8 +108,9 @@ export function renderEngine(o: EngineOutcome, ctx: RunContext): string {
     ...head,
     `- Command: \`${ctx.command}\`${ctx.command !== ctx.resolvedCommand ? ` (runs \`${ctx.resolvedCommand}\`)` : ''}`,
     `- Run: ${r.startedAt} · ${ctx.machine} · load average at start ${r.loadAverage.map((n) => n.toFixed(2)).join(' / ')}`,
+    ...(ctx.whatIf.length ? [`- **What-if run, not the code as it is:** ${ctx.whatIf.map((w) => WHAT_IF_TEXT[w]).join('; ')}`] : []),
     `- Ledger: ${r.engineVersion}`,
-    `- Load: ${ctx.gateways} gateways × ${ctx.metersPerGateway} meters, one MQTT connection each (QoS 1, embedded aedes, auth off); ` +
+    `- Load: ${ctx.gateways} gateways × ${ctx.metersPerGateway} meters, one MQTT connection each (mqtt.js defaults as in gateway/publisher.ts, QoS 1; embedded aedes, auth off); ` +
       `max phases keep ≤ ${ctx.window} unacked envelopes per gateway; ${ctx.seconds} s per timed phase; commit_batch_max ${ctx.commitBatchMax}`,
     '',
     '| measure | value | ratio to raw verify | target | result |',
@@ -104,11 +127,16 @@ export function renderEngine(o: EngineOutcome, ctx: RunContext): string {
     '',
     'Phases (latency in ms; paced phases count from the scheduled send time; in-settlement = `gtx_ingest_latency_seconds`, receipt → ack published, as bucket bounds):',
     '',
-    '| phase | envelopes/s | readings/s | publish→ack p50 / p95 / p99 / max | in-settlement p50 / p99 | mean commit batch | settlement CPU / event loop | load generator CPU | notes |',
-    '| --- | ---: | ---: | --- | --- | ---: | --- | --- | --- |',
+    '| phase | envelopes/s | readings/s | publish→ack p50 / p95 / p99 / max | in-settlement p50 / p99 | envelopes per commit | commit ms p50 / p99 / max (share of wall) | settlement CPU / event loop | load generator CPU | notes |',
+    '| --- | ---: | ---: | --- | --- | ---: | --- | --- | --- | --- |',
     ...r.phases.map(phaseRow),
     '',
   ];
+  const withStatements = [r.max1, r.max16].filter((p) => p.statements?.length);
+  if (withStatements.length) {
+    lines.push('Time inside SQLite per statement during the max phases (COMMIT includes the WAL write, fsync and any checkpoint):', '');
+    for (const p of withStatements) lines.push(...statementTable(p));
+  }
   if (r.profiles.length) {
     lines.push(`#### Where the time goes (${title})`, '', 'CPU profile of the settlement process (V8 sampling profiler, 250 µs) during a repeat of the max phases.', '');
     for (const p of r.profiles) lines.push(...profileSection(p));
@@ -147,9 +175,15 @@ How \`test/bench/run.ts\` measures it:
   5 s apart, counters growing ~7 kW. Every envelope of a phase is signed before the clock starts.
   An envelope counts when the settlement's \`ack\` for its id arrives (after the ledger commit).
 - **Phases**: A and B keep a bounded window of unacknowledged envelopes per gateway and report
-  the acked readings/s over the timed window (after an untimed warm-up that also sizes the
-  pre-signed pool); C1 and C16 send at half of A's and B's envelope rate, evenly spaced (open
-  loop), and report p99 publish→ack latency counted from the *scheduled* send time.
+  the acked readings/s over the timed window (after a short warm-up, listed but not counted,
+  whose rate sizes the pre-signed pool; if a gateway's pool still runs dry the window ends
+  there and the table says so); C1 and C16 send at half of A's and B's envelope rate, evenly
+  spaced (open loop), and report p99 publish→ack latency counted from the *scheduled* send time.
+- **Columns**: settlement CPU is the whole process (the embedded broker included; V8's GC
+  threads can take it past 100 %); "event loop" is its event-loop utilisation, which also counts
+  time the thread is blocked (an fsync inside a synchronous SQLite COMMIT) or waiting for a core.
+  Commit times are measured around \`Ledger.commitEnvelopes\`, SQLite statement times around
+  better-sqlite3's \`Statement\` methods (test/bench/probes.ts).
 - **Checks**: every ack must be \`accepted\` with the envelope's reading count, and after each phase
   the ledger must hold exactly what was sent, with no rejections; otherwise the run is marked
   invalid and exits 1.

@@ -5,7 +5,12 @@
  *        [--out docs/benchmarks.md] [--quick] [--profile auto|always|never] [--strict]
  *
  * --quick is a 2-second smoke run; it writes the report only when --out is given. --strict
- * exits 1 when a target is missed (a run whose checks fail always exits 1).
+ * exits 1 when a target is missed (a run whose checks fail always exits 1). --gateways and
+ * --window (unacked envelopes per gateway in the max phases) default to 32 and 8.
+ * --what-if nodelay,sqlite-normal measures a change before anyone makes it (probes.ts); such
+ * a run is labelled and, like --quick, only written where --out says.
+ * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
+ * envelope and phase to /some/prefix-<phase>.json, for looking at latency tails over time.
  */
 import { cpus, release, totalmem } from 'node:os';
 import { resolve } from 'node:path';
@@ -14,9 +19,12 @@ import { parseArgs } from 'node:util';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { postgresUrl } from '../support/services.ts';
 import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
+import { WHAT_IFS, noDelayEverywhere, sqliteSynchronousNormal, type WhatIf } from './probes.ts';
 import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext } from './report.ts';
 
-const USAGE = 'usage: node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick] [--profile auto|always|never] [--strict]';
+const USAGE =
+  'usage: node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick]\n' +
+  '         [--profile auto|always|never] [--strict] [--gateways N] [--window N] [--what-if nodelay,sqlite-normal]';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -38,6 +46,7 @@ async function main(): Promise<number> {
         strict: { type: 'boolean', default: false },
         gateways: { type: 'string', default: '32' },
         window: { type: 'string', default: '8' },
+        'what-if': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -57,8 +66,13 @@ async function main(): Promise<number> {
   if (!Number.isInteger(gateways) || gateways < 1) fail('--gateways must be a whole number ≥ 1');
   if (!Number.isInteger(window) || window < 1) fail('--window must be a whole number ≥ 1');
   if (!['auto', 'always', 'never'].includes(values.profile!)) fail('--profile must be auto, always or never');
+  const whatIf = (values['what-if'] ?? '').split(',').filter(Boolean) as WhatIf[];
+  for (const w of whatIf) if (!WHAT_IFS.includes(w)) fail(`--what-if takes ${WHAT_IFS.join(', ')} (comma-separated), got "${w}"`);
+  if (whatIf.includes('nodelay')) noDelayEverywhere();
+  if (whatIf.includes('sqlite-normal')) sqliteSynchronousNormal();
   const repo = fileURLToPath(new URL('../../', import.meta.url));
-  const out = values.out ? resolve(values.out) : values.quick ? undefined : resolve(repo, 'docs/benchmarks.md');
+  // A smoke run or a what-if never lands in docs/benchmarks.md unless asked to.
+  const out = values.out ? resolve(values.out) : values.quick || whatIf.length ? undefined : resolve(repo, 'docs/benchmarks.md');
 
   const viaNpm = process.env.npm_lifecycle_event === 'bench';
   const resolvedCommand = ['node --import tsx test/bench/run.ts', ...argv].join(' ');
@@ -71,6 +85,7 @@ async function main(): Promise<number> {
     metersPerGateway: 4,
     window,
     commitBatchMax: defaultSettlementConfig().ingest.commitBatchMax,
+    whatIf,
   };
   const opts: IngestOptions = {
     seconds,
@@ -80,6 +95,7 @@ async function main(): Promise<number> {
     verifyRoundMs: values.quick ? 300 : 1000,
     profile: values.profile as IngestOptions['profile'],
     profileSeconds: Math.min(seconds, 5),
+    whatIf,
   };
 
   const outcomes: EngineOutcome[] = [];
