@@ -14,7 +14,11 @@ export interface Gateway {
   stats(): { polls: number; pollErrors: number; sealed: number; acked: number; rejected: number; inFlight: number };
   /** Seals whatever samples are waiting, without waiting for the batch to fill. */
   sealNow(): void;
-  stop(): Promise<void>;
+  /**
+   * Stops polling, seals what was read, and gives settlement up to `drainMs` to acknowledge
+   * the outbox before disconnecting; what is left is sent on the next start.
+   */
+  stop(opts?: { drainMs?: number }): Promise<void>;
 }
 
 export interface GatewayDeps {
@@ -94,14 +98,16 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     outboxDepth: () => outbox.depth(),
     stats: () => ({ polls, pollErrors, sealed, acked: publisher.acked, rejected: publisher.rejected, inFlight: publisher.inFlightCount() }),
     sealNow: seal,
-    async stop() {
+    async stop({ drainMs = 0 } = {}) {
       clearInterval(timer);
       while (polling) await new Promise((r) => setTimeout(r, 20));
       seal(); // what was read is kept, not dropped
+      const until = Date.now() + drainMs;
+      while (outbox.depth() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       await publisher.stop();
       await Promise.all(pollers.map((p) => p.close()));
       outbox.close();
-      log.info({ outbox: outbox.depth }, 'gateway stopped');
+      log.info('gateway stopped');
     },
   };
 }

@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -87,11 +87,24 @@ export async function run(argv: string[]): Promise<void> {
   const settlement: Settlement = await startSettlement(cfg, { now, log: settlementLog });
 
   const sims: MeterSimulator[] = [];
+  const stateFile = join(dataDir, 'demo-meters.json');
+  const simState = (existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : {}) as Record<string, { importKWh: number; exportKWh: number }>;
   const gateways: Gateway[] = [];
   const gwLog = pino({ name: 'gateway', level: logLevel }, pino.destination(2));
   for (let i = 1; i <= homes; i++) {
     const home = HOMES[(i - 1) % HOMES.length]!;
-    const sim = new MeterSimulator({ definition: getDefinition(home.model), profile: home.profile, seed: i, clock: now });
+    // A meter's counters never go back: continue from where the last run stopped.
+    const meter = `home-${i}-main`;
+    const last = (await settlement.ledger.readings(meter)).at(-1);
+    const saved = simState[meter];
+    const sim = new MeterSimulator({
+      definition: getDefinition(home.model),
+      profile: home.profile,
+      seed: i,
+      clock: now,
+      initialImportKWh: Math.max(saved?.importKWh ?? 0, (last?.importWh ?? 0) / 1000),
+      initialExportKWh: Math.max(saved?.exportKWh ?? 0, (last?.exportWh ?? 0) / 1000),
+    });
     const { port } = await sim.start({ port: 0 });
     sims.push(sim);
     const id = `gw-home-${i}`;
@@ -152,8 +165,15 @@ export async function run(argv: string[]): Promise<void> {
   });
   clearInterval(status);
   console.log('stopping…');
-  for (const g of gateways) await g.stop();
+  await Promise.all(gateways.map((g) => g.stop({ drainMs: 3_000 })));
   await settlement.idle();
+  // The simulated meters' counters, for the next run (the gateways have read their last values).
+  const state: Record<string, { importKWh: number; exportKWh: number }> = {};
+  sims.forEach((sim, i) => {
+    const snap = sim.snapshot();
+    state[`home-${i + 1}-main`] = { importKWh: snap.importKWh, exportKWh: snap.exportKWh };
+  });
+  writeFileSync(stateFile, JSON.stringify(state, null, 2));
   for (const s of sims) await s.stop();
   const counts = await settlement.ledger.counts();
   await settlement.stop();

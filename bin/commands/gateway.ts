@@ -66,7 +66,7 @@ export async function run(argv: string[]): Promise<void> {
         process.once('SIGINT', r);
         process.once('SIGTERM', r);
       });
-      await gw.stop();
+      await gw.stop({ drainMs: 5_000 });
       return;
     }
     case 'status': {

@@ -23,7 +23,9 @@ export interface ApiDeps {
 
 /** The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route. */
 export function buildApi(deps: ApiDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as FastifyBaseLogger, disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
+  // Request lines only at debug; errors and warnings from routes still show.
+  const apiLog = deps.log.child({ component: 'api' }, { level: deps.log.level === 'debug' ? 'debug' : 'warn' });
+  const app = Fastify({ loggerInstance: apiLog as FastifyBaseLogger }).withTypeProvider<TypeBoxTypeProvider>();
   app.register(healthRoutes, deps);
   app.register(meterRoutes, { ...deps, prefix: '/api/v1' });
   app.register(energyRoutes, { ...deps, prefix: '/api/v1' });

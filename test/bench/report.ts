@@ -15,6 +15,8 @@ export interface RunContext {
   command: string;
   resolvedCommand: string;
   machine: string;
+  /** git commit of the code measured (and a note when settlement/ or protocol/ had local changes). */
+  revision: string;
   seconds: number;
   gateways: number;
   metersPerGateway: number;
@@ -107,7 +109,7 @@ export function renderEngine(o: EngineOutcome, ctx: RunContext): string {
   const lines = [
     ...head,
     `- Command: \`${ctx.command}\`${ctx.command !== ctx.resolvedCommand ? ` (runs \`${ctx.resolvedCommand}\`)` : ''}`,
-    `- Run: ${r.startedAt} · ${ctx.machine} · load average at start ${r.loadAverage.map((n) => n.toFixed(2)).join(' / ')}`,
+    `- Run: ${r.startedAt} · code at ${ctx.revision} · ${ctx.machine} · load average at start ${r.loadAverage.map((n) => n.toFixed(2)).join(' / ')}`,
     ...(ctx.whatIf.length ? [`- **What-if run, not the code as it is:** ${ctx.whatIf.map((w) => WHAT_IF_TEXT[w]).join('; ')}`] : []),
     `- Ledger: ${r.engineVersion}`,
     `- Load: ${ctx.gateways} gateways × ${ctx.metersPerGateway} meters, one MQTT connection each (mqtt.js defaults as in gateway/publisher.ts, QoS 1; embedded aedes, auth off); ` +

@@ -12,6 +12,7 @@
  * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
  * envelope and phase to /some/prefix-<phase>.json, for looking at latency tails over time.
  */
+import { execFileSync } from 'node:child_process';
 import { cpus, release, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +30,18 @@ const USAGE =
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
   process.exit(2);
+}
+
+/** The commit measured, and whether the code under test differed from it. */
+function revision(repo: string): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const head = git('rev-parse', '--short', 'HEAD');
+    const dirty = git('status', '--porcelain', '--', 'settlement', 'protocol', 'package.json', 'package-lock.json');
+    return dirty ? `${head} + uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}` : head;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
 }
 
 async function main(): Promise<number> {
@@ -80,6 +93,7 @@ async function main(): Promise<number> {
     command: viaNpm ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ') : resolvedCommand,
     resolvedCommand,
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
+    revision: revision(repo),
     seconds,
     gateways,
     metersPerGateway: 4,
