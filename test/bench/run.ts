@@ -35,10 +35,14 @@ function fail(message: string): never {
 /** The commit measured, and whether the code under test differed from it. */
 function revision(repo: string): string {
   try {
-    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const head = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--', 'settlement', 'protocol', 'package.json', 'package-lock.json');
-    return dirty ? `${head} + uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}` : head;
+    // Not trimmed: a porcelain line starts with a status column that may be a space.
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const head = git('rev-parse', '--short', 'HEAD').trim();
+    const dirty = git('status', '--porcelain', '--', 'settlement', 'protocol', 'package.json', 'package-lock.json')
+      .split('\n')
+      .filter((l) => l.length > 3)
+      .map((l) => l.slice(3));
+    return dirty.length ? `${head} + uncommitted changes to ${dirty.join(', ')}` : head;
   } catch {
     return 'unknown (not a git checkout)';
   }
