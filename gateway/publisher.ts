@@ -67,6 +67,8 @@ export class Publisher {
     const client = mqtt.connect(this.opts.url, options);
     this.client = client;
     client.on('connect', () => {
+      // No Nagle: each envelope is a small write that should leave at once.
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.log.info({ broker: this.opts.url }, 'connected to broker');
       this.unreachableLogged = false;
       this.inFlight.clear();

@@ -18,6 +18,10 @@ export class ClientBus implements Bus {
   static async connect(url: string, options: IClientOptions, onError: (e: Error) => void): Promise<ClientBus> {
     const client = await mqtt.connectAsync(url, options);
     client.on('error', onError);
+    // No Nagle: acks are small writes that should leave at once (set again after a reconnect).
+    const noDelay = () => (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    noDelay();
+    client.on('connect', noDelay);
     return new ClientBus(client);
   }
 

@@ -179,13 +179,14 @@ export async function startEmbeddedBroker(host: string, port: number, opts: Embe
   }
   const servers: Array<Server | TlsServer> = [];
   try {
-    const server: Server = createServer(aedes.handle);
+    // No Nagle: an ack is a small write that must leave now, not wait for the client's ACK.
+    const server: Server = createServer({ noDelay: true }, aedes.handle);
     servers.push(server);
     const actualPort = await listen(server, port, host);
     let tls: { url: string; port: number } | undefined;
     if (opts.tls) {
       const tlsHost = opts.tls.host ?? host;
-      const tlsServer = createTlsServer({ key: opts.tls.key, cert: opts.tls.cert }, aedes.handle);
+      const tlsServer = createTlsServer({ key: opts.tls.key, cert: opts.tls.cert, noDelay: true }, aedes.handle);
       servers.push(tlsServer);
       const p = await listen(tlsServer, opts.tls.port, tlsHost);
       tls = { url: `mqtts://${hostInUrl(tlsHost)}:${p}`, port: p };

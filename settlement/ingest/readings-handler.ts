@@ -65,10 +65,30 @@ export class ReadingsHandler {
     }
   }
 
+  /** The last envelope of each topic (gateway) still between receipt and commit queue. */
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  /**
+   * Envelopes are verified concurrently (signatures on the thread pool), but each gateway's
+   * reach the commit queue in the order they arrived: `work` resolves no earlier than the
+   * previous envelope of the same topic, and the caller queues its commit synchronously on
+   * resumption, before the next one's turn can resolve.
+   */
+  private inArrivalOrder<T>(topic: string, work: Promise<T>): Promise<T> {
+    const prev = this.tails.get(topic);
+    const turn = prev ? prev.then(() => work, () => work) : work;
+    this.tails.set(topic, turn);
+    const forget = () => {
+      if (this.tails.get(topic) === turn) this.tails.delete(topic);
+    };
+    turn.then(forget, forget);
+    return turn;
+  }
+
   private async process(topic: string, payload: Buffer): Promise<void> {
     const { verifier, committer, publisher, log } = this.deps;
     const started = this.deps.now();
-    const verdict = await verifier.verify(topic, payload);
+    const verdict = await this.inArrivalOrder(topic, verifier.verify(topic, payload));
     if (!verdict.ok) {
       await this.reject({ topic, payload, gateway: verdict.gateway, envelopeId: verdict.envelopeId, reason: verdict.reason, detail: verdict.detail, receivedAtMs: started });
       return;

@@ -6,7 +6,7 @@ import {
   parseGatewayTopic,
   readingHashesFromSigned,
   signedBytes,
-  verifySignature,
+  verifySignatureAsync,
   type EnvelopeId,
   type RejectReason,
 } from '../../protocol/index.ts';
@@ -79,7 +79,7 @@ export class EnvelopeVerifier {
     if (!gk) return fail('unknown_gateway', `gateway ${env.gateway} is not registered`, id);
     if (gk.status === 'revoked') return fail('gateway_revoked', `gateway ${env.gateway} is revoked`, id);
     if (gk.status === 'pending') return fail('gateway_pending', `gateway ${env.gateway} is enrolled but not yet active`, id);
-    if (!verifySignature(bytes, env.sig, gk.key)) {
+    if (!(await verifySignatureAsync(bytes, env.sig, gk.key))) {
       return fail('bad_signature', `signature does not verify with the registered key of ${env.gateway}`, id);
     }
     const limit = this.opts.now() + this.opts.maxClockSkewMs;

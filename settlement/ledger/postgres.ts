@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import { decideReading, type NeighbourReading } from '../ingest/chain.ts';
+import type { NeighbourReading } from '../ingest/chain.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -11,7 +11,8 @@ import type {
   RegistryStore,
 } from '../registry/registry.ts';
 import { loadMigrations } from './migrations.ts';
-import { pairEnergy, toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
+import { EnergySums, neighbourOf, planEnvelope, type FreshReading } from './plan.ts';
+import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
 import type {
   CommitOutcome,
   GatewayRecord,
@@ -34,17 +35,26 @@ import type {
  * Concurrency: a batch commit first takes a transaction-scoped advisory lock per meter it
  * touches, in one global order (so two workers never deadlock on them), and holds them to
  * COMMIT. While a worker holds a meter's lock no other worker can add a reading of that
- * meter, so its chain decision (stored seq-1, seq, seq+1) stays true until the readings are
- * visible to everyone. Row locks alone cannot do this: a gap has no row to lock. The inserts
- * still use ON CONFLICT DO NOTHING, and a lost race (fewer rows inserted than decided, or a
+ * meter, so what it read of the meter's stored readings (seq-1, seq, seq+1 of each reading of
+ * the batch, in one SELECT) stays true until its own readings are visible to everyone. Row
+ * locks alone cannot do this: a gap has no row to lock. Every envelope is then decided in
+ * memory (ledger/plan.ts), in batch order, each seeing what the envelopes before it will
+ * store; a resent envelope is recognised as a duplicate by its readings, all already stored.
+ * The accepted envelopes and their new readings are written in one statement, the interval
+ * energy in one more; refused and duplicate envelopes write nothing. The reading insert
+ * still uses ON CONFLICT DO NOTHING, and a lost race (fewer rows inserted than decided, or a
  * deadlock/serialisation/unique-violation error) reruns the whole batch transaction (up to
  * MAX_TRANSACTION_ATTEMPTS times), where it turns into a 'duplicate' outcome instead of an
- * exception. An envelope id being inserted by another transaction is waited for by
- * ON CONFLICT, then seen as a duplicate.
+ * exception.
  *
- * Interval energy is added in the same envelope savepoint as the readings, under the same
- * meter locks: a meter's interval rows are only ever touched by the transaction holding its
- * lock, so the read-decide-add sequence cannot count a pair twice or miss one.
+ * Interval energy is added in the same transaction as the readings, under the same meter
+ * locks: a meter's interval rows are only ever touched by the transaction holding its lock,
+ * so the read-decide-add sequence cannot count a pair twice or miss one. A batch's energy is
+ * summed per (meter, interval) first, so that one upsert never touches a row twice.
+ *
+ * The batch statements are named (prepared once per pooled connection, planned by the
+ * server from then on); a connection's search_path, hence its schema, is fixed by the
+ * connection string, so a name never spans two schemas.
  *
  * Enrollment claims its code with a conditional UPDATE (… WHERE used_at_ms IS NULL): of two
  * enrollments with one code, the second waits on the row lock, then finds the code used.
@@ -301,133 +311,100 @@ export class PostgresLedger implements Ledger {
   async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
     if (batch.length === 0) return [];
     const meters = [...new Set(batch.flatMap((env) => env.readings.map((r): string => r.meter)))];
-    return this.transaction(async (c) => {
-      // Every meter of the batch, in ascending key order, held until COMMIT or ROLLBACK.
-      await c.query(
-        `SELECT count(pg_advisory_xact_lock(k)) FROM
-           (SELECT DISTINCT ${lockKey("'meter/' || m")} AS k FROM unnest($1::text[]) AS m ORDER BY k) AS keys`,
-        [meters],
-      );
-      const outcomes: CommitOutcome[] = [];
-      for (const env of batch) {
-        await c.query('SAVEPOINT envelope');
-        const outcome = await this.commitOne(c, env);
-        // A rejected or all-duplicate envelope leaves nothing behind, not even its envelope row.
-        await c.query(outcome.status === 'accepted' ? 'RELEASE SAVEPOINT envelope' : 'ROLLBACK TO SAVEPOINT envelope; RELEASE SAVEPOINT envelope');
-        outcomes.push(outcome);
-      }
-      return outcomes;
-    });
-  }
-
-  /** One envelope inside its savepoint; the caller rolls the savepoint back unless accepted. */
-  private async commitOne(c: pg.PoolClient, env: VerifiedEnvelope): Promise<CommitOutcome> {
-    // The envelope row goes first so readings can reference it. A concurrent insert of the
-    // same id makes this wait for the other transaction, then do nothing if it committed.
-    const inserted = await c.query(
-      `INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (id) DO NOTHING`,
-      [env.id, env.gateway, env.receivedAtMs, env.readings.length, env.raw],
-    );
-    if (inserted.rowCount === 0) return { status: 'duplicate', id: env.id, readings: env.readings.length };
-
-    // What the ledger holds at seq-1, seq, seq+1 of every reading, in one round trip. The
-    // meter locks keep it current; readings of this envelope are added as they are decided,
-    // exactly as SqliteLedger sees its own inserts.
-    const keyOf = (meter: string, seq: number) => `${meter}\n${seq}`;
+    // Every (meter, seq) whose stored reading a plan may ask for: seq-1, seq, seq+1, each once.
     const wantMeters: string[] = [];
     const wantSeqs: number[] = [];
-    for (const r of env.readings) {
-      for (const seq of [r.seq - 1, r.seq, r.seq + 1]) {
-        wantMeters.push(r.meter);
-        wantSeqs.push(seq);
-      }
-    }
-    const { rows } = await c.query<{ meter: string; seq: number; hash: string; prev: string; ts_ms: number; import_wh: number; export_wh: number }>(
-      `SELECT meter, seq, hash, prev, ts_ms, import_wh, export_wh FROM readings
-       WHERE (meter, seq) IN (SELECT m, s FROM unnest($1::text[], $2::bigint[]) AS want(m, s))`,
-      [wantMeters, wantSeqs],
-    );
-    const known = new Map<string, NeighbourReading>(
-      rows.map((row) => [
-        keyOf(row.meter, row.seq),
-        { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh },
-      ]),
-    );
-
-    const fresh: VerifiedEnvelope['readings'] = [];
-    // Interval energy of the pairs completed by this envelope, summed per (meter, start) so
-    // that one upsert statement never touches a row twice.
-    const energy = new Map<string, { meter: string; market: string; startMs: number; importWh: number; exportWh: number }>();
-    let duplicates = 0;
-    for (const r of env.readings) {
-      const at = (seq: number) => known.get(keyOf(r.meter, seq));
-      const before = at(r.seq - 1);
-      const after = at(r.seq + 1);
-      const candidate = { ...r, tsMs: Date.parse(r.ts) };
-      // Exactly the neighbour fields SqliteLedger passes: the two engines must decide alike.
-      const d = decideReading(candidate, { same: at(r.seq), before, after }, { ratedPowerW: r.context.ratedPowerW });
-      if (d.kind === 'reject') return { status: 'rejected', id: env.id, reason: d.reason, detail: d.detail };
-      if (d.kind === 'duplicate') {
-        duplicates++;
-        continue;
-      }
-      known.set(keyOf(r.meter, r.seq), { hash: r.hash, prev: r.prev, tsMs: candidate.tsMs, importWh: r.importWh, exportWh: r.exportWh });
-      fresh.push(r);
-      for (const e of pairEnergy(r.context, candidate, before, after)) {
-        const k = keyOf(r.meter, e.startMs);
-        const sum = energy.get(k);
-        if (sum) {
-          sum.importWh += e.importWh;
-          sum.exportWh += e.exportWh;
-          sum.market = r.context.market;
-        } else {
-          energy.set(k, { meter: r.meter, market: r.context.market, ...e });
+    const wanted = new Set<string>();
+    for (const env of batch) {
+      for (const r of env.readings) {
+        for (const seq of [r.seq - 1, r.seq, r.seq + 1]) {
+          const k = keyOf(r.meter, seq);
+          if (wanted.has(k)) continue;
+          wanted.add(k);
+          wantMeters.push(r.meter);
+          wantSeqs.push(seq);
         }
       }
     }
-    // Every reading was already stored (e.g. the same readings re-batched).
-    if (fresh.length === 0) return { status: 'duplicate', id: env.id, readings: env.readings.length };
-
-    const res = await c.query(
-      `INSERT INTO readings (meter, seq, envelope_id, gateway, ts_ms, import_wh, export_wh, power_w,
-         voltage_mv, current_ma, frequency_mhz, prev, hash, received_at_ms)
-       SELECT meter, seq, $1, $2, ts_ms, import_wh, export_wh, power_w, voltage_mv, current_ma, frequency_mhz, prev, hash, $3
-       FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
-                   $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[])
-         AS r(meter, seq, ts_ms, import_wh, export_wh, power_w, voltage_mv, current_ma, frequency_mhz, prev, hash)
-       ON CONFLICT (meter, seq) DO NOTHING`,
-      [
-        env.id,
-        env.gateway,
-        env.receivedAtMs,
-        fresh.map((r) => r.meter),
-        fresh.map((r) => r.seq),
-        fresh.map((r) => Date.parse(r.ts)),
-        fresh.map((r) => r.importWh),
-        fresh.map((r) => r.exportWh),
-        fresh.map((r) => r.powerW),
-        fresh.map((r) => r.voltageMilliV ?? null),
-        fresh.map((r) => r.currentMilliA ?? null),
-        fresh.map((r) => r.frequencyMilliHz ?? null),
-        fresh.map((r) => r.prev),
-        fresh.map((r) => r.hash),
-      ],
-    );
-    if (res.rowCount !== fresh.length) {
-      throw new LostRace(`envelope ${env.id}: ${fresh.length - (res.rowCount ?? 0)} reading(s) were stored concurrently`);
-    }
-    if (energy.size > 0) {
-      const es = [...energy.values()];
-      await c.query(
-        `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
-         ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
-           export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`,
-        [es.map((e) => e.meter), es.map((e) => e.startMs), es.map((e) => e.market), es.map((e) => e.importWh), es.map((e) => e.exportWh)],
+    return this.transaction(async (c) => {
+      // Every meter of the batch, in ascending key order, held until COMMIT or ROLLBACK.
+      await c.query({ name: 'gtx-lock-meters', text: LOCK_METERS, values: [meters] });
+      // What the ledger holds around every reading of the batch, in one round trip. The meter
+      // locks keep it current until COMMIT.
+      const { rows } = await c.query<NeighbourRow>({ name: 'gtx-neighbours', text: SELECT_NEIGHBOURS, values: [wantMeters, wantSeqs] });
+      const known = new Map<string, NeighbourReading>(
+        rows.map((row) => [keyOf(row.meter, row.seq), { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh }]),
       );
-    }
-    return { status: 'accepted', id: env.id, inserted: fresh.length, duplicates };
+      const lookup = (meter: string, seq: number) => known.get(keyOf(meter, seq));
+
+      // Each envelope is planned in batch order and sees what the envelopes before it will
+      // store, exactly as SqliteLedger sees its own inserts. Refused and all-duplicate
+      // envelopes are left out of the writes below: nothing of them is stored.
+      const outcomes: CommitOutcome[] = [];
+      const stored: Array<{ env: VerifiedEnvelope; fresh: FreshReading[] }> = [];
+      const storedIds = new Set<string>();
+      const energy = new EnergySums();
+      let freshCount = 0;
+      for (const env of batch) {
+        const plan = planEnvelope(env, lookup);
+        if (plan.status === 'rejected') {
+          outcomes.push({ status: 'rejected', id: env.id, reason: plan.reason, detail: plan.detail });
+          continue;
+        }
+        if (plan.status === 'duplicate') {
+          outcomes.push({ status: 'duplicate', id: env.id, readings: env.readings.length });
+          continue;
+        }
+        // The readings are tied to their envelope row by id in INSERT_ENVELOPES_AND_READINGS.
+        // An id is the hash of the signed bytes, so a second envelope with an accepted id has
+        // the same readings and was planned a duplicate above; anything else is a bug upstream.
+        if (storedIds.has(env.id)) throw new Error(`envelope ${env.id} accepted twice in one batch with different readings`);
+        storedIds.add(env.id);
+        for (const f of plan.fresh) known.set(keyOf(f.reading.meter, f.reading.seq), neighbourOf(f.reading, f.tsMs));
+        energy.add(plan.energy);
+        stored.push({ env, fresh: plan.fresh });
+        freshCount += plan.fresh.length;
+        outcomes.push({ status: 'accepted', id: env.id, inserted: plan.fresh.length, duplicates: plan.duplicates });
+      }
+      if (stored.length === 0) return outcomes;
+
+      const fresh = stored.flatMap((s) => s.fresh.map((f) => ({ id: s.env.id, r: f.reading, tsMs: f.tsMs })));
+      const res = await c.query({
+        name: 'gtx-insert-envelopes-readings',
+        text: INSERT_ENVELOPES_AND_READINGS,
+        values: [
+          stored.map((s) => s.env.id),
+          stored.map((s) => s.env.gateway),
+          stored.map((s) => s.env.receivedAtMs),
+          stored.map((s) => s.env.readings.length),
+          stored.map((s) => s.env.raw),
+          fresh.map((f) => f.id),
+          fresh.map((f) => f.r.meter),
+          fresh.map((f) => f.r.seq),
+          fresh.map((f) => f.tsMs),
+          fresh.map((f) => f.r.importWh),
+          fresh.map((f) => f.r.exportWh),
+          fresh.map((f) => f.r.powerW),
+          fresh.map((f) => f.r.voltageMilliV ?? null),
+          fresh.map((f) => f.r.currentMilliA ?? null),
+          fresh.map((f) => f.r.frequencyMilliHz ?? null),
+          fresh.map((f) => f.r.prev),
+          fresh.map((f) => f.r.hash),
+        ],
+      });
+      if (res.rowCount !== freshCount) {
+        throw new LostRace(`${freshCount - (res.rowCount ?? 0)} reading(s) of the batch were stored concurrently`);
+      }
+      const sums = energy.rows();
+      if (sums.length > 0) {
+        await c.query({
+          name: 'gtx-add-interval-energy',
+          text: ADD_INTERVAL_ENERGY,
+          values: [sums.map((e) => e.meter), sums.map((e) => e.startMs), sums.map((e) => e.market), sums.map((e) => e.importWh), sums.map((e) => e.exportWh)],
+        });
+      }
+      return outcomes;
+    });
   }
 
   async recordRejection(r: RejectionRecord): Promise<void> {
@@ -464,14 +441,20 @@ export class PostgresLedger implements Ledger {
   }
 
   async readings(meter: string): Promise<StoredReading[]> {
-    const { rows } = await this.pool.query<ReadingRow>('SELECT * FROM readings WHERE meter = $1 ORDER BY seq', [meter]);
+    // The envelope's hex id under the column name rows.ts reads (readings keep only its ref).
+    const { rows } = await this.pool.query<ReadingRow>(
+      `SELECT r.meter, r.seq, e.id AS envelope_id, r.gateway, r.ts_ms, r.import_wh, r.export_wh, r.power_w,
+              r.voltage_mv, r.current_ma, r.frequency_mhz, r.prev, r.hash, r.received_at_ms
+       FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = $1 ORDER BY r.seq`,
+      [meter],
+    );
     return rows.map(toStoredReading);
   }
 
   async envelopesWithMeter(meter: string): Promise<StoredEnvelope[]> {
     const { rows } = await this.pool.query<{ id: string; gateway: string; raw: string; received_at_ms: number; reading_count: number }>(
       `SELECT e.id, e.gateway, e.raw, e.received_at_ms, e.reading_count FROM envelopes e
-       WHERE e.id IN (SELECT DISTINCT envelope_id FROM readings WHERE meter = $1) ORDER BY e.received_at_ms, e.id`,
+       WHERE e.ref IN (SELECT envelope_ref FROM readings WHERE meter = $1) ORDER BY e.received_at_ms, e.id`,
       [meter],
     );
     return rows.map((r) => ({
@@ -610,3 +593,61 @@ const GATEWAY_COLUMNS = 'id, public_key_pem, status, created_at_ms, mqtt_secret_
 const CODE_COLUMNS = 'code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by';
 const METER_COLUMNS = 'id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms';
 
+const keyOf = (meter: string, seq: number) => `${meter}\n${seq}`;
+
+// The statements of a batch commit, prepared once per pooled connection (named statements).
+// Each connection's search_path is fixed when it connects, so a name always means one schema.
+
+/** Advisory locks on the meters of $1, taken in ascending key order (see the class doc). */
+const LOCK_METERS = `SELECT count(pg_advisory_xact_lock(k)) FROM
+  (SELECT DISTINCT ${lockKey("'meter/' || m")} AS k FROM unnest($1::text[]) AS m ORDER BY k) AS keys`;
+
+interface NeighbourRow {
+  meter: string;
+  seq: number;
+  hash: string;
+  prev: string;
+  ts_ms: number;
+  import_wh: number;
+  export_wh: number;
+}
+
+/**
+ * The stored readings at the (meter, seq) pairs zipped from $1 and $2: one primary-key probe
+ * per pair. The LIMIT keeps the subquery from being flattened into a join, so that the plan
+ * stays an index nested loop whatever the table's size when the statement was first planned
+ * (a generic plan made while the table was small would otherwise be a hash join over a
+ * sequential scan of all readings, kept until the next ANALYZE).
+ */
+const SELECT_NEIGHBOURS = `SELECT r.meter, r.seq, r.hash, r.prev, r.ts_ms, r.import_wh, r.export_wh
+  FROM unnest($1::text[], $2::bigint[]) AS want(meter, seq)
+  CROSS JOIN LATERAL (SELECT meter, seq, hash, prev, ts_ms, import_wh, export_wh FROM readings
+                      WHERE meter = want.meter AND seq = want.seq LIMIT 1) AS r`;
+
+/**
+ * The accepted envelopes ($1-$5, one element each) and their fresh readings ($6-$17, one
+ * element each; $6 is the reading's envelope id) in one statement: each reading gets the ref,
+ * gateway and arrival time of the envelope row inserted for its id. The ids are distinct
+ * (commitEnvelopes checks), so the join finds exactly one row per reading. The row count is
+ * that of the readings inserted.
+ */
+const INSERT_ENVELOPES_AND_READINGS = `WITH env AS (
+    INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::text[])
+    RETURNING ref, id, gateway, received_at_ms
+  )
+  INSERT INTO readings (meter, seq, envelope_ref, gateway, ts_ms, import_wh, export_wh, power_w,
+    voltage_mv, current_ma, frequency_mhz, prev, hash, received_at_ms)
+  SELECT r.meter, r.seq, env.ref, env.gateway, r.ts_ms, r.import_wh, r.export_wh, r.power_w,
+    r.voltage_mv, r.current_ma, r.frequency_mhz, r.prev, r.hash, env.received_at_ms
+  FROM unnest($6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+              $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::text[])
+    AS r(envelope_id, meter, seq, ts_ms, import_wh, export_wh, power_w, voltage_mv, current_ma, frequency_mhz, prev, hash)
+  JOIN env ON env.id = r.envelope_id
+  ON CONFLICT (meter, seq) DO NOTHING`;
+
+/** Adds energy to (meter, start) rows; the rows of $1/$2 are distinct (EnergySums). */
+const ADD_INTERVAL_ENERGY = `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh)
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+  ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
+    export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`;

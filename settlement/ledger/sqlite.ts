@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import { decideReading, type NeighbourReading } from '../ingest/chain.ts';
+import type { NeighbourReading } from '../ingest/chain.ts';
+import { EnergySums, neighbourOf, planEnvelope } from './plan.ts';
+import { SqliteCommitThread } from './sqlite-commit-thread.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -13,7 +15,7 @@ import type {
   RegistryStore,
 } from '../registry/registry.ts';
 import { loadMigrations } from './migrations.ts';
-import { pairEnergy, toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
+import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
 import type {
   CommitOutcome,
   GatewayRecord,
@@ -31,18 +33,19 @@ import type {
 
 const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 
-/** Thrown inside a savepoint to roll back one envelope without aborting the batch. */
-class EnvelopeRejected extends Error {
-  constructor(readonly outcome: Extract<CommitOutcome, { status: 'rejected' }>) {
-    super(outcome.detail);
-  }
-}
-
 export class SqliteLedger implements Ledger {
   readonly engine = 'sqlite' as const;
   private readonly db: Database.Database;
+  private commitThread: SqliteCommitThread | undefined;
 
-  constructor(path: string) {
+  /**
+   * `commitThread` (default: on for a file) runs `commitEnvelopes` on a worker thread with its
+   * own connection (sqlite-commit-thread.ts); everything else runs on this connection.
+   */
+  constructor(
+    private readonly path: string,
+    private readonly opts: { commitThread?: boolean } = {},
+  ) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -67,6 +70,9 @@ export class SqliteLedger implements Ledger {
   }
 
   async close(): Promise<void> {
+    const thread = this.commitThread;
+    this.commitThread = undefined;
+    await thread?.close();
     if (this.db.open) this.db.close();
   }
 
@@ -218,87 +224,94 @@ export class SqliteLedger implements Ledger {
 
   private prepare() {
     return {
-      envelopeExists: this.db.prepare('SELECT 1 FROM envelopes WHERE id = ?').pluck(),
       readingAt: this.db.prepare('SELECT hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? AND seq = ?'),
+      head: this.db.prepare('SELECT seq, hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? ORDER BY seq DESC LIMIT 1'),
       addIntervalEnergy: this.db.prepare(
         `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
            export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`,
       ),
-      insertEnvelope: this.db.prepare(
-        'INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw) VALUES (?, ?, ?, ?, ?)',
-      ),
+      insertEnvelope: this.db.prepare('INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw) VALUES (?, ?, ?, ?, ?)'),
       insertReading: this.db.prepare(
-        `INSERT INTO readings (meter, seq, envelope_id, gateway, ts_ms, import_wh, export_wh, power_w,
+        `INSERT INTO readings (meter, seq, envelope_ref, gateway, ts_ms, import_wh, export_wh, power_w,
            voltage_mv, current_ma, frequency_mhz, prev, hash, received_at_ms)
-         VALUES (@meter, @seq, @envelope_id, @gateway, @ts_ms, @import_wh, @export_wh, @power_w,
-           @voltage_mv, @current_ma, @frequency_mhz, @prev, @hash, @received_at_ms)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
     };
   }
 
+  /**
+   * Each meter's highest stored reading. One SQLite file belongs to one settlement process, so
+   * after the first lookup the usual next reading of a meter (seq = head + 1) is decided from
+   * memory: nothing is stored above the head, and seq-1 is the head itself.
+   */
+  private readonly heads = new Map<string, ChainHead>();
+
+  private headOf(meter: string): ChainHead {
+    let h = this.heads.get(meter);
+    if (!h) {
+      const row = this.stmts!.head.get(meter) as (NeighbourRow & { seq: number }) | undefined;
+      h = row ? { seq: row.seq, reading: toNeighbour(row) } : { seq: 0 };
+      this.heads.set(meter, h);
+    }
+    return h;
+  }
+
+  private storedAt(meter: string, seq: number): NeighbourReading | undefined {
+    const h = this.headOf(meter);
+    if (seq > h.seq) return undefined;
+    if (seq === h.seq) return h.reading;
+    const row = this.stmts!.readingAt.get(meter, seq) as NeighbourRow | undefined;
+    return row && toNeighbour(row);
+  }
+
+  /**
+   * One transaction for the batch. Each envelope is planned against what is stored (its
+   * predecessors in the batch included, since they are written before it is planned) and
+   * written only when accepted, so a refused envelope leaves nothing behind without needing a
+   * savepoint. Interval energy is summed over the batch and upserted once per row.
+   */
   async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
+    if (this.opts.commitThread ?? this.path !== ':memory:') {
+      // Started on first use, after migrate(): the thread's connection expects the schema.
+      this.commitThread ??= new SqliteCommitThread(this.path);
+      return this.commitThread.commit(batch);
+    }
+    return this.commitEnvelopesNow(batch);
+  }
+
+  /** commitEnvelopes on this thread and connection (the commit thread's side calls it). */
+  commitEnvelopesNow(batch: VerifiedEnvelope[]): CommitOutcome[] {
     const s = (this.stmts ??= this.prepare());
-    const commitOne = this.db.transaction((env: VerifiedEnvelope): CommitOutcome => {
-      if (s.envelopeExists.get(env.id)) return { status: 'duplicate', id: env.id, readings: env.readings.length };
-      // The envelope row goes first so readings can reference it; a rejection rolls it back.
-      s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.raw);
-      let inserted = 0;
-      let duplicates = 0;
-      for (const r of env.readings) {
-        const at = (seq: number): NeighbourReading | undefined => {
-          const row = s.readingAt.get(r.meter, seq) as NeighbourRow | undefined;
-          return row && { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh };
-        };
-        const before = at(r.seq - 1);
-        const after = at(r.seq + 1);
-        const candidate = { ...r, tsMs: Date.parse(r.ts) };
-        // Exactly what PostgresLedger passes: the two engines must decide alike.
-        const d = decideReading(candidate, { same: at(r.seq), before, after }, { ratedPowerW: r.context.ratedPowerW });
-        if (d.kind === 'reject') throw new EnvelopeRejected({ status: 'rejected', id: env.id, reason: d.reason, detail: d.detail });
-        if (d.kind === 'duplicate') {
-          duplicates++;
-          continue;
+    const lookup = (meter: string, seq: number) => this.storedAt(meter, seq);
+    const run = this.db.transaction((envs: VerifiedEnvelope[]): CommitOutcome[] => {
+      const energy = new EnergySums();
+      const outcomes = envs.map((env): CommitOutcome => {
+        const plan = planEnvelope(env, lookup);
+        if (plan.status === 'duplicate') return { status: 'duplicate', id: env.id, readings: env.readings.length };
+        if (plan.status === 'rejected') return { status: 'rejected', id: env.id, reason: plan.reason, detail: plan.detail };
+        const ref = s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.raw).lastInsertRowid;
+        for (const { reading: r, tsMs } of plan.fresh) {
+          s.insertReading.run(
+            r.meter, r.seq, ref, env.gateway, tsMs, r.importWh, r.exportWh, r.powerW,
+            r.voltageMilliV ?? null, r.currentMilliA ?? null, r.frequencyMilliHz ?? null, r.prev, r.hash, env.receivedAtMs,
+          );
+          const h = this.headOf(r.meter);
+          if (r.seq > h.seq) this.heads.set(r.meter, { seq: r.seq, reading: neighbourOf(r, tsMs) });
         }
-        s.insertReading.run({
-          meter: r.meter,
-          seq: r.seq,
-          envelope_id: env.id,
-          gateway: env.gateway,
-          ts_ms: Date.parse(r.ts),
-          import_wh: r.importWh,
-          export_wh: r.exportWh,
-          power_w: r.powerW,
-          voltage_mv: r.voltageMilliV ?? null,
-          current_ma: r.currentMilliA ?? null,
-          frequency_mhz: r.frequencyMilliHz ?? null,
-          prev: r.prev,
-          hash: r.hash,
-          received_at_ms: env.receivedAtMs,
-        });
-        // Interval energy of the pairs this reading completes (see pairEnergy). Inside the
-        // envelope's savepoint: a rejected envelope adds nothing.
-        for (const e of pairEnergy(r.context, candidate, before, after)) {
-          s.addIntervalEnergy.run(r.meter, e.startMs, r.context.market, e.importWh, e.exportWh);
-        }
-        inserted++;
-      }
-      if (inserted === 0) throw new EnvelopeDuplicate(env.id, env.readings.length);
-      return { status: 'accepted', id: env.id, inserted, duplicates };
+        energy.add(plan.energy);
+        return { status: 'accepted', id: env.id, inserted: plan.fresh.length, duplicates: plan.duplicates };
+      });
+      for (const e of energy.rows()) s.addIntervalEnergy.run(e.meter, e.startMs, e.market, e.importWh, e.exportWh);
+      return outcomes;
     });
-    const all = this.db.transaction((envs: VerifiedEnvelope[]) =>
-      envs.map((env): CommitOutcome => {
-        try {
-          // Nested transaction = SAVEPOINT: a rejected envelope rolls back alone.
-          return commitOne(env);
-        } catch (e) {
-          if (e instanceof EnvelopeRejected) return e.outcome;
-          if (e instanceof EnvelopeDuplicate) return { status: 'duplicate', id: e.id, readings: e.readings };
-          throw e;
-        }
-      }),
-    );
-    return all(batch);
+    try {
+      return run(batch);
+    } catch (e) {
+      // Rolled back: heads moved inside the transaction are no longer true.
+      this.heads.clear();
+      throw e;
+    }
   }
 
   async recordRejection(r: RejectionRecord): Promise<void> {
@@ -340,7 +353,9 @@ export class SqliteLedger implements Ledger {
   }
 
   async readings(meter: string): Promise<StoredReading[]> {
-    const rows = this.db.prepare('SELECT * FROM readings WHERE meter = ? ORDER BY seq').all(meter) as ReadingRow[];
+    const rows = this.db
+      .prepare('SELECT r.*, e.id AS envelope_id FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = ? ORDER BY r.seq')
+      .all(meter) as ReadingRow[];
     return rows.map(toStoredReading);
   }
 
@@ -348,7 +363,7 @@ export class SqliteLedger implements Ledger {
     const rows = this.db
       .prepare(
         `SELECT e.id, e.gateway, e.raw, e.received_at_ms, e.reading_count FROM envelopes e
-         WHERE e.id IN (SELECT DISTINCT envelope_id FROM readings WHERE meter = ?) ORDER BY e.received_at_ms, e.id`,
+         WHERE e.ref IN (SELECT envelope_ref FROM readings WHERE meter = ?) ORDER BY e.received_at_ms, e.id`,
       )
       .all(meter) as Array<{ id: string; gateway: string; raw: string; received_at_ms: number; reading_count: number }>;
     return rows.map((r) => ({
@@ -438,16 +453,6 @@ export class SqliteLedger implements Ledger {
   }
 }
 
-/** Every reading of the envelope was already stored (e.g. the same readings re-batched). */
-class EnvelopeDuplicate extends Error {
-  constructor(
-    readonly id: EnvelopeId,
-    readonly readings: number,
-  ) {
-    super('duplicate');
-  }
-}
-
 interface NeighbourRow {
   hash: string;
   prev: string;
@@ -455,3 +460,17 @@ interface NeighbourRow {
   import_wh: number;
   export_wh: number;
 }
+
+interface ChainHead {
+  /** 0 when the meter has no stored reading. */
+  seq: number;
+  reading?: NeighbourReading;
+}
+
+const toNeighbour = (row: NeighbourRow): NeighbourReading => ({
+  hash: row.hash,
+  prev: row.prev,
+  tsMs: row.ts_ms,
+  importWh: row.import_wh,
+  exportWh: row.export_wh,
+});

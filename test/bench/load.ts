@@ -68,6 +68,8 @@ async function init(msg: LoadInit): Promise<void> {
         exportWh: 500,
       }));
       const client = await mqtt.connectAsync(msg.brokerUrl, { clientId: id, clean: true, reconnectPeriod: 0 });
+      // As gateway/publisher.ts does on connect.
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       const gw: Gw = { id, factory: new EnvelopeFactory(id), meters, cursor: 0, client, pool: [], next: 0, inflight: 0 };
       client.on('message', (topic, payload) => {
         let m: { id?: string; status?: string; readings?: number; reason?: string; detail?: string };

@@ -50,7 +50,10 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     return config;
   }
   const envelopeOf = (db: Database.Database, seq: number) =>
-    db.prepare("SELECT envelope_id FROM readings WHERE meter = 'meter-a' AND seq = ?").pluck().get(seq) as string;
+    db
+      .prepare("SELECT e.id FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = 'meter-a' AND r.seq = ?")
+      .pluck()
+      .get(seq) as string;
   const verifyJson = (config: string, ...extra: string[]) => {
     const r = gtx(['audit', 'verify', '--meter', 'meter-a', '--config', config, '--json', ...extra]);
     return { status: r.status, stderr: r.stderr, report: JSON.parse(r.stdout) as JsonReport };

@@ -1162,3 +1162,116 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
     }
   }, 60_000);
 });
+
+// ---- one batch decides like one envelope at a time ----------------------------------------
+// Added with the set-based PostgreSQL commit (all stored neighbours read once per batch,
+// every envelope planned in memory, one write per table): the batch must decide exactly as
+// committing its envelopes one by one would, each envelope seeing what the ones before it
+// in the batch store, and nothing of what they refuse.
+
+describe.each(engines)('$name ledger, one batch against one envelope at a time', (engine) => {
+  describe.skipIf(engine.skip)('commits a batch as its envelopes in order', () => {
+    let opened: OpenedLedger[];
+    let f: EnvelopeFactory;
+
+    beforeEach(() => {
+      opened = [];
+      f = new EnvelopeFactory('gw-batch');
+    });
+    afterEach(async () => {
+      for (const o of opened) await o.cleanup();
+    });
+
+    async function open(): Promise<Ledger> {
+      const o = await engine.open();
+      opened.push(o);
+      await register(o.ledger, f);
+      return o.ledger;
+    }
+
+    it('mixes accepted, duplicate and rejected envelopes in one batch, each seeing the ones before it', async () => {
+      const ledger = await open();
+      const [r1, r2, r3, r4] = series(f, 'm-1', [[0, 1000], [10, 1100], [20, 1250], [30, 1300]]) as [Reading, Reading, Reading, Reading];
+      const [q1, q2] = series(f, 'm-2', [[0, 500], [10, 600]]) as [Reading, Reading];
+      const old = verified(f.sign([r1]), 1000);
+      expect(await ledger.commitEnvelopes([old])).toEqual([accepted(old, 1)]);
+
+      const a = verified(f.sign([r2]), 2000); // extends the stored chain
+      const b = verified(f.sign([r3]), 2001); // extends a, stored in this batch
+      const forked = verified(f.sign([{ ...r3, powerW: r3.powerW + 1 }]), 2002); // seq 3 again, other content
+      const broken = verified(f.sign([q1, { ...q2, prev: 'ef'.repeat(32) }]), 2003);
+      const q1other = verified(f.sign([{ ...q1, powerW: q1.powerW + 1 }]), 2004); // broken's q1 was not stored
+      const both = verified(f.sign([r3, r4]), 2005); // r3 is b's
+      const outcomes = await ledger.commitEnvelopes([old, a, b, forked, broken, q1other, both, a]);
+      expect(outcomes).toEqual([
+        duplicate(old),
+        accepted(a, 1),
+        accepted(b, 1),
+        { status: 'rejected', id: forked.id, reason: 'seq_regression', detail: expect.stringMatching(/seq 3/) },
+        { status: 'rejected', id: broken.id, reason: 'broken_chain', detail: expect.any(String) },
+        accepted(q1other, 1),
+        accepted(both, 1, 1),
+        duplicate(a),
+      ]);
+      expect(await ledger.counts()).toEqual({ envelopes: 5, readings: 5, rejections: 0 });
+      expect((await ledger.readings('m-1')).map((r) => [r.seq, r.envelopeId, r.receivedAtMs])).toEqual([
+        [1, old.id, 1000],
+        [2, a.id, 2000],
+        [3, b.id, 2001],
+        [4, both.id, 2005],
+      ]);
+      expect((await ledger.readings('m-2')).map((r) => [r.seq, r.envelopeId])).toEqual([[1, q1other.id]]);
+      expect((await ledger.envelopesWithMeter('m-1')).map((e) => [e.id, e.readingCount])).toEqual([
+        [old.id, 1],
+        [a.id, 1],
+        [b.id, 1],
+        [both.id, 2],
+      ]);
+      expect(await ledger.intervalEnergy('m-1', 0, Number.MAX_SAFE_INTEGER)).toEqual(expectedIntervals([r1, r2, r3, r4]));
+      expect(await ledger.intervalEnergy('m-2', 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+    });
+
+    it('stores a shuffled batch with resends, regroupings, gap fills and a fork exactly as the same envelopes committed one at a time', async () => {
+      const [batched, single] = [await open(), await open()];
+      const rand = prng(20_251_106);
+      const meters = ['b-0', 'b-1', 'b-2', 'b-3'];
+      const envs: VerifiedEnvelope[] = [];
+      for (const [k, meter] of meters.entries()) {
+        let minute = k;
+        let imp = 1_000 * k;
+        const points: Array<[number, number, number]> = [];
+        for (let i = 0; i < 15; i++) {
+          minute += 1 + Math.floor(rand() * 6);
+          imp += Math.floor(rand() * 400);
+          points.push([minute, imp, k % 2 === 1 ? imp : 0]);
+        }
+        const rs = series(f, meter, points);
+        for (let i = 0; i < rs.length; ) {
+          const n = 1 + Math.floor(rand() * 3);
+          envs.push(verified(f.sign(rs.slice(i, i + n)), 1_000 + envs.length));
+          i += n;
+        }
+        // The same readings regrouped across envelope boundaries, and a forked seq 8.
+        envs.push(verified(f.sign(rs.slice(4, 9)), 1_000 + envs.length));
+        envs.push(verified(f.sign([{ ...rs[7]!, powerW: rs[7]!.powerW + 1 }]), 1_000 + envs.length));
+      }
+      // Shuffled (gaps filled later, forks sometimes first), and every fifth envelope resent.
+      const batch = shuffled(envs, rand);
+      for (let i = 0; i < envs.length; i += 5) batch.splice(Math.floor(rand() * batch.length), 0, envs[i]!);
+
+      const oneByOne: CommitOutcome[] = [];
+      for (const env of batch) oneByOne.push(...(await single.commitEnvelopes([env])));
+      expect(await batched.commitEnvelopes(batch)).toEqual(oneByOne);
+      for (const status of ['accepted', 'duplicate', 'rejected']) expect(oneByOne.some((o) => o.status === status), status).toBe(true);
+
+      expect(await batched.counts()).toEqual(await single.counts());
+      for (const m of meters) {
+        expect(await batched.readings(m), m).toEqual(await single.readings(m));
+        expect(await batched.envelopesWithMeter(m), m).toEqual(await single.envelopesWithMeter(m));
+        expect(await batched.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER), m).toEqual(await single.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER));
+        expect(await batched.gaps(m), m).toEqual(await single.gaps(m));
+      }
+      expect(await batched.marketIntervals('m1', 0, Number.MAX_SAFE_INTEGER)).toEqual(await single.marketIntervals('m1', 0, Number.MAX_SAFE_INTEGER));
+    });
+  });
+});
