@@ -30,7 +30,7 @@ export interface SettlementConfig {
         mosquittoPasswordFile?: string;
         mosquittoPidFile?: string;
       };
-  ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number };
+  ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number; commitsInFlight?: number };
   /** Markets this settlement runs; upserted into the registry at start. */
   markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number }>;
   /** Admin API key (x-admin-key header) for issuing installer codes and revoking gateways; null = admin API off. */
@@ -157,6 +157,8 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const skew = int(i, 'max_clock_skew_s', wi, 1);
   if (skew !== undefined) cfg.ingest.maxClockSkewMs = skew * 1000;
   cfg.ingest.commitBatchMax = int(i, 'commit_batch_max', wi, 1) ?? cfg.ingest.commitBatchMax;
+  const inFlight = int(i, 'commits_in_flight', wi, 1);
+  if (inFlight !== undefined) cfg.ingest.commitsInFlight = inFlight;
 
   const markets = doc.markets;
   if (markets !== undefined) {

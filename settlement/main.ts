@@ -121,7 +121,8 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     defaultMetrics: true,
     sources: { connectedGateways: () => status.onlineCount(), influxBacklog: () => influx?.stats().backlog ?? 0 },
   });
-  const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax, (n) => metrics.dbBatchSize.observe(n));
+  const commitsInFlight = cfg.ingest.commitsInFlight ?? (ledger.engine === 'postgres' ? 4 : 1);
+  const committer = new BatchCommitter(ledger, cfg.ingest.commitBatchMax, (n) => metrics.dbBatchSize.observe(n), commitsInFlight);
 
   // Embedded: the settlement subscribes inside aedes. External: an mqtt.js client.
   const bus: Bus = broker

@@ -1,44 +1,78 @@
 import type { CommitOutcome, Ledger, VerifiedEnvelope } from '../ledger/ledger.ts';
 
+interface Waiting {
+  env: VerifiedEnvelope;
+  resolve: (o: CommitOutcome) => void;
+  reject: (e: unknown) => void;
+}
+
 /**
  * Groups envelopes that arrive close together into one ledger transaction: whatever queued
- * while the previous commit ran goes into the next one. Each caller gets its own outcome,
- * after the commit, so acks never run ahead of the ledger.
+ * while earlier commits ran goes into the next one. Each caller gets its own outcome, after
+ * the commit, so acks never run ahead of the ledger.
+ *
+ * `maxInFlight` transactions may run at once. SQLite has one writer, so 1 (the next batch
+ * grows while the current one commits). PostgreSQL spends a commit mostly on round trips,
+ * so several overlap; the ledger's per-meter locks keep concurrent batches consistent, as
+ * they do for several workers.
  */
 export class BatchCommitter {
-  private queue: Array<{ env: VerifiedEnvelope; resolve: (o: CommitOutcome) => void; reject: (e: unknown) => void }> = [];
-  private running: Promise<void> | null = null;
+  private queue: Waiting[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private idle: Array<() => void> = [];
 
   constructor(
     private readonly ledger: Ledger,
     private readonly maxBatch: number,
     private readonly onBatch?: (size: number) => void,
+    private readonly maxInFlight = 1,
   ) {}
 
   commit(env: VerifiedEnvelope): Promise<CommitOutcome> {
     return new Promise((resolve, reject) => {
       this.queue.push({ env, resolve, reject });
-      // setImmediate lets every message already read from the socket join this batch.
-      if (!this.running) this.running = new Promise((done) => setImmediate(() => void this.drain().then(done)));
+      this.schedule();
     });
   }
 
   /** Resolves once everything queued so far is committed. */
-  async flush(): Promise<void> {
-    while (this.running) await this.running;
+  flush(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      try {
-        const outcomes = await this.ledger.commitEnvelopes(batch.map((b) => b.env));
+  private schedule(): void {
+    if (this.scheduled || this.queue.length === 0 || this.inFlight >= this.maxInFlight) return;
+    this.scheduled = true;
+    // setImmediate lets every message already read from the sockets join this batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.start();
+    });
+  }
+
+  private start(): void {
+    if (this.queue.length === 0 || this.inFlight >= this.maxInFlight) return;
+    const batch = this.queue.splice(0, this.maxBatch);
+    this.inFlight++;
+    this.ledger.commitEnvelopes(batch.map((b) => b.env)).then(
+      (outcomes) => {
         this.onBatch?.(batch.length);
         batch.forEach((b, i) => b.resolve(outcomes[i]!));
-      } catch (e) {
+        this.done();
+      },
+      (e: unknown) => {
         batch.forEach((b) => b.reject(e));
-      }
-    }
-    this.running = null;
+        this.done();
+      },
+    );
+    this.schedule();
+  }
+
+  private done(): void {
+    this.inFlight--;
+    this.schedule();
+    if (this.queue.length === 0 && this.inFlight === 0) for (const resolve of this.idle.splice(0)) resolve();
   }
 }
