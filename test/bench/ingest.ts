@@ -182,7 +182,7 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
   const phases: PhaseReport[] = [];
   const profiles: ProfileReport[] = [];
   try {
-    chan.send({ t: 'init', brokerUrl: settlement.brokerUrl, gateways: opts.gateways, metersPerGateway: opts.metersPerGateway, tag: `${engine}${Date.now().toString(36)}`, noDelay: opts.whatIf.includes('nodelay') });
+    chan.send({ t: 'init', brokerUrl: settlement.brokerUrl, gateways: opts.gateways, metersPerGateway: opts.metersPerGateway, tag: `${engine}${Date.now().toString(36)}` });
     const { gateways } = await chan.next('keys');
     for (const g of gateways) {
       await enrollTestGateway(settlement.ledger, g.id, g.publicKeyPem, g.meters);

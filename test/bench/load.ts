@@ -9,7 +9,6 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { performance } from 'node:perf_hooks';
 import { envelopeIdOf, signedBytes, topics, type Reading } from '../../protocol/index.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
-import { noDelayEverywhere } from './probes.ts';
 import { summarise } from './stats.ts';
 import type { FromLoad, LoadInit, PhaseResult, PhaseSpec, ToLoad } from './messages.ts';
 
@@ -55,7 +54,6 @@ const pending = new Map<string, { gw: Gw; startMs: number; publishMs: number; re
 let onAck: ((id: string, status: string, readings: number | null, detail: string | null) => void) | undefined;
 
 async function init(msg: LoadInit): Promise<void> {
-  if (msg.noDelay) noDelayEverywhere();
   // Readings start 20 days back: 5 s apart, a meter has room for ~345,000 before "now".
   const base = Date.now() - 20 * 24 * 3600_000;
   gws = await Promise.all(

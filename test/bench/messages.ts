@@ -11,7 +11,6 @@ export interface LoadInit {
   /** Makes gateway and meter ids unique per run, so a reused database never collides. */
   tag: string;
   /** What-if: TCP_NODELAY on the gateways' sockets too. */
-  noDelay: boolean;
 }
 
 /** One phase: what to pre-sign, and how to send it. */

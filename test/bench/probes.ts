@@ -1,35 +1,19 @@
 /**
  * Instruments and what-ifs the benchmark applies to its own processes, without touching the
- * settlement's code: a per-statement timer for better-sqlite3, and two "what if" switches
- * (`--what-if nodelay`, `--what-if sqlite-normal`) that show what a change would buy before
- * anyone makes it. Reports made with a what-if say so, and are not written to the default
+ * settlement's code: a per-statement timer for better-sqlite3, and a "what if" switch
+ * (`--what-if sqlite-normal`) that shows what a change would buy before anyone makes it.
+ * (`nodelay` was one; TCP_NODELAY is now set by the broker and the MQTT clients themselves.) Reports made with a what-if say so, and are not written to the default
  * docs/benchmarks.md.
  */
 import Database from 'better-sqlite3';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
-export const WHAT_IFS = ['nodelay', 'sqlite-normal'] as const;
+export const WHAT_IFS = ['sqlite-normal'] as const;
 export type WhatIf = (typeof WHAT_IFS)[number];
 
 export const WHAT_IF_TEXT: Record<WhatIf, string> = {
-  nodelay: 'TCP_NODELAY on every socket (aedes server side, settlement and gateway MQTT clients)',
   'sqlite-normal': 'SQLite synchronous=NORMAL instead of FULL',
 };
-
-/** Every TCP socket this process opens or accepts from now on gets TCP_NODELAY (no Nagle). */
-export function noDelayEverywhere(): void {
-  const connect = net.Socket.prototype.connect;
-  net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
-    this.setNoDelay(true);
-    return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
-  } as typeof connect;
-  const emit = net.Server.prototype.emit;
-  net.Server.prototype.emit = function (this: net.Server, event: string | symbol, ...args: unknown[]) {
-    if (event === 'connection' && args[0] instanceof net.Socket) args[0].setNoDelay(true);
-    return (emit as (this: net.Server, ...a: unknown[]) => boolean).call(this, event, ...args);
-  } as typeof emit;
-}
 
 /** `PRAGMA synchronous = …` from any ledger opened from now on becomes NORMAL. */
 export function sqliteSynchronousNormal(): void {
