@@ -1,5 +1,7 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../support/tmp.ts';
 import { loadGatewayConfig } from '../../gateway/config.ts';
 import { loadSettlementConfig } from '../../settlement/config.ts';
 
@@ -12,6 +14,19 @@ describe('the example configuration files', () => {
     expect(cfg.mqtt).toMatchObject({ mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, auth: true });
     expect(cfg.http).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(cfg.ingest).toEqual({ maxPayloadBytes: 262144, maxClockSkewMs: 300_000, commitBatchMax: 512 });
+  });
+
+  it('[ingest] takes commits_in_flight, and refuses nonsense with the file and key named', () => {
+    const d = tempDir();
+    try {
+      const file = join(d.path, 'settlement.toml');
+      writeFileSync(file, '[ingest]\ncommits_in_flight = 2\ncommit_batch_max = 64\n');
+      expect(loadSettlementConfig(file).ingest).toMatchObject({ commitsInFlight: 2, commitBatchMax: 64 });
+      writeFileSync(file, '[ingest]\ncommits_in_flight = 0\n');
+      expect(() => loadSettlementConfig(file)).toThrow(/commits_in_flight/);
+    } finally {
+      d.remove();
+    }
   });
 
   it('gateway.toml loads its meter with role and energy source', () => {
