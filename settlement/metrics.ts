@@ -38,6 +38,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; sources?: Metric
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
     registers: [registry],
   });
+  const dbCommitSeconds = new Histogram({
+    name: 'gtx_ledger_commit_seconds',
+    help: 'Duration of ledger transactions committing envelopes',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
   const influxBacklog = new Gauge({
     name: 'gtx_influx_backlog_points',
     help: 'Points waiting to be written to InfluxDB',
@@ -54,7 +60,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; sources?: Metric
       if (sources.connectedGateways) this.set(sources.connectedGateways());
     },
   });
-  return { registry, readingsVerified, envelopesRejected, ingestLatency, dbBatchSize, influxBacklog, connectedGateways };
+  return { registry, readingsVerified, envelopesRejected, ingestLatency, dbBatchSize, dbCommitSeconds, influxBacklog, connectedGateways };
 }
 
 export type SettlementMetrics = ReturnType<typeof createMetrics>;

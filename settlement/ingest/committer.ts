@@ -1,4 +1,8 @@
-import type { CommitOutcome, Ledger, VerifiedEnvelope } from '../ledger/ledger.ts';
+import { performance } from 'node:perf_hooks';
+import type { CommitOutcome, VerifiedEnvelope } from '../ledger/ledger.ts';
+
+/** Ledger.commitEnvelopes, in this thread or on the commit thread. */
+export type CommitBatch = (batch: VerifiedEnvelope[]) => Promise<CommitOutcome[]>;
 
 interface Waiting {
   env: VerifiedEnvelope;
@@ -23,9 +27,9 @@ export class BatchCommitter {
   private idle: Array<() => void> = [];
 
   constructor(
-    private readonly ledger: Ledger,
+    private readonly commitBatch: CommitBatch,
     private readonly maxBatch: number,
-    private readonly onBatch?: (size: number) => void,
+    private readonly onBatch?: (size: number, ms: number) => void,
     private readonly maxInFlight = 1,
   ) {}
 
@@ -56,9 +60,10 @@ export class BatchCommitter {
     if (this.queue.length === 0 || this.inFlight >= this.maxInFlight) return;
     const batch = this.queue.splice(0, this.maxBatch);
     this.inFlight++;
-    this.ledger.commitEnvelopes(batch.map((b) => b.env)).then(
+    const t0 = performance.now();
+    this.commitBatch(batch.map((b) => b.env)).then(
       (outcomes) => {
-        this.onBatch?.(batch.length);
+        this.onBatch?.(batch.length, performance.now() - t0);
         batch.forEach((b, i) => b.resolve(outcomes[i]!));
         this.done();
       },

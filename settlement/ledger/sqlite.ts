@@ -5,7 +5,6 @@ import { dirname } from 'node:path';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
 import type { NeighbourReading } from '../ingest/chain.ts';
 import { EnergySums, neighbourOf, planEnvelope } from './plan.ts';
-import { SqliteCommitThread } from './sqlite-commit-thread.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -36,16 +35,8 @@ const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 export class SqliteLedger implements Ledger {
   readonly engine = 'sqlite' as const;
   private readonly db: Database.Database;
-  private commitThread: SqliteCommitThread | undefined;
 
-  /**
-   * `commitThread` (default: on for a file) runs `commitEnvelopes` on a worker thread with its
-   * own connection (sqlite-commit-thread.ts); everything else runs on this connection.
-   */
-  constructor(
-    private readonly path: string,
-    private readonly opts: { commitThread?: boolean } = {},
-  ) {
+  constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -70,9 +61,6 @@ export class SqliteLedger implements Ledger {
   }
 
   async close(): Promise<void> {
-    const thread = this.commitThread;
-    this.commitThread = undefined;
-    await thread?.close();
     if (this.db.open) this.db.close();
   }
 
@@ -272,16 +260,6 @@ export class SqliteLedger implements Ledger {
    * savepoint. Interval energy is summed over the batch and upserted once per row.
    */
   async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
-    if (this.opts.commitThread ?? this.path !== ':memory:') {
-      // Started on first use, after migrate(): the thread's connection expects the schema.
-      this.commitThread ??= new SqliteCommitThread(this.path);
-      return this.commitThread.commit(batch);
-    }
-    return this.commitEnvelopesNow(batch);
-  }
-
-  /** commitEnvelopes on this thread and connection (the commit thread's side calls it). */
-  commitEnvelopesNow(batch: VerifiedEnvelope[]): CommitOutcome[] {
     const s = (this.stmts ??= this.prepare());
     const lookup = (meter: string, seq: number) => this.storedAt(meter, seq);
     const run = this.db.transaction((envs: VerifiedEnvelope[]): CommitOutcome[] => {

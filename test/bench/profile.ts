@@ -115,7 +115,7 @@ export function summariseProfile(p: CpuProfile, top = 12): ProfileSummary {
     if (!f.url && !f.functionName.startsWith('(')) {
       for (let n = parent.get(id); n !== undefined; n = parent.get(n)) {
         const c = byId.get(n)!.callFrame;
-        if (c.url && place(c.url) !== 'test/bench/probes.ts') {
+        if (c.url) {
           key = `${f.functionName} ← ${c.functionName || '(anonymous)'}\t${at(c)}`;
           break;
         }

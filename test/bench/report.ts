@@ -6,7 +6,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Engine, EngineReport, PhaseReport, ProfileReport } from './ingest.ts';
 import type { LatencySummary } from './messages.ts';
-import { WHAT_IF_TEXT, type StatementRow, type WhatIf } from './probes.ts';
 import type { ProfileRow } from './profile.ts';
 
 export const TARGETS = { ratio1: 0.6, ratio16: 5, p99Ms: 50 } as const;
@@ -22,7 +21,6 @@ export interface RunContext {
   metersPerGateway: number;
   window: number;
   commitBatchMax: number;
-  whatIf: WhatIf[];
 }
 
 export type EngineOutcome = { engine: Engine; report: EngineReport } | { engine: Engine; skipped: string };
@@ -68,18 +66,6 @@ const short = (sql: string) => {
   return t.length > 70 ? `${t.slice(0, 67)}…` : t;
 };
 
-function statementTable(p: PhaseReport): string[] {
-  const rows = p.statements!;
-  const windowMs = p.result.totalMs;
-  return [
-    `${p.spec.name}:`,
-    '',
-    '| statement | calls | ms | µs per call | share of phase wall |',
-    '| --- | ---: | ---: | ---: | ---: |',
-    ...rows.map((s: StatementRow) => `| \`${short(s.sql)}\` | ${int(s.calls)} | ${int(s.ms)} | ${(s.ms * 1000 / s.calls).toFixed(1)} | ${pct(s.ms / windowMs)} |`),
-    '',
-  ];
-}
 
 function profileTable(title: string, rows: ProfileRow[], withWhere: boolean): string[] {
   const out = [`${title}`, '', withWhere ? '| function | where | ms | share of busy |' : '| where | ms | share of busy |', withWhere ? '| --- | --- | ---: | ---: |' : '| --- | ---: | ---: |'];
@@ -110,7 +96,6 @@ export function renderEngine(o: EngineOutcome, ctx: RunContext): string {
     ...head,
     `- Command: \`${ctx.command}\`${ctx.command !== ctx.resolvedCommand ? ` (runs \`${ctx.resolvedCommand}\`)` : ''}`,
     `- Run: ${r.startedAt} · code at ${ctx.revision} · ${ctx.machine} · load average at start ${r.loadAverage.map((n) => n.toFixed(2)).join(' / ')}`,
-    ...(ctx.whatIf.length ? [`- **What-if run, not the code as it is:** ${ctx.whatIf.map((w) => WHAT_IF_TEXT[w]).join('; ')}`] : []),
     `- Ledger: ${r.engineVersion}`,
     `- Load: ${ctx.gateways} gateways × ${ctx.metersPerGateway} meters, one MQTT connection each (mqtt.js defaults as in gateway/publisher.ts, QoS 1; embedded aedes, auth off); ` +
       `max phases keep ≤ ${ctx.window} unacked envelopes per gateway; ${ctx.seconds} s per timed phase; commit_batch_max ${ctx.commitBatchMax}`,
@@ -134,11 +119,6 @@ export function renderEngine(o: EngineOutcome, ctx: RunContext): string {
     ...r.phases.map(phaseRow),
     '',
   ];
-  const withStatements = [r.max1, r.max16].filter((p) => p.statements?.length);
-  if (withStatements.length) {
-    lines.push('Time inside SQLite per statement during the max phases (COMMIT includes the WAL write, fsync and any checkpoint):', '');
-    for (const p of withStatements) lines.push(...statementTable(p));
-  }
   if (r.profiles.length) {
     lines.push(`#### Where the time goes (${title})`, '', 'CPU profile of the settlement process (V8 sampling profiler, 250 µs) during a repeat of the max phases.', '');
     for (const p of r.profiles) lines.push(...profileSection(p));
@@ -183,9 +163,9 @@ How \`test/bench/run.ts\` measures it:
   spaced (open loop), and report p99 publish→ack latency counted from the *scheduled* send time.
 - **Columns**: settlement CPU is the whole process (the embedded broker included; V8's GC
   threads can take it past 100 %); "event loop" is its event-loop utilisation, which also counts
-  time the thread is blocked (an fsync inside a synchronous SQLite COMMIT) or waiting for a core.
-  Commit times are measured around \`Ledger.commitEnvelopes\`, SQLite statement times around
-  better-sqlite3's \`Statement\` methods (test/bench/probes.ts).
+  time the thread is blocked or waiting for a core. Ledger commits run on the settlement's commit
+  thread; commit times are from handing a batch to that thread to its outcomes (the settlement's
+  \`onCommit\` hook), and their share of wall time passes 100 % when batches overlap.
 - **Checks**: every ack must be \`accepted\` with the envelope's reading count, and after each phase
   the ledger must hold exactly what was sent, with no rejections; otherwise the run is marked
   invalid and exits 1.

@@ -7,8 +7,6 @@
  * --quick is a 2-second smoke run; it writes the report only when --out is given. --strict
  * exits 1 when a target is missed (a run whose checks fail always exits 1). --gateways and
  * --window (unacked envelopes per gateway in the max phases) default to 32 and 8.
- * --what-if sqlite-normal measures a change before anyone makes it (probes.ts); such
- * a run is labelled and, like --quick, only written where --out says.
  * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
  * envelope and phase to /some/prefix-<phase>.json, for looking at latency tails over time.
  */
@@ -20,12 +18,11 @@ import { parseArgs } from 'node:util';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { postgresUrl } from '../support/services.ts';
 import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
-import { WHAT_IFS, sqliteSynchronousNormal, type WhatIf } from './probes.ts';
 import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext } from './report.ts';
 
 const USAGE =
   'usage: node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick]\n' +
-  '         [--profile auto|always|never] [--strict] [--gateways N] [--window N] [--what-if sqlite-normal]';
+  '         [--profile auto|always|never] [--strict] [--gateways N] [--window N]';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -63,7 +60,6 @@ async function main(): Promise<number> {
         strict: { type: 'boolean', default: false },
         gateways: { type: 'string', default: '32' },
         window: { type: 'string', default: '8' },
-        'what-if': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -83,12 +79,9 @@ async function main(): Promise<number> {
   if (!Number.isInteger(gateways) || gateways < 1) fail('--gateways must be a whole number ≥ 1');
   if (!Number.isInteger(window) || window < 1) fail('--window must be a whole number ≥ 1');
   if (!['auto', 'always', 'never'].includes(values.profile!)) fail('--profile must be auto, always or never');
-  const whatIf = (values['what-if'] ?? '').split(',').filter(Boolean) as WhatIf[];
-  for (const w of whatIf) if (!WHAT_IFS.includes(w)) fail(`--what-if takes ${WHAT_IFS.join(', ')} (comma-separated), got "${w}"`);
-  if (whatIf.includes('sqlite-normal')) sqliteSynchronousNormal();
   const repo = fileURLToPath(new URL('../../', import.meta.url));
-  // A smoke run or a what-if never lands in docs/benchmarks.md unless asked to.
-  const out = values.out ? resolve(values.out) : values.quick || whatIf.length ? undefined : resolve(repo, 'docs/benchmarks.md');
+  // A smoke run never lands in docs/benchmarks.md unless asked to.
+  const out = values.out ? resolve(values.out) : values.quick ? undefined : resolve(repo, 'docs/benchmarks.md');
 
   const viaNpm = process.env.npm_lifecycle_event === 'bench';
   const resolvedCommand = ['node --import tsx test/bench/run.ts', ...argv].join(' ');
@@ -102,7 +95,6 @@ async function main(): Promise<number> {
     metersPerGateway: 4,
     window,
     commitBatchMax: defaultSettlementConfig().ingest.commitBatchMax,
-    whatIf,
   };
   const opts: IngestOptions = {
     seconds,
@@ -112,7 +104,6 @@ async function main(): Promise<number> {
     verifyRoundMs: values.quick ? 300 : 1000,
     profile: values.profile as IngestOptions['profile'],
     profileSeconds: Math.min(seconds, 5),
-    whatIf,
   };
 
   const outcomes: EngineOutcome[] = [];
