@@ -24,16 +24,18 @@ const offsetCache = new Map<string, Intl.DateTimeFormat>();
 // Offsets change only at transitions, which fall on quarter hours in every zone: one
 // Intl lookup per zone and quarter hour instead of one per call (ingest calls this a lot).
 const QUARTER_MS = 15 * 60_000;
-const offsetMemo = new Map<string, number>();
+const offsetMemo = new Map<string, Map<number, number>>();
 
 /** The zone's UTC offset in ms at instant `t` (e.g. +7 h for Asia/Bangkok). */
 export function zoneOffsetMs(timeZone: string, t: number): number {
-  const key = `${timeZone}@${Math.floor(t / QUARTER_MS)}`;
-  let off = offsetMemo.get(key);
+  let zone = offsetMemo.get(timeZone);
+  if (!zone) offsetMemo.set(timeZone, (zone = new Map()));
+  const quarter = Math.floor(t / QUARTER_MS);
+  let off = zone.get(quarter);
   if (off === undefined) {
-    if (offsetMemo.size > 100_000) offsetMemo.clear();
-    off = lookupOffset(timeZone, Math.floor(t / QUARTER_MS) * QUARTER_MS);
-    offsetMemo.set(key, off);
+    if (zone.size > 100_000) zone.clear();
+    off = lookupOffset(timeZone, quarter * QUARTER_MS);
+    zone.set(quarter, off);
   }
   return off;
 }
@@ -68,6 +70,7 @@ export function intervalStart(t: number, intervalMs: number, timeZone: string): 
 
 /** Splits `total` into integer parts proportional to `weights`, summing exactly to `total`. */
 export function apportion(total: number, weights: number[]): number[] {
+  if (weights.length === 1) return [total];
   const sum = weights.reduce((a, b) => a + b, 0);
   if (sum <= 0) return weights.map((_, i) => (i === weights.length - 1 ? total : 0));
   const T = BigInt(total);
@@ -94,10 +97,14 @@ export function splitIntoIntervals(a: CounterSample, b: CounterSample, intervalM
   const dExport = b.exportWh - a.exportWh;
   if (dImport < 0 || dExport < 0) throw new RangeError('counters went backwards');
   if (b.tsMs <= a.tsMs) return [{ startMs: intervalStart(b.tsMs, intervalMs, timeZone), importWh: dImport, exportWh: dExport }];
-  const starts: number[] = [];
-  const weights: number[] = [];
   // A reading exactly on a boundary belongs to the interval that ends there.
   let s = intervalStart(a.tsMs, intervalMs, timeZone);
+  // The usual case, readings seconds apart: the whole span lies in one interval.
+  if (b.tsMs <= s + intervalMs && intervalStart(b.tsMs - 1, intervalMs, timeZone) === s) {
+    return [{ startMs: s, importWh: dImport, exportWh: dExport }];
+  }
+  const starts: number[] = [];
+  const weights: number[] = [];
   while (s < b.tsMs) {
     const next = intervalStart(s + intervalMs + 1, intervalMs, timeZone);
     const end = next > s ? next : s + intervalMs;

@@ -10,7 +10,7 @@ import {
   type EnvelopeId,
   type RejectReason,
 } from '../../protocol/index.ts';
-import type { MeterContext, VerifiedEnvelope } from '../ledger/ledger.ts';
+import { verifiedReading, type MeterContext, type VerifiedEnvelope } from '../ledger/ledger.ts';
 
 /**
  * Everything that can be decided about an envelope before touching the ledger: size, JSON,
@@ -103,7 +103,7 @@ export class EnvelopeVerifier {
         id,
         gateway: env.gateway,
         raw,
-        readings: env.readings.map((r, i) => ({ ...r, hash: hashes[i]!, context: contexts.get(r.meter)! })),
+        readings: env.readings.map((r, i) => verifiedReading(r, hashes[i]!, contexts.get(r.meter)!)),
         receivedAtMs: this.opts.now(),
       },
     };

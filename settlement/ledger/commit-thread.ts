@@ -1,9 +1,47 @@
 import { Worker } from 'node:worker_threads';
-import type { CommitOutcome, VerifiedEnvelope } from './ledger.ts';
+import type { Envelope } from '../../protocol/index.ts';
+import { verifiedReading, type CommitOutcome, type MeterContext, type VerifiedEnvelope } from './ledger.ts';
 
 export interface CommitRequest {
   n: number;
-  batch: VerifiedEnvelope[];
+  batch: WireEnvelope[];
+}
+
+/**
+ * A verified envelope as it crosses to the commit thread. Copying reading objects between
+ * threads (structured clone writes every key of every reading) cost more than parsing the
+ * raw payload again on the other side, so the readings travel inside `raw`, which is sent
+ * anyway, and only what verification added travels beside it.
+ */
+export interface WireEnvelope {
+  id: VerifiedEnvelope['id'];
+  gateway: VerifiedEnvelope['gateway'];
+  raw: string;
+  receivedAtMs: number;
+  hashes: string[];
+  contexts: Record<string, MeterContext>;
+}
+
+export function toWire(env: VerifiedEnvelope): WireEnvelope {
+  const contexts: Record<string, MeterContext> = {};
+  const hashes: string[] = [];
+  for (const r of env.readings) {
+    contexts[r.meter] = r.context;
+    hashes.push(r.hash);
+  }
+  return { id: env.id, gateway: env.gateway, raw: env.raw, receivedAtMs: env.receivedAtMs, hashes, contexts };
+}
+
+/** The readings are those of `raw`, which the main thread verified before sending it. */
+export function fromWire(w: WireEnvelope): VerifiedEnvelope {
+  const parsed = JSON.parse(w.raw) as Envelope;
+  return {
+    id: w.id,
+    gateway: w.gateway,
+    raw: w.raw,
+    receivedAtMs: w.receivedAtMs,
+    readings: parsed.readings.map((r, i) => verifiedReading(r, w.hashes[i]!, w.contexts[r.meter]!)),
+  };
 }
 
 export type CommitReply =
@@ -56,7 +94,7 @@ export class CommitThread {
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(n, { resolve, reject });
-      this.worker.postMessage({ n, batch } satisfies CommitRequest);
+      this.worker.postMessage({ n, batch: batch.map(toWire) } satisfies CommitRequest);
     });
   }
 

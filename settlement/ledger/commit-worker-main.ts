@@ -2,7 +2,7 @@
 // thread sends. Batches run concurrently as the main thread allows (its BatchCommitter caps
 // them); SQLite's are synchronous, so they run one after another.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { CommitReply, CommitRequest, CommitThreadOptions } from './commit-thread.ts';
+import { fromWire, type CommitReply, type CommitRequest, type CommitThreadOptions } from './commit-thread.ts';
 import type { Ledger } from './ledger.ts';
 import { SqliteLedger } from './sqlite.ts';
 
@@ -18,7 +18,7 @@ port.on('message', (req: CommitRequest | 'close') => {
     void ledger.close().then(() => port.close());
     return;
   }
-  ledger.commitEnvelopes(req.batch).then(
+  ledger.commitEnvelopes(req.batch.map(fromWire)).then(
     (outcomes) => port.postMessage({ n: req.n, outcomes } satisfies CommitReply),
     (e: unknown) => {
       const err = e as Error & { code?: string };

@@ -1,10 +1,9 @@
 // Deciding one envelope against what the ledger holds, free of I/O and shared by both
 // engines: each engine only supplies the lookup of stored neighbours and writes the plan.
 import { decideReading, type ChainRejectReason, type NeighbourReading } from '../ingest/chain.ts';
-import type { VerifiedEnvelope } from './ledger.ts';
+import type { VerifiedEnvelope, VerifiedReading } from './ledger.ts';
 import { pairEnergy } from './rows.ts';
 
-export type VerifiedReading = VerifiedEnvelope['readings'][number];
 
 /** A reading that will be stored, with its timestamp parsed once. */
 export interface FreshReading {
