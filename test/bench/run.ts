@@ -6,7 +6,8 @@
  *
  * --quick is a 2-second smoke run; it writes the report only when --out is given. --strict
  * exits 1 when a target is missed (a run whose checks fail always exits 1). --gateways and
- * --window (unacked envelopes per gateway in the max phases) default to 32 and 8.
+ * --window (unacked envelopes per gateway in the max phases) default to 32 and the gateway's
+ * own default max_in_flight (32).
  * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
  * envelope and phase to /some/prefix-<phase>.json, for looking at latency tails over time.
  */
@@ -15,6 +16,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { gatewayDefaults } from '../../gateway/config.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { postgresUrl } from '../support/services.ts';
 import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
@@ -59,7 +61,8 @@ async function main(): Promise<number> {
         profile: { type: 'string', default: 'auto' },
         strict: { type: 'boolean', default: false },
         gateways: { type: 'string', default: '32' },
-        window: { type: 'string', default: '8' },
+        // As many unacknowledged envelopes per gateway as a gateway allows by default.
+        window: { type: 'string', default: String(gatewayDefaults('bench', '.').mqtt.maxInFlight) },
         help: { type: 'boolean', default: false },
       },
     }));
