@@ -1,10 +1,11 @@
 /**
  * RFC 8785 (JCS) canonical JSON: object members sorted by the UTF-16 code units of their
  * names, no whitespace, strings escaped as ECMAScript's JSON.stringify does, numbers in
- * ECMAScript's shortest form. This is what gets hashed and signed, so it runs for every
- * envelope the settlement receives; it is written for speed (no per-character loops in
- * JavaScript, no intermediate arrays) and checked against the `canonicalize` package, the
- * reference implementation, in test/protocol/canonical.test.ts.
+ * ECMAScript's shortest form. This is what gets hashed and signed (gateways sign with it,
+ * audits re-verify with it; the settlement's intake uses signedBytesOfValidEnvelope, checked
+ * against this). Written for speed (no per-character loops in JavaScript, no intermediate
+ * arrays) and checked against the `canonicalize` package, the reference implementation, in
+ * test/protocol/canonical.test.ts.
  */
 
 const SURROGATE = /[\uD800-\uDFFF]/;

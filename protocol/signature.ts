@@ -66,40 +66,39 @@ export function verifySignatureAsync(bytes: Buffer, sigBase64: string, publicKey
   });
 }
 
+/**
+ * The signed bytes of an envelope that passed the schema (`asEnvelope`), with each reading's
+ * chain hash, written straight in RFC 8785 member order instead of through the generic
+ * canonicaliser: the schema fixes every member name, admits only strings JSON never escapes
+ * (ids, hex digests, instants) and only safe integers, so canonical JSON reduces to
+ * concatenation. This runs for every envelope received; test/protocol/canonical.test.ts checks
+ * it against `signedBytes` and `readingHash` on generated envelopes. Not for unchecked input.
+ */
+export function signedBytesOfValidEnvelope(env: Envelope): { bytes: Buffer; hashes: string[] } {
+  const hashes: string[] = [];
+  let text = '{"gateway":"' + env.gateway + '","readings":[';
+  for (let i = 0; i < env.readings.length; i++) {
+    const r = env.readings[i]!;
+    // Members in UTF-16 code unit order: currentMilliA exportWh frequencyMilliHz importWh
+    // meter powerW prev seq ts voltageMilliV.
+    let t = '{';
+    if (r.currentMilliA !== undefined) t += '"currentMilliA":' + r.currentMilliA + ',';
+    t += '"exportWh":' + r.exportWh + ',';
+    if (r.frequencyMilliHz !== undefined) t += '"frequencyMilliHz":' + r.frequencyMilliHz + ',';
+    t += '"importWh":' + r.importWh + ',"meter":"' + r.meter + '","powerW":' + r.powerW + ',"prev":"' + r.prev;
+    t += '","seq":' + r.seq + ',"ts":"' + r.ts + '"';
+    if (r.voltageMilliV !== undefined) t += ',"voltageMilliV":' + r.voltageMilliV;
+    t += '}';
+    hashes.push(sha256Hex(t));
+    text += i === 0 ? t : ',' + t;
+  }
+  text += '],"v":' + env.v + '}';
+  return { bytes: Buffer.from(text, 'latin1'), hashes };
+}
+
 /** Chain link: SHA-256 (hex) of a reading's canonical bytes; the next reading's `prev`. */
 export function readingHash(r: Reading): string {
   return sha256Hex(canonicalBytes(r));
 }
 
 export { GENESIS_PREV };
-
-const READINGS_KEY = Buffer.from('"readings":[');
-const OPEN = 0x7b; // {
-const CLOSE = 0x7d; // }
-const END = 0x5d; // ]
-
-/**
- * The chain hashes of all readings of an envelope, sliced out of its canonical bytes instead
- * of canonicalising each reading again: RFC 8785 writes an array element exactly as it would
- * write that value alone, so each reading's canonical bytes are a substring of the envelope's.
- * Only for envelopes that passed the schema (no braces inside any string value); it falls back
- * to readingHash when the slices don't match the readings.
- */
-export function readingHashesFromSigned(env: UnsignedEnvelope | Envelope, signed: Buffer): string[] {
-  const out: string[] = [];
-  let i = signed.indexOf(READINGS_KEY);
-  if (i >= 0) {
-    i += READINGS_KEY.length;
-    let depth = 0;
-    let start = -1;
-    for (; i < signed.length; i++) {
-      const c = signed[i];
-      if (c === OPEN) {
-        if (depth++ === 0) start = i;
-      } else if (c === CLOSE) {
-        if (--depth === 0) out.push(sha256Hex(signed.subarray(start, i + 1)));
-      } else if (c === END && depth === 0) break;
-    }
-  }
-  return out.length === env.readings.length ? out : env.readings.map(readingHash);
-}

@@ -4,8 +4,7 @@ import {
   asEnvelope,
   envelopeIdOf,
   parseGatewayTopic,
-  readingHashesFromSigned,
-  signedBytes,
+  signedBytesOfValidEnvelope,
   verifySignatureAsync,
   type EnvelopeId,
   type RejectReason,
@@ -70,7 +69,8 @@ export class EnvelopeVerifier {
       if (e instanceof EnvelopeFormatError) return fail('schema', e.message);
       throw e;
     }
-    const bytes = signedBytes(env);
+    // The schema passed, so the signed bytes can be written directly (see the function).
+    const { bytes, hashes } = signedBytesOfValidEnvelope(env);
     const id = envelopeIdOf(bytes);
     if (env.gateway !== topicGateway) {
       return fail('topic_mismatch', `envelope of gateway ${env.gateway} published on ${topic}`, id);
@@ -88,7 +88,6 @@ export class EnvelopeVerifier {
         return fail('future_timestamp', `meter ${r.meter} seq ${r.seq}: ${r.ts} is ahead of settlement time by more than ${this.opts.maxClockSkewMs / 1000} s`, id);
       }
     }
-    const hashes = readingHashesFromSigned(env, bytes);
     const contexts = new Map<string, MeterContext>();
     for (const r of env.readings) {
       if (contexts.has(r.meter)) continue;

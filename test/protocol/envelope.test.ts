@@ -10,7 +10,7 @@ import {
   meterId,
   gatewayId,
   readingHash,
-  readingHashesFromSigned,
+  signedBytesOfValidEnvelope,
   signEnvelope,
   signedBytes,
   verifySignature,
@@ -124,8 +124,8 @@ describe('envelope schema', () => {
   }
 });
 
-describe('reading hashes from the signed bytes', () => {
-  it('equal hashing each reading on its own, for any mix of meters and optional fields', () => {
+describe('signed bytes written directly for a schema-checked envelope', () => {
+  it('equal the generic canonical bytes and per-reading hashes, for any mix of meters and optional fields', () => {
     let seed = 7;
     const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
     for (let round = 0; round < 50; round++) {
@@ -140,11 +140,17 @@ describe('reading hashes from the signed bytes', () => {
           prev: rnd(2) ? GENESIS_PREV : 'ab'.repeat(32),
         };
         if (rnd(2)) r.voltageMilliV = rnd(250000);
+        if (rnd(2)) r.currentMilliA = rnd(100000);
         if (rnd(2)) r.frequencyMilliHz = rnd(51000);
+        if (rnd(5) === 0) r.importWh = Number.MAX_SAFE_INTEGER - rnd(1000);
         return r;
       });
-      const env = signEnvelope({ v: 1, gateway: gatewayId(`gw-${rnd(100)}`), readings }, priv);
-      expect(readingHashesFromSigned(env, signedBytes(env))).toEqual(readings.map(readingHash));
+      const env = signEnvelope({ v: 1, gateway: gatewayId(`gw-${rnd(100)}.site_${rnd(9)}`), readings }, priv);
+      // As the settlement receives it: parsed from the wire and schema-checked.
+      const received = asEnvelope(JSON.parse(JSON.stringify(env)));
+      const fast = signedBytesOfValidEnvelope(received);
+      expect(fast.bytes.equals(signedBytes(env))).toBe(true);
+      expect(fast.hashes).toEqual(readings.map(readingHash));
     }
   });
 });
