@@ -29,6 +29,15 @@ export const topics = {
   everything: `${TOPIC_ROOT}/#`,
 } as const;
 
+/**
+ * QoS of the settlement's acks and rejections. Gateways connect with clean sessions, so a
+ * QoS 1 reply lost with its connection is never redelivered anyway; what makes an ack
+ * reliable is the gateway resending an unacknowledged envelope, which is then acked as a
+ * duplicate. QoS 0 spares the broker a packet id, an in-flight record and the gateway's
+ * PUBACK per envelope.
+ */
+export const REPLY_QOS = 0;
+
 const gatewayTopicRe = /^gtx\/v1\/gw\/([^/+#]+)\/(readings|status|ack|reject)$/;
 
 /** Splits a per-gateway topic into its gateway id and kind; null for any other topic. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { loadPublicKey, parseGatewayTopic, topics } from '../protocol/index.ts';
+import { REPLY_QOS, loadPublicKey, parseGatewayTopic, topics } from '../protocol/index.ts';
 import { readFileSync } from 'node:fs';
 import { hashSecret, newSecret } from './broker/credentials.ts';
 import { AedesBus, ClientBus, type Bus } from './broker/bus.ts';
@@ -154,7 +154,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   // Several workers on one broker share the readings; each still sees every status.
   const readingsFilter =
     cfg.mqtt.mode === 'external' && cfg.mqtt.sharedGroup ? `$share/${cfg.mqtt.sharedGroup}/${topics.allReadings}` : topics.allReadings;
-  const publisher = { publish: (topic: string, payload: string) => bus.publish(topic, payload) };
+  const publisher = { publish: (topic: string, payload: string) => bus.publish(topic, payload, { qos: REPLY_QOS }) };
   const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now, metrics, timeseries: influx });
 
   const inflight = new Set<Promise<void>>();

@@ -6,9 +6,15 @@ import type { Aedes, AedesPublishPacket } from 'aedes';
  * embedded broker it sits inside aedes (no socket, no second parse of every message); with an
  * external broker it is an mqtt.js client.
  */
+export interface PublishOptions {
+  retain?: boolean;
+  /** Default 1. */
+  qos?: 0 | 1;
+}
+
 export interface Bus {
   subscribe(filters: string[], onMessage: (topic: string, payload: Buffer) => void): Promise<void>;
-  publish(topic: string, payload: string, opts?: { retain?: boolean }): Promise<void>;
+  publish(topic: string, payload: string, opts?: PublishOptions): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -37,8 +43,8 @@ export class ClientBus implements Bus {
     if (refused.length > 0) throw new Error(`the broker refused the settlement's subscriptions ${refused.join(', ')}: check its ACL`);
   }
 
-  async publish(topic: string, payload: string, opts: { retain?: boolean } = {}): Promise<void> {
-    await this.client.publishAsync(topic, payload, { qos: 1, retain: opts.retain ?? false });
+  async publish(topic: string, payload: string, opts: PublishOptions = {}): Promise<void> {
+    await this.client.publishAsync(topic, payload, { qos: opts.qos ?? 1, retain: opts.retain ?? false });
   }
 
   async close(): Promise<void> {
@@ -63,10 +69,10 @@ export class AedesBus implements Bus {
     }
   }
 
-  publish(topic: string, payload: string, opts: { retain?: boolean } = {}): Promise<void> {
+  publish(topic: string, payload: string, opts: PublishOptions = {}): Promise<void> {
     return new Promise((resolve, reject) =>
       this.aedes.publish(
-        { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: opts.retain ?? false, dup: false },
+        { cmd: 'publish', topic, payload: Buffer.from(payload), qos: opts.qos ?? 1, retain: opts.retain ?? false, dup: false },
         (err?: Error) => (err ? reject(err) : resolve()),
       ),
     );
