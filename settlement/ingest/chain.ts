@@ -53,24 +53,27 @@ const RATED_POWER_TOLERANCE = 1.1;
 const RATED_POWER_SLACK_WH = 16;
 
 export function decideReading(r: CandidateReading, n: ChainNeighbours, limits?: MeterLimits): ChainDecision {
-  const reject = (reason: ChainRejectReason, detail: string): ChainDecision => ({ kind: 'reject', reason, detail: `meter ${r.meter}: ${detail}` });
   if (n.same) {
     if (n.same.hash === r.hash) return { kind: 'duplicate' };
-    return reject('seq_regression', `seq ${r.seq} is already in the ledger with different content`);
+    return refuse(r, 'seq_regression', `seq ${r.seq} is already in the ledger with different content`);
   }
-  if (r.seq === 1 && r.prev !== GENESIS_PREV) return reject('broken_chain', 'seq 1 must have the genesis prev');
-  if (r.seq > 1 && r.prev === GENESIS_PREV) return reject('seq_regression', `genesis prev at seq ${r.seq} (meter history restarted?)`);
-  if (n.before && n.before.hash !== r.prev) return reject('broken_chain', `prev of seq ${r.seq} does not match the hash of seq ${r.seq - 1}`);
-  if (n.after && n.after.prev !== r.hash) return reject('broken_chain', `seq ${r.seq + 1} does not link to this seq ${r.seq}`);
+  if (r.seq === 1 && r.prev !== GENESIS_PREV) return refuse(r, 'broken_chain', 'seq 1 must have the genesis prev');
+  if (r.seq > 1 && r.prev === GENESIS_PREV) return refuse(r, 'seq_regression', `genesis prev at seq ${r.seq} (meter history restarted?)`);
+  if (n.before && n.before.hash !== r.prev) return refuse(r, 'broken_chain', `prev of seq ${r.seq} does not match the hash of seq ${r.seq - 1}`);
+  if (n.after && n.after.prev !== r.hash) return refuse(r, 'broken_chain', `seq ${r.seq + 1} does not link to this seq ${r.seq}`);
   if (n.before) {
     const d = spanProblem(n.before, r, limits);
-    if (d) return reject(d.reason, `seq ${r.seq - 1} → ${r.seq}: ${d.detail}`);
+    if (d) return refuse(r, d.reason, `seq ${r.seq - 1} → ${r.seq}: ${d.detail}`);
   }
   if (n.after) {
     const d = spanProblem(r, n.after, limits);
-    if (d) return reject(d.reason, `seq ${r.seq} → ${r.seq + 1}: ${d.detail}`);
+    if (d) return refuse(r, d.reason, `seq ${r.seq} → ${r.seq + 1}: ${d.detail}`);
   }
   return { kind: 'new' };
+}
+
+function refuse(r: CandidateReading, reason: ChainRejectReason, detail: string): ChainDecision {
+  return { kind: 'reject', reason, detail: `meter ${r.meter}: ${detail}` };
 }
 
 function spanProblem(

@@ -28,8 +28,6 @@ export type EnvelopePlan =
 /** What the ledger (plus whatever the caller already planned in this batch) holds at (meter, seq). */
 export type NeighbourLookup = (meter: string, seq: number) => NeighbourReading | undefined;
 
-const keyOf = (meter: string, seq: number) => `${meter}\n${seq}`;
-
 export function neighbourOf(r: VerifiedReading, tsMs: number): NeighbourReading {
   return { hash: r.hash, prev: r.prev, tsMs, importWh: r.importWh, exportWh: r.exportWh };
 }
@@ -43,30 +41,41 @@ export function neighbourOf(r: VerifiedReading, tsMs: number): NeighbourReading 
  * `lookup` before planning the next envelope of the batch.
  */
 export function planEnvelope(env: VerifiedEnvelope, lookup: NeighbourLookup): EnvelopePlan {
-  const mine = env.readings.length > 1 ? new Map<string, NeighbourReading>() : undefined;
-  const at = (meter: string, seq: number) => mine?.get(keyOf(meter, seq)) ?? lookup(meter, seq);
+  // This runs for every envelope on the commit path: no closures or string keys per reading
+  // (the TypeScript loader names every closure it creates, which costs more than the work).
   const fresh: FreshReading[] = [];
+  const mine: Array<{ meter: string; seq: number; n: NeighbourReading }> = [];
   const energy: EnergyDelta[] = [];
   let duplicates = 0;
   for (const r of env.readings) {
     const tsMs = Date.parse(r.ts);
-    const before = at(r.meter, r.seq - 1);
-    const after = at(r.meter, r.seq + 1);
+    const before = seen(mine, r.meter, r.seq - 1) ?? lookup(r.meter, r.seq - 1);
+    const after = seen(mine, r.meter, r.seq + 1) ?? lookup(r.meter, r.seq + 1);
+    const same = seen(mine, r.meter, r.seq) ?? lookup(r.meter, r.seq);
     const candidate = { meter: r.meter, seq: r.seq, prev: r.prev, hash: r.hash, tsMs, importWh: r.importWh, exportWh: r.exportWh };
-    const d = decideReading(candidate, { same: at(r.meter, r.seq), before, after }, { ratedPowerW: r.context.ratedPowerW });
+    const d = decideReading(candidate, { same, before, after }, { ratedPowerW: r.context.ratedPowerW });
     if (d.kind === 'reject') return { status: 'rejected', reason: d.reason, detail: d.detail };
     if (d.kind === 'duplicate') {
       duplicates++;
       continue;
     }
-    mine?.set(keyOf(r.meter, r.seq), neighbourOf(r, tsMs));
+    mine.push({ meter: r.meter, seq: r.seq, n: neighbourOf(r, tsMs) });
     fresh.push({ reading: r, tsMs });
     for (const e of pairEnergy(r.context, candidate, before, after)) {
-      energy.push({ meter: r.meter, market: r.context.market, ...e });
+      energy.push({ meter: r.meter, market: r.context.market, startMs: e.startMs, importWh: e.importWh, exportWh: e.exportWh });
     }
   }
   if (fresh.length === 0) return { status: 'duplicate' };
   return { status: 'accepted', fresh, duplicates, energy };
+}
+
+/** A reading planned earlier in the same envelope (at most 256, usually the one just before). */
+function seen(mine: Array<{ meter: string; seq: number; n: NeighbourReading }>, meter: string, seq: number): NeighbourReading | undefined {
+  for (let i = mine.length - 1; i >= 0; i--) {
+    const m = mine[i]!;
+    if (m.seq === seq && m.meter === meter) return m.n;
+  }
+  return undefined;
 }
 
 /**
@@ -74,24 +83,27 @@ export function planEnvelope(env: VerifiedEnvelope, lookup: NeighbourLookup): En
  * (PostgreSQL refuses an ON CONFLICT statement that touches a row twice).
  */
 export class EnergySums {
-  private readonly sums = new Map<string, EnergyDelta>();
+  private readonly sums = new Map<string, Map<number, EnergyDelta>>();
 
   add(deltas: EnergyDelta[]): void {
     for (const e of deltas) {
-      const k = keyOf(e.meter, e.startMs);
-      const sum = this.sums.get(k);
+      let meter = this.sums.get(e.meter);
+      if (!meter) this.sums.set(e.meter, (meter = new Map()));
+      const sum = meter.get(e.startMs);
       if (sum) {
         sum.importWh += e.importWh;
         sum.exportWh += e.exportWh;
         // The meter's latest market wins, as a row-by-row upsert would leave it.
         sum.market = e.market;
       } else {
-        this.sums.set(k, { ...e });
+        meter.set(e.startMs, { meter: e.meter, market: e.market, startMs: e.startMs, importWh: e.importWh, exportWh: e.exportWh });
       }
     }
   }
 
   rows(): EnergyDelta[] {
-    return [...this.sums.values()];
+    const out: EnergyDelta[] = [];
+    for (const meter of this.sums.values()) for (const sum of meter.values()) out.push(sum);
+    return out;
   }
 }
