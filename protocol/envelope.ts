@@ -73,14 +73,35 @@ export function asEnvelope(value: unknown): Envelope {
     const where = first?.path || '/';
     throw new EnvelopeFormatError(`${where}: ${first?.message ?? 'invalid envelope'}`);
   }
-  for (const [i, r] of value.readings.entries()) {
-    // The pattern admits impossible dates like 2026-02-30; a round trip catches them.
-    const ms = Date.parse(r.ts);
-    if (!Number.isFinite(ms) || new Date(ms).toISOString() !== r.ts) {
-      throw new EnvelopeFormatError(`/readings/${i}/ts: not a real UTC instant`);
-    }
+  const readings = value.readings;
+  for (let i = 0; i < readings.length; i++) {
+    // The pattern admits impossible dates like 2026-02-30.
+    if (!isRealInstant(readings[i]!.ts)) throw new EnvelopeFormatError(`/readings/${i}/ts: not a real UTC instant`);
   }
   return value as Envelope;
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Digits at [from, to) of a string the Instant pattern already matched. */
+function digits(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) n = n * 10 + s.charCodeAt(i) - 48;
+  return n;
+}
+
+/**
+ * Whether a string of the Instant pattern (YYYY-MM-DDTHH:MM:SS.sssZ) names a real instant.
+ * Arithmetic on the digits, no Date round trip: it runs for every reading received.
+ */
+export function isRealInstant(ts: string): boolean {
+  const year = digits(ts, 0, 4);
+  const month = digits(ts, 5, 7);
+  const day = digits(ts, 8, 10);
+  if (month < 1 || month > 12 || day < 1) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  if (day > (month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!)) return false;
+  return digits(ts, 11, 13) < 24 && digits(ts, 14, 16) < 60 && digits(ts, 17, 19) < 60;
 }
 
 export function unsigned(env: Envelope): UnsignedEnvelope {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   GENESIS_PREV,
   asEnvelope,
+  isRealInstant,
   canonicalJson,
   envelopeIdOf,
   generateGatewayKeyPair,
@@ -122,6 +123,29 @@ describe('envelope schema', () => {
       expect(() => asEnvelope(e)).toThrow(where);
     });
   }
+});
+
+describe('isRealInstant', () => {
+  it('agrees with a Date round trip on every day of leap and common years and on out-of-range fields', () => {
+    const roundTrip = (ts: string) => {
+      const ms = Date.parse(ts);
+      return Number.isFinite(ms) && new Date(ms).toISOString() === ts;
+    };
+    const two = (n: number) => String(n).padStart(2, '0');
+    let checked = 0;
+    for (const year of [1900, 1999, 2000, 2024, 2026, 2100, 2400]) {
+      for (let month = 0; month <= 13; month++) {
+        for (let day = 0; day <= 32; day++) {
+          for (const [h, m, sec] of [[0, 0, 0], [23, 59, 59], [24, 0, 0], [12, 60, 0], [12, 0, 60]]) {
+            const ts = `${year}-${two(month)}-${two(day)}T${two(h!)}:${two(m!)}:${two(sec!)}.123Z`;
+            expect(isRealInstant(ts), ts).toBe(roundTrip(ts));
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(15_000);
+  });
 });
 
 describe('signed bytes written directly for a schema-checked envelope', () => {
