@@ -311,27 +311,13 @@ export class PostgresLedger implements Ledger {
   async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
     if (batch.length === 0) return [];
     const meters = [...new Set(batch.flatMap((env) => env.readings.map((r): string => r.meter)))];
-    // Every (meter, seq) whose stored reading a plan may ask for: seq-1, seq, seq+1, each once.
-    const wantMeters: string[] = [];
-    const wantSeqs: number[] = [];
-    const wanted = new Set<string>();
-    for (const env of batch) {
-      for (const r of env.readings) {
-        for (const seq of [r.seq - 1, r.seq, r.seq + 1]) {
-          const k = keyOf(r.meter, seq);
-          if (wanted.has(k)) continue;
-          wanted.add(k);
-          wantMeters.push(r.meter);
-          wantSeqs.push(seq);
-        }
-      }
-    }
+    const { wantMeters, wantLo, wantHi } = neighbourRanges(batch);
     return this.transaction(async (c) => {
       // Every meter of the batch, in ascending key order, held until COMMIT or ROLLBACK.
       await c.query({ name: 'gtx-lock-meters', text: LOCK_METERS, values: [meters] });
       // What the ledger holds around every reading of the batch, in one round trip. The meter
       // locks keep it current until COMMIT.
-      const { rows } = await c.query<NeighbourRow>({ name: 'gtx-neighbours', text: SELECT_NEIGHBOURS, values: [wantMeters, wantSeqs] });
+      const { rows } = await c.query<NeighbourRow>({ name: 'gtx-neighbours', text: SELECT_NEIGHBOURS, values: [wantMeters, wantLo, wantHi] });
       const known = new Map<string, NeighbourReading>(
         rows.map((row) => [keyOf(row.meter, row.seq), { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh }]),
       );
@@ -620,9 +606,52 @@ interface NeighbourRow {
  * sequential scan of all readings, kept until the next ANALYZE).
  */
 const SELECT_NEIGHBOURS = `SELECT r.meter, r.seq, r.hash, r.prev, r.ts_ms, r.import_wh, r.export_wh
-  FROM unnest($1::text[], $2::bigint[]) AS want(meter, seq)
+  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS want(meter, lo, hi)
   CROSS JOIN LATERAL (SELECT meter, seq, hash, prev, ts_ms, import_wh, export_wh FROM readings
-                      WHERE meter = want.meter AND seq = want.seq LIMIT 1) AS r`;
+                      WHERE meter = want.meter AND seq BETWEEN want.lo AND want.hi) AS r`;
+
+/**
+ * The seq ranges whose stored readings the plans of a batch may ask for (seq-1, seq, seq+1 of
+ * every reading), as index range scans: one per meter when its readings in the batch are
+ * close together (the usual run of new readings, where the scan finds only the stored head),
+ * otherwise one per needed seq, so that a batch mixing old and new seqs of a meter never scans
+ * the readings in between.
+ */
+function neighbourRanges(batch: VerifiedEnvelope[]): { wantMeters: string[]; wantLo: number[]; wantHi: number[] } {
+  const perMeter = new Map<string, number[]>();
+  for (const env of batch) {
+    for (const r of env.readings) {
+      let seqs = perMeter.get(r.meter);
+      if (!seqs) perMeter.set(r.meter, (seqs = []));
+      seqs.push(r.seq);
+    }
+  }
+  const wantMeters: string[] = [];
+  const wantLo: number[] = [];
+  const wantHi: number[] = [];
+  for (const [meter, seqs] of perMeter) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const seq of seqs) {
+      if (seq < lo) lo = seq;
+      if (seq > hi) hi = seq;
+    }
+    if (hi - lo <= 2 * seqs.length + 8) {
+      wantMeters.push(meter);
+      wantLo.push(lo - 1);
+      wantHi.push(hi + 1);
+      continue;
+    }
+    const points = new Set<number>();
+    for (const seq of seqs) for (const s of [seq - 1, seq, seq + 1]) points.add(s);
+    for (const s of points) {
+      wantMeters.push(meter);
+      wantLo.push(s);
+      wantHi.push(s);
+    }
+  }
+  return { wantMeters, wantLo, wantHi };
+}
 
 /**
  * The accepted envelopes ($1-$5, one element each) and their fresh readings ($6-$17, one
