@@ -36,7 +36,11 @@ export class SqliteLedger implements Ledger {
   readonly engine = 'sqlite' as const;
   private readonly db: Database.Database;
 
-  constructor(path: string) {
+  /**
+   * `walAutocheckpointPages`: after a commit that leaves the WAL longer than this, the
+   * committing connection checkpoints it (SQLite's default is 1000 pages, ~4 MiB).
+   */
+  constructor(path: string, opts: { walAutocheckpointPages?: number } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -44,6 +48,7 @@ export class SqliteLedger implements Ledger {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
+    if (opts.walAutocheckpointPages !== undefined) this.db.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages}`);
   }
 
   async migrate(): Promise<void> {
