@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the ingest benchmark (docs/benchmarks.md).
  *
- *   node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N]
+ *   node --expose-gc --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N]
  *        [--out docs/benchmarks.md] [--quick] [--profile auto|always|never] [--strict]
  *
  * --quick is a 2-second smoke run; it writes the report only when --out is given. --strict
@@ -23,7 +23,7 @@ import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
 import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext } from './report.ts';
 
 const USAGE =
-  'usage: node --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick]\n' +
+  'usage: node --expose-gc --import tsx test/bench/run.ts [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick]\n' +
   '         [--profile auto|always|never] [--strict] [--gateways N] [--window N]';
 
 function fail(message: string): never {
@@ -87,7 +87,7 @@ async function main(): Promise<number> {
   const out = values.out ? resolve(values.out) : values.quick ? undefined : resolve(repo, 'docs/benchmarks.md');
 
   const viaNpm = process.env.npm_lifecycle_event === 'bench';
-  const resolvedCommand = ['node --import tsx test/bench/run.ts', ...argv].join(' ');
+  const resolvedCommand = ['node --expose-gc --import tsx test/bench/run.ts', ...argv].join(' ');
   const ctx: RunContext = {
     command: viaNpm ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ') : resolvedCommand,
     resolvedCommand,
