@@ -126,7 +126,10 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   });
   const commitsInFlight = cfg.ingest.commitsInFlight ?? (ledger.engine === 'postgres' ? 4 : 1);
   // Commits run on their own thread (ledger/commit-thread.ts) unless the ledger lives in memory.
-  const commitThread = cfg.ledger.databaseUrl || cfg.ledger.sqlitePath !== ':memory:' ? new CommitThread(cfg.ledger) : undefined;
+  const commitThread =
+    cfg.ledger.databaseUrl || cfg.ledger.sqlitePath !== ':memory:'
+      ? new CommitThread(cfg.ledger, { restarted: (cause) => log.error({ err: cause }, 'ledger commit thread died and was restarted; its batches go unacknowledged and are resent') })
+      : undefined;
   const committer = new BatchCommitter(
     commitThread ? (batch) => commitThread.commit(batch) : (batch) => ledger.commitEnvelopes(batch),
     cfg.ingest.commitBatchMax,

@@ -65,31 +65,58 @@ export interface CommitThreadOptions {
  * each caller gets its own.
  */
 export class CommitThread {
-  private readonly worker: Worker;
+  private worker!: Worker;
   private readonly pending = new Map<number, { resolve: (o: CommitOutcome[]) => void; reject: (e: Error) => void }>();
   private next = 1;
-  private failure: Error | undefined;
   private closing = false;
+  private restartTimer: NodeJS.Timeout | undefined;
 
-  constructor(opts: CommitThreadOptions) {
-    this.worker = new Worker(new URL('./commit-worker.js', import.meta.url), { workerData: opts, execArgv: [] });
-    this.worker.on('message', (reply: CommitReply | 'ready') => {
+  /**
+   * If the thread dies (an uncaught error in it, a resource limit), the batches it held are
+   * rejected, so their envelopes go unacknowledged and their gateways resend them, and a new
+   * thread starts after `restartDelayMs`; its connection sees exactly what was committed
+   * (a transaction the dead thread had open was rolled back with its connection).
+   */
+  constructor(
+    private readonly opts: CommitThreadOptions,
+    private readonly events: { restarted?: (cause: Error) => void; restartDelayMs?: number } = {},
+  ) {
+    this.start();
+  }
+
+  private start(): void {
+    const worker = new Worker(new URL('./commit-worker.js', import.meta.url), { workerData: this.opts, execArgv: [] });
+    this.worker = worker;
+    worker.on('message', (reply: CommitReply | 'ready') => {
       if (reply === 'ready') return;
       const p = this.pending.get(reply.n);
       if (!p) return;
       this.pending.delete(reply.n);
-      if (this.pending.size === 0 && !this.closing) this.worker.unref();
+      if (this.pending.size === 0 && !this.closing) worker.unref();
       if ('outcomes' in reply) p.resolve(reply.outcomes);
       else p.reject(Object.assign(new Error(`ledger commit: ${reply.error.message}`), { code: reply.error.code, stack: reply.error.stack }));
     });
-    this.worker.on('error', (e) => this.fail(e));
-    this.worker.on('exit', (code) => this.fail(new Error(`the ledger commit thread exited (code ${code})`)));
+    let cause: Error | undefined;
+    worker.on('error', (e) => (cause = e));
+    worker.on('exit', (code) => {
+      if (this.closing) return;
+      const died = cause ?? new Error(`the ledger commit thread exited (code ${code})`);
+      for (const p of this.pending.values()) p.reject(died);
+      this.pending.clear();
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        if (this.closing) return;
+        this.start();
+        this.events.restarted?.(died);
+      }, this.events.restartDelayMs ?? 1000);
+    });
     // Idle between batches, it must not keep the process alive on its own.
-    this.worker.unref();
+    worker.unref();
   }
 
   commit(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new Error('the ledger commit thread is closed'));
+    if (this.restartTimer) return Promise.reject(new Error('the ledger commit thread is restarting'));
     const n = this.next++;
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
@@ -100,18 +127,14 @@ export class CommitThread {
 
   /** Lets sent batches finish, then closes the thread's ledger connection(s). */
   async close(): Promise<void> {
-    if (this.failure || this.closing) return;
+    if (this.closing) return;
     this.closing = true;
+    clearTimeout(this.restartTimer);
+    if (this.restartTimer) return;
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     // Held until the thread has closed its connection (SQLite checkpoints the WAL then).
     this.worker.ref();
     this.worker.postMessage('close');
     await exited;
-  }
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    for (const p of this.pending.values()) p.reject(this.failure);
-    this.pending.clear();
   }
 }

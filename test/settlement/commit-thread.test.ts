@@ -8,6 +8,7 @@ import { SqliteLedger } from '../../settlement/ledger/sqlite.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
 import { tempDir } from '../support/tmp.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** The SQLite commit thread: its own connection, its checkpoint thread, its error path. */
 
@@ -75,6 +76,35 @@ describe('SQLite commit thread', () => {
       await thread.close();
     }
     expect(await ledger.counts()).toMatchObject({ envelopes: 1, readings: 1 });
+    await ledger.close();
+  });
+
+  it('restarts a thread that died; what it held is rejected, and the resent envelopes are stored once', async () => {
+    const path = join(dir.path, 'restart.sqlite');
+    const ledger = new SqliteLedger(path);
+    await ledger.migrate();
+    const f = new EnvelopeFactory('gw-restart');
+    await enrollTestGateway(ledger, 'gw-restart', f.publicKeyPem, ['m-r']);
+    const restarts: Error[] = [];
+    const thread = new CommitThread({ sqlitePath: path }, { restarted: (e) => restarts.push(e), restartDelayMs: 50 });
+    const [first, second, third] = [verified(f.next('m-r')), verified(f.next('m-r')), verified(f.next('m-r'))];
+    try {
+      expect((await thread.commit([first!])).map((o) => o.status)).toEqual(['accepted']);
+      // What a crash of the thread looks like from the main thread.
+      const inFlight = thread.commit([second!]);
+      await (thread as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await expect(inFlight).rejects.toThrow();
+      await expect(thread.commit([third!])).rejects.toThrow(/restarting/);
+      await waitFor(() => restarts.length === 1 || undefined, 'the commit thread to restart');
+      // The gateway resends both unacknowledged envelopes; the second may have been committed
+      // just before the thread died, in which case it is now a duplicate.
+      const outcomes = await thread.commit([second!, third!]);
+      expect(['accepted', 'duplicate']).toContain(outcomes[0]!.status);
+      expect(outcomes[1]!.status).toBe('accepted');
+    } finally {
+      await thread.close();
+    }
+    expect((await ledger.readings('m-r')).map((r) => r.seq)).toEqual([1, 2, 3]);
     await ledger.close();
   });
 });
