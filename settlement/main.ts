@@ -8,6 +8,7 @@ import { LedgerCredentialStore } from './broker/ledger-credentials.ts';
 import { MosquittoPasswordSync } from './broker/mosquitto-sync.ts';
 import type { SettlementConfig } from './config.ts';
 import { BatchCommitter } from './ingest/committer.ts';
+import { LookupCache } from './ingest/lookup-cache.ts';
 import { ReadingsHandler, type IngestStats } from './ingest/readings-handler.ts';
 import { EnvelopeVerifier, type EnrolledMeter, type GatewayKey } from './ingest/verify.ts';
 import type { Ledger } from './ledger/ledger.ts';
@@ -78,39 +79,23 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     brokerUrl = cfg.mqtt.url;
   }
 
-  // The lookup itself is cached (a promise), so envelopes arriving during a miss all wait
-  // for the same query and keep their arrival order.
-  const keyCache = new Map<string, { at: number; value: Promise<GatewayKey | undefined> }>();
-  const gatewayKey = (id: string): Promise<GatewayKey | undefined> => {
-    const hit = keyCache.get(id);
-    if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit.value;
-    const value = ledger.getGateway(id).then((rec) => (rec ? { status: rec.status, key: loadPublicKey(rec.publicKeyPem) } : undefined));
-    keyCache.set(id, { at: Date.now(), value });
-    value.catch(() => keyCache.delete(id));
-    return value;
-  };
-
-  const meterCache = new Map<string, { at: number; value: Promise<EnrolledMeter | undefined> }>();
-  const meter = (id: string): Promise<EnrolledMeter | undefined> => {
-    const hit = meterCache.get(id);
-    if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit.value;
-    const value = (async () => {
-      const m = await ledger.getMeter(id);
-      const market = m && (await ledger.getMarket(m.market));
-      if (!m || !market) return undefined;
-      return {
-        gateway: m.gateway,
-        context: { ratedPowerW: m.ratedPowerW, market: market.id, timeZone: market.timeZone, intervalMs: market.intervalMinutes * 60_000 },
-      };
-    })();
-    meterCache.set(id, { at: Date.now(), value });
-    value.catch(() => meterCache.delete(id));
-    return value;
-  };
+  const keyCache = new LookupCache<GatewayKey | undefined>(
+    (id) => ledger.getGateway(id).then((rec) => (rec ? { status: rec.status, key: loadPublicKey(rec.publicKeyPem) } : undefined)),
+    KEY_CACHE_MS,
+  );
+  const meterCache = new LookupCache<EnrolledMeter | undefined>(async (id) => {
+    const m = await ledger.getMeter(id);
+    const market = m && (await ledger.getMarket(m.market));
+    if (!m || !market) return undefined;
+    return {
+      gateway: m.gateway,
+      context: { ratedPowerW: m.ratedPowerW, market: market.id, timeZone: market.timeZone, intervalMs: market.intervalMinutes * 60_000 },
+    };
+  }, KEY_CACHE_MS);
 
   const verifier = new EnvelopeVerifier({
-    gatewayKey,
-    meter,
+    gatewayKey: (id) => keyCache.get(id),
+    meter: (id) => meterCache.get(id),
     now,
     maxPayloadBytes: cfg.ingest.maxPayloadBytes,
     maxClockSkewMs: cfg.ingest.maxClockSkewMs,
@@ -179,7 +164,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       ? new MosquittoPasswordSync({ passwordFile: cfg.mqtt.mosquittoPasswordFile, pidFile: cfg.mqtt.mosquittoPidFile, log })
       : undefined;
   const forget = (gateway: string) => {
-    keyCache.delete(gateway);
+    keyCache.forget(gateway);
     meterCache.clear();
   };
   const revoked = (gateway: string) => {
