@@ -109,7 +109,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     defaultMetrics: true,
     sources: { connectedGateways: () => status.onlineCount(), influxBacklog: () => influx?.stats().backlog ?? 0 },
   });
-  const commitsInFlight = cfg.ingest.commitsInFlight ?? (ledger.engine === 'postgres' ? 4 : 1);
+  const commitsInFlight = cfg.ingest.commitsInFlight ?? (ledger.engine === 'postgres' ? 2 : 1);
   // Commits run on their own thread (ledger/commit-thread.ts) unless the ledger lives in memory.
   const commitThread =
     cfg.ledger.databaseUrl || cfg.ledger.sqlitePath !== ':memory:'
