@@ -71,7 +71,7 @@ export function verifySignatureAsync(bytes: Buffer, sigBase64: string, publicKey
  * chain hash, written straight in RFC 8785 member order instead of through the generic
  * canonicaliser: the schema fixes every member name, admits only strings JSON never escapes
  * (ids, hex digests, instants) and only safe integers, so canonical JSON reduces to
- * concatenation. This runs for every envelope received; test/protocol/canonical.test.ts checks
+ * concatenation. This runs for every envelope received; test/protocol/envelope.test.ts checks
  * it against `signedBytes` and `readingHash` on generated envelopes. Not for unchecked input.
  */
 export function signedBytesOfValidEnvelope(env: Envelope): { bytes: Buffer; hashes: string[] } {

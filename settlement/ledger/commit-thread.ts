@@ -52,7 +52,6 @@ export type CommitReply =
 export interface CommitThreadOptions {
   sqlitePath: string;
   databaseUrl?: string;
-  maxConnections?: number;
 }
 
 /**
@@ -87,8 +86,7 @@ export class CommitThread {
   private start(): void {
     const worker = new Worker(new URL('./commit-worker.js', import.meta.url), { workerData: this.opts, execArgv: [] });
     this.worker = worker;
-    worker.on('message', (reply: CommitReply | 'ready') => {
-      if (reply === 'ready') return;
+    worker.on('message', (reply: CommitReply) => {
       const p = this.pending.get(reply.n);
       if (!p) return;
       this.pending.delete(reply.n);

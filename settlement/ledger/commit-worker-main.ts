@@ -20,7 +20,7 @@ const WAL_SAFETY_PAGES = 4000;
 
 // The main thread has migrated the schema already.
 const ledger: Ledger = opts.databaseUrl
-  ? new (await import('./postgres.ts')).PostgresLedger(opts.databaseUrl, { maxConnections: opts.maxConnections })
+  ? new (await import('./postgres.ts')).PostgresLedger(opts.databaseUrl)
   : new SqliteLedger(opts.sqlitePath, { walAutocheckpointPages: WAL_SAFETY_PAGES });
 const checkpointer = opts.databaseUrl
   ? undefined
@@ -53,4 +53,3 @@ port.on('message', (req: CommitRequest | 'close') => {
     },
   );
 });
-port.postMessage('ready');

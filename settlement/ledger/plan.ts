@@ -1,7 +1,7 @@
 // Deciding one envelope against what the ledger holds, free of I/O and shared by both
 // engines: each engine only supplies the lookup of stored neighbours and writes the plan.
 import { decideReading, type ChainRejectReason, type NeighbourReading } from '../ingest/chain.ts';
-import type { VerifiedEnvelope, VerifiedReading } from './ledger.ts';
+import type { CommitOutcome, VerifiedEnvelope, VerifiedReading } from './ledger.ts';
 import { pairEnergy } from './rows.ts';
 
 
@@ -67,6 +67,18 @@ export function planEnvelope(env: VerifiedEnvelope, lookup: NeighbourLookup): En
   }
   if (fresh.length === 0) return { status: 'duplicate' };
   return { status: 'accepted', fresh, duplicates, energy };
+}
+
+/** What the caller of commitEnvelopes is told about an envelope, once its plan is carried out. */
+export function outcomeOf(env: VerifiedEnvelope, plan: EnvelopePlan): CommitOutcome {
+  switch (plan.status) {
+    case 'accepted':
+      return { status: 'accepted', id: env.id, inserted: plan.fresh.length, duplicates: plan.duplicates };
+    case 'duplicate':
+      return { status: 'duplicate', id: env.id, readings: env.readings.length };
+    case 'rejected':
+      return { status: 'rejected', id: env.id, reason: plan.reason, detail: plan.detail };
+  }
 }
 
 /** A reading planned earlier in the same envelope (at most 256, usually the one just before). */

@@ -11,7 +11,7 @@ import type {
   RegistryStore,
 } from '../registry/registry.ts';
 import { loadMigrations } from './migrations.ts';
-import { EnergySums, neighbourOf, planEnvelope, type FreshReading } from './plan.ts';
+import { EnergySums, neighbourOf, outcomeOf, planEnvelope, type FreshReading } from './plan.ts';
 import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
 import type {
   CommitOutcome,
@@ -333,14 +333,8 @@ export class PostgresLedger implements Ledger {
       let freshCount = 0;
       for (const env of batch) {
         const plan = planEnvelope(env, lookup);
-        if (plan.status === 'rejected') {
-          outcomes.push({ status: 'rejected', id: env.id, reason: plan.reason, detail: plan.detail });
-          continue;
-        }
-        if (plan.status === 'duplicate') {
-          outcomes.push({ status: 'duplicate', id: env.id, readings: env.readings.length });
-          continue;
-        }
+        outcomes.push(outcomeOf(env, plan));
+        if (plan.status !== 'accepted') continue;
         // The readings are tied to their envelope row by id in INSERT_ENVELOPES_AND_READINGS.
         // An id is the hash of the signed bytes, so a second envelope with an accepted id has
         // the same readings and was planned a duplicate above; anything else is a bug upstream.
@@ -350,7 +344,6 @@ export class PostgresLedger implements Ledger {
         energy.add(plan.energy);
         stored.push({ env, fresh: plan.fresh });
         freshCount += plan.fresh.length;
-        outcomes.push({ status: 'accepted', id: env.id, inserted: plan.fresh.length, duplicates: plan.duplicates });
       }
       if (stored.length === 0) return outcomes;
 
@@ -599,16 +592,16 @@ interface NeighbourRow {
 }
 
 /**
- * The stored readings at the (meter, seq) pairs zipped from $1 and $2: one primary-key probe
- * per pair. The LIMIT keeps the subquery from being flattened into a join, so that the plan
- * stays an index nested loop whatever the table's size when the statement was first planned
- * (a generic plan made while the table was small would otherwise be a hash join over a
- * sequential scan of all readings, kept until the next ANALYZE).
+ * The stored readings of meter $1[i] with seq in [$2[i], $3[i]]: one primary-key range scan
+ * per element (see neighbourRanges). OFFSET 0 keeps the subquery from being flattened into a
+ * join, so that the plan stays an index nested loop whatever the table's size when the
+ * statement was first planned (a generic plan made while the table was small is otherwise a
+ * hash join over a sequential scan of all readings, kept until the next ANALYZE).
  */
 const SELECT_NEIGHBOURS = `SELECT r.meter, r.seq, r.hash, r.prev, r.ts_ms, r.import_wh, r.export_wh
   FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS want(meter, lo, hi)
   CROSS JOIN LATERAL (SELECT meter, seq, hash, prev, ts_ms, import_wh, export_wh FROM readings
-                      WHERE meter = want.meter AND seq BETWEEN want.lo AND want.hi) AS r`;
+                      WHERE meter = want.meter AND seq BETWEEN want.lo AND want.hi OFFSET 0) AS r`;
 
 /**
  * The seq ranges whose stored readings the plans of a batch may ask for (seq-1, seq, seq+1 of

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
 import type { NeighbourReading } from '../ingest/chain.ts';
-import { EnergySums, neighbourOf, planEnvelope } from './plan.ts';
+import { EnergySums, neighbourOf, outcomeOf, planEnvelope } from './plan.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -271,8 +271,7 @@ export class SqliteLedger implements Ledger {
       const energy = new EnergySums();
       const outcomes = envs.map((env): CommitOutcome => {
         const plan = planEnvelope(env, lookup);
-        if (plan.status === 'duplicate') return { status: 'duplicate', id: env.id, readings: env.readings.length };
-        if (plan.status === 'rejected') return { status: 'rejected', id: env.id, reason: plan.reason, detail: plan.detail };
+        if (plan.status !== 'accepted') return outcomeOf(env, plan);
         const ref = s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.raw).lastInsertRowid;
         for (const { reading: r, tsMs } of plan.fresh) {
           s.insertReading.run(
@@ -283,7 +282,7 @@ export class SqliteLedger implements Ledger {
           if (r.seq > h.seq) this.heads.set(r.meter, { seq: r.seq, reading: neighbourOf(r, tsMs) });
         }
         energy.add(plan.energy);
-        return { status: 'accepted', id: env.id, inserted: plan.fresh.length, duplicates: plan.duplicates };
+        return outcomeOf(env, plan);
       });
       for (const e of energy.rows()) s.addIntervalEnergy.run(e.meter, e.startMs, e.market, e.importWh, e.exportWh);
       return outcomes;
