@@ -1,11 +1,10 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envelopeIdOf, readingHash, signedBytes, type Envelope } from '../../protocol/index.ts';
+import type { Envelope } from '../../protocol/index.ts';
 import { CommitThread } from '../../settlement/ledger/commit-thread.ts';
-import type { VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
 import { SqliteLedger } from '../../settlement/ledger/sqlite.ts';
-import { EnvelopeFactory } from '../support/envelopes.ts';
+import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
@@ -13,13 +12,7 @@ import { waitFor } from '../support/wait.ts';
 /** The SQLite commit thread: its own connection, its checkpoint thread, its error path. */
 
 const context = { ratedPowerW: 100_000, market: 'thailand_central', timeZone: 'Asia/Bangkok', intervalMs: 900_000 };
-const verified = (env: Envelope): VerifiedEnvelope => ({
-  id: envelopeIdOf(signedBytes(env)),
-  gateway: env.gateway,
-  raw: JSON.stringify(env),
-  receivedAtMs: Date.now(),
-  readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context })),
-});
+const verified = (env: Envelope) => verifiedEnvelope(env, context);
 
 describe('SQLite commit thread', () => {
   const dir = tempDir();

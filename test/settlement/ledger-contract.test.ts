@@ -3,14 +3,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GENESIS_PREV, envelopeIdOf, gatewayId, meterId, readingHash, signedBytes, type Envelope, type Reading } from '../../protocol/index.ts';
+import { GENESIS_PREV, gatewayId, meterId, readingHash, type Envelope, type Reading } from '../../protocol/index.ts';
 import { splitIntoIntervals } from '../../settlement/energy/intervals.ts';
 import type { CommitOutcome, IntervalRow, Ledger, MeterContext, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
 import { loadMigrations } from '../../settlement/ledger/migrations.ts';
 import { openLedger } from '../../settlement/ledger/open.ts';
 import { PostgresLedger } from '../../settlement/ledger/postgres.ts';
 import type { AccountId, MarketId, MeterRecord } from '../../settlement/registry/registry.ts';
-import { EnvelopeFactory } from '../support/envelopes.ts';
+import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
 import { freshPostgresSchema, postgresUrl, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -104,16 +104,8 @@ const engines: Engine[] = [
 /** The registry's view of a test meter: 10 kW, 15-minute intervals in Bangkok. */
 const CONTEXT: MeterContext = { ratedPowerW: 10_000, market: 'm1', timeZone: 'Asia/Bangkok', intervalMs: 900_000 };
 
-/** As settlement/ingest/verify.ts builds it once signature, schema, clock and meters have passed. */
-function verified(env: Envelope, receivedAtMs = Date.now(), context: MeterContext | ((meter: string) => MeterContext) = CONTEXT): VerifiedEnvelope {
-  return {
-    id: envelopeIdOf(signedBytes(env)),
-    gateway: env.gateway,
-    raw: JSON.stringify(env),
-    readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context: typeof context === 'function' ? context(r.meter) : context })),
-    receivedAtMs,
-  };
-}
+const verified = (env: Envelope, receivedAtMs = Date.now(), context: MeterContext | ((meter: string) => MeterContext) = CONTEXT): VerifiedEnvelope =>
+  verifiedEnvelope(env, context, receivedAtMs);
 
 /** The readings of a VerifiedEnvelope as signed, without what verification added. */
 const signedReadings = (env: VerifiedEnvelope): Reading[] => env.readings.map(({ hash: _hash, context: _context, ...r }) => r);

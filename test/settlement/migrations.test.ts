@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envelopeIdOf, readingHash, signedBytes, type Envelope } from '../../protocol/index.ts';
-import type { Ledger, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
+import type { Ledger } from '../../settlement/ledger/ledger.ts';
 import { loadMigrations } from '../../settlement/ledger/migrations.ts';
 import { openLedger } from '../../settlement/ledger/open.ts';
-import { EnvelopeFactory } from '../support/envelopes.ts';
+import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
 import { freshPostgresSchema, postgresUrl, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -66,13 +66,7 @@ async function expectMigrated(ledger: Ledger): Promise<void> {
   expect(envelopes.map((e) => [e.id, e.raw, e.readingCount])).toEqual(old.map((env, i) => [ids[i], JSON.stringify(env), 2]));
 
   // The chain continues from what the old release stored; a resend of an old envelope is a duplicate.
-  const verified = (env: Envelope): VerifiedEnvelope => ({
-    id: envelopeIdOf(signedBytes(env)),
-    gateway: env.gateway,
-    raw: JSON.stringify(env),
-    receivedAtMs: Date.now(),
-    readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context })),
-  });
+  const verified = (env: Envelope) => verifiedEnvelope(env, context);
   const outcomes = await ledger.commitEnvelopes([verified(nextEnvelope), verified(old[1]!)]);
   expect(outcomes.map((o) => o.status)).toEqual(['accepted', 'duplicate']);
   expect((await ledger.readings('meter-old')).length).toBe(7);

@@ -1,15 +1,36 @@
 import type { KeyObject } from 'node:crypto';
 import {
   GENESIS_PREV,
+  envelopeIdOf,
   gatewayId,
   generateGatewayKeyPair,
   loadPrivateKey,
   meterId,
   readingHash,
   signEnvelope,
+  signedBytes,
   type Envelope,
   type Reading,
 } from '../../protocol/index.ts';
+import type { MeterContext, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
+
+/**
+ * A signed envelope as settlement/ingest/verify.ts hands it to the ledger once signature,
+ * schema, clock and meters have passed; `context` is each meter's registry view.
+ */
+export function verifiedEnvelope(
+  env: Envelope,
+  context: MeterContext | ((meter: string) => MeterContext),
+  receivedAtMs = Date.now(),
+): VerifiedEnvelope {
+  return {
+    id: envelopeIdOf(signedBytes(env)),
+    gateway: env.gateway,
+    raw: JSON.stringify(env),
+    readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context: typeof context === 'function' ? context(r.meter) : context })),
+    receivedAtMs,
+  };
+}
 
 /** Builds correctly chained, signed envelopes for a test gateway, one meter at a time. */
 export class EnvelopeFactory {
