@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   GENESIS_PREV,
+  encodeEnvelope,
   envelopeIdOf,
   readingHash,
   signEnvelope,
@@ -101,7 +102,7 @@ export class Outbox {
       });
       const env = signEnvelope({ v: 1, gateway, readings }, key);
       const id = envelopeIdOf(signedBytes(env));
-      const payload = JSON.stringify(env);
+      const payload = encodeEnvelope(env);
       const createdAtMs = Date.now();
       const pos = Number(this.s.insert.run(id, createdAtMs, readings.length, payload).lastInsertRowid);
       for (const [meter, h] of heads) this.s.setHead.run(meter, h.seq, h.hash);

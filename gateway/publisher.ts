@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { parseAck, parseRejection, topics, type GatewayId, type GatewayStatus } from '../protocol/index.ts';
+import { gatewayClientId, parseAck, parseRejection, topics, type GatewayId, type GatewayStatus } from '../protocol/index.ts';
 import type { Outbox } from './outbox.ts';
 
 export interface PublisherOptions {
@@ -54,7 +54,7 @@ export class Publisher {
     const { gateway } = this.opts;
     const offline: GatewayStatus = { v: 1, state: 'offline', ts: new Date().toISOString() };
     const options: IClientOptions = {
-      clientId: `gtx-gw-${gateway}`,
+      clientId: gatewayClientId(gateway),
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 5000,

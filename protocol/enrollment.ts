@@ -47,5 +47,11 @@ export const EnrollmentResponseSchema = Type.Object({
   status: Type.Literal('active'),
   mqtt: Type.Object({ url: Type.String(), username: Type.String(), password: Type.String() }),
   meters: Type.Array(Type.String()),
+  /**
+   * Where each enrolled meter's hash chain stands in the ledger: a gateway that replaces another
+   * continues each chain from here (seq + 1, prev = hash) instead of starting over at seq 1.
+   * Meters with no stored reading are not listed (they start at seq 1 with the genesis prev).
+   */
+  chainHeads: Type.Array(Type.Object({ meter: Type.String(), seq: Type.Integer({ minimum: 1 }), hash: Type.String({ pattern: '^[0-9a-f]{64}$' }) })),
 });
 export type EnrollmentResponse = Static<typeof EnrollmentResponseSchema>;

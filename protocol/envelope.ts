@@ -61,6 +61,7 @@ export type UnsignedEnvelope = Omit<Branded<Static<typeof UnsignedEnvelopeSchema
 export type Envelope = UnsignedEnvelope & { sig: string };
 
 const envelopeCheck = TypeCompiler.Compile(EnvelopeSchema);
+const unsignedCheck = TypeCompiler.Compile(UnsignedEnvelopeSchema);
 
 export class EnvelopeFormatError extends Error {
   override readonly name = 'EnvelopeFormatError';
@@ -68,17 +69,26 @@ export class EnvelopeFormatError extends Error {
 
 /** Validates an already-parsed JSON value as an Envelope; throws EnvelopeFormatError naming the field. */
 export function asEnvelope(value: unknown): Envelope {
-  if (!envelopeCheck.Check(value)) {
-    const first = envelopeCheck.Errors(value).First();
+  return checked(envelopeCheck, value) as Envelope;
+}
+
+/** The same for the signed part of an envelope (what the archive keeps beside the signature). */
+export function asUnsignedEnvelope(value: unknown): UnsignedEnvelope {
+  return checked(unsignedCheck, value) as UnsignedEnvelope;
+}
+
+function checked(check: typeof unsignedCheck | typeof envelopeCheck, value: unknown): Static<typeof UnsignedEnvelopeSchema> {
+  if (!check.Check(value)) {
+    const first = check.Errors(value).First();
     const where = first?.path || '/';
     throw new EnvelopeFormatError(`${where}: ${first?.message ?? 'invalid envelope'}`);
   }
-  const readings = value.readings;
+  const readings = (value as Static<typeof UnsignedEnvelopeSchema>).readings;
   for (let i = 0; i < readings.length; i++) {
     // The pattern admits impossible dates like 2026-02-30.
     if (!isRealInstant(readings[i]!.ts)) throw new EnvelopeFormatError(`/readings/${i}/ts: not a real UTC instant`);
   }
-  return value as Envelope;
+  return value as Static<typeof UnsignedEnvelopeSchema>;
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];

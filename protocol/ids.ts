@@ -21,3 +21,23 @@ function brand<T extends string>(kind: string, s: string): T {
 
 export const gatewayId = (s: string): GatewayId => brand<GatewayId>('gateway', s);
 export const meterId = (s: string): MeterId => brand<MeterId>('meter', s);
+
+/**
+ * Names that belong to the settlement itself: its MQTT username (`gtx-settlement`), its worker
+ * usernames (`gtx-settlement-2`, …) and client ids (`gtx-settlement-<host>-<pid>`). No gateway may
+ * be enrolled, or log in, under one of them (compared case-insensitively, so no look-alike either).
+ */
+export const RESERVED_ID_PREFIX = 'gtx-settlement';
+
+export function isReservedId(s: string): boolean {
+  return s.toLowerCase().startsWith(RESERVED_ID_PREFIX);
+}
+
+/**
+ * The only MQTT client id a gateway may connect with. Brokers hand a client id to whoever
+ * connects with it last, so an id that is not bound to the login would let one gateway knock
+ * another off (and fire its offline last will). docs/protocol.md, "Identity on the broker".
+ */
+export function gatewayClientId(gateway: string): string {
+  return `gtx-gw-${gateway}`;
+}

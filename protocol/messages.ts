@@ -10,21 +10,42 @@ export const REJECT_REASONS = [
   'too_large',
   'invalid_json',
   'schema',
+  'non_canonical',
   'topic_mismatch',
   'unknown_gateway',
   'unknown_meter',
   'gateway_revoked',
   'bad_signature',
   'future_timestamp',
+  'too_old',
+  'span_too_long',
   'seq_regression',
   'broken_chain',
   'counter_regression',
   'time_regression',
   'exceeds_rated_power',
   'gateway_pending',
+  'commit_failed',
   'duplicate',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/**
+ * Refusals that may pass if the same envelope is sent again later, unchanged: a clock that was
+ * ahead, a gateway or meter not yet active, a ledger failure. A gateway keeps such an envelope
+ * and resends it with backoff; every other reason is final for those bytes (the gateway sets the
+ * envelope aside as a dead letter, which an installer can requeue once the cause is fixed).
+ */
+export const RETRYABLE_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>([
+  'future_timestamp',
+  'gateway_pending',
+  'unknown_meter',
+  'commit_failed',
+]);
+
+export function isRetryable(reason: RejectReason): boolean {
+  return RETRYABLE_REASONS.has(reason);
+}
 
 const Sha = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
@@ -44,6 +65,8 @@ export const RejectionSchema = Type.Object({
   id: Type.Union([Sha, Type.Null()]),
   reason: Type.Union(REJECT_REASONS.map((r) => Type.Literal(r))),
   detail: Type.String(),
+  /** Whether sending the same envelope again later may succeed (RETRYABLE_REASONS). */
+  retryable: Type.Boolean(),
 });
 export type Rejection = Omit<Static<typeof RejectionSchema>, 'id'> & { id: EnvelopeId | null };
 

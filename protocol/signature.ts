@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { canonicalBytes } from './canonical.ts';
+import { canonicalBytes, canonicalJson } from './canonical.ts';
 import { sha256Hex } from './hash.ts';
 import { GENESIS_PREV, unsigned, type Envelope, type Reading, type UnsignedEnvelope } from './envelope.ts';
 import type { EnvelopeId } from './ids.ts';
@@ -94,6 +94,40 @@ export function signedBytesOfValidEnvelope(env: Envelope): { bytes: Buffer; hash
   }
   text += '],"v":' + env.v + '}';
   return { bytes: Buffer.from(text, 'latin1'), hashes };
+}
+
+/**
+ * The one wire form of a signed envelope: the RFC 8785 canonical JSON of the whole envelope,
+ * `sig` included. The settlement accepts no other byte sequence for the same envelope
+ * (`non_canonical`), so what it archives is exactly what was signed.
+ */
+export function encodeEnvelope(env: Envelope): string {
+  return canonicalJson(env);
+}
+
+/**
+ * Whether `payload` is exactly the canonical form of the envelope whose signed bytes are
+ * `signed` (as `signedBytesOfValidEnvelope` writes them) and whose signature is `sig`. In RFC 8785
+ * member order `sig` falls between `readings` and `v`, which is the last member, so the payload
+ * must be the signed bytes with `,"sig":"…"` inserted before `,"v":`. Compared in place, without
+ * building the expected payload.
+ */
+export function isCanonicalPayload(payload: Buffer, signed: Buffer, sig: string): boolean {
+  const sigMember = ',"sig":"' + sig + '"';
+  if (payload.length !== signed.length + sigMember.length) return false;
+  const cut = signed.lastIndexOf(',"v":');
+  if (cut < 0) return false;
+  return (
+    payload.compare(signed, 0, cut, 0, cut) === 0 &&
+    payload.toString('latin1', cut, cut + sigMember.length) === sigMember &&
+    payload.compare(signed, cut, signed.length, cut + sigMember.length, payload.length) === 0
+  );
+}
+
+/** The canonical payload of a stored envelope: its signed bytes with the signature put back. */
+export function payloadOf(signed: string, sig: string): string {
+  const cut = signed.lastIndexOf(',"v":');
+  return signed.slice(0, cut) + ',"sig":"' + sig + '"' + signed.slice(cut);
 }
 
 /** Chain link: SHA-256 (hex) of a reading's canonical bytes; the next reading's `prev`. */

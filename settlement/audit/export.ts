@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { asEnvelope, loadPublicKey, signedBytes, verifySignature } from '../../protocol/index.ts';
+import { asUnsignedEnvelope, loadPublicKey, verifySignature } from '../../protocol/index.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 
 export interface ExportedEnvelope {
@@ -15,7 +15,7 @@ export interface ExportedEnvelope {
 
 /**
  * Writes, for every stored envelope holding `meter`: NAME.bin (the exact canonical bytes
- * that were signed), NAME.sig (the raw 64-byte Ed25519 signature) and GATEWAY.pem (SPKI),
+ * that were signed, as the ledger keeps them), NAME.sig (the raw 64-byte Ed25519 signature) and GATEWAY.pem (SPKI),
  * so anyone can check them with `openssl pkeyutl -verify -rawin` and nothing of ours.
  */
 export async function exportMeterEnvelopes(
@@ -37,16 +37,17 @@ export async function exportMeterEnvelopes(
       writeFileSync(gwKey.file, gw.publicKeyPem);
       keys.set(stored.gateway, gwKey);
     }
-    const env = asEnvelope(JSON.parse(stored.raw));
-    const bytes = signedBytes(env);
-    const sig = Buffer.from(env.sig, 'base64');
+    // The archive keeps exactly the bytes that were signed: they are written out as they are.
+    const env = asUnsignedEnvelope(JSON.parse(stored.signed));
+    const bytes = Buffer.from(stored.signed, 'utf8');
+    const sig = stored.sig;
     const seqs = env.readings.filter((r) => r.meter === meter).map((r) => r.seq);
     const name = `${meter}-seq${String(Math.min(...seqs)).padStart(8, '0')}-${stored.id.slice(0, 12)}`;
     const bin = join(outDir, `${name}.bin`);
     const sigFile = join(outDir, `${name}.sig`);
     writeFileSync(bin, bytes);
     writeFileSync(sigFile, sig);
-    const verified = verifySignature(bytes, env.sig, gwKey.key);
+    const verified = verifySignature(bytes, sig.toString('base64'), gwKey.key);
     out.push({ name, gateway: stored.gateway, bin, sig: sigFile, key: gwKey.file, verified });
     onProgress?.(i + 1, envelopes.length);
   }

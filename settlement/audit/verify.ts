@@ -1,13 +1,12 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import {
   GENESIS_PREV,
-  asEnvelope,
+  asUnsignedEnvelope,
   envelopeIdOf,
   loadPublicKey,
   readingHash,
-  signedBytes,
   verifySignature,
-  type Envelope,
+  type UnsignedEnvelope,
   type EnvelopeId,
   type Reading,
 } from '../../protocol/index.ts';
@@ -105,7 +104,7 @@ interface GatewayKeyEntry {
 /** One stored envelope, parsed, with its readings of the audited meter indexed by seq. */
 interface ParsedEnvelope {
   stored: StoredEnvelope;
-  env: Envelope | null;
+  env: UnsignedEnvelope | null;
   parseError: string | null;
   meterReadings: Map<number, Reading>;
 }
@@ -150,7 +149,7 @@ export async function verifyMeter(ledger: Ledger, meter: string, opts: VerifyMet
   for (const stored of storedEnvelopes) {
     const p: ParsedEnvelope = { stored, env: null, parseError: null, meterReadings: new Map() };
     try {
-      p.env = asEnvelope(JSON.parse(stored.raw));
+      p.env = asUnsignedEnvelope(JSON.parse(stored.signed));
       for (const r of p.env.readings) if (r.meter === meter) p.meterReadings.set(r.seq, r);
     } catch (e) {
       p.parseError = e instanceof Error ? e.message : String(e);
@@ -218,11 +217,12 @@ export async function verifyMeter(ledger: Ledger, meter: string, opts: VerifyMet
       const env = p.env;
       const gw = await gatewayKey(env.gateway);
       gw.envelopes++;
-      const bytes = signedBytes(env);
+      // Verified over the bytes as archived: exactly what the gateway signed.
+      const bytes = Buffer.from(stored.signed, 'utf8');
       if (!gw.key) {
         at({ kind: 'unknown_gateway', detail: `${gw.problem ?? `no key for gateway ${env.gateway}`}: signature cannot be checked` });
         verdicts.set(stored.id, 'unverifiable');
-      } else if (!verifySignature(bytes, env.sig, gw.key)) {
+      } else if (!verifySignature(bytes, stored.sig.toString('base64'), gw.key)) {
         at({
           kind: 'bad_signature',
           detail: `signature does not verify with the registered key of ${env.gateway} (sha256 ${gw.fingerprint}); its ${p.meterReadings.size} reading(s) of ${meter} cannot be checked against it`,

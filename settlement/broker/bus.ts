@@ -12,8 +12,16 @@ export interface PublishOptions {
   qos?: 0 | 1;
 }
 
+/**
+ * Called for every message. When it returns a promise, the bus takes no further message from
+ * the same source until it settles: the embedded broker stops reading that client's socket, an
+ * mqtt.js client stops reading the broker's (and holds the PUBACK). That is how a full intake
+ * queue pushes back on whoever floods it, instead of growing without bound.
+ */
+export type OnMessage = (topic: string, payload: Buffer) => void | Promise<void>;
+
 export interface Bus {
-  subscribe(filters: string[], onMessage: (topic: string, payload: Buffer) => void): Promise<void>;
+  subscribe(filters: string[], onMessage: OnMessage): Promise<void>;
   publish(topic: string, payload: string, opts?: PublishOptions): Promise<void>;
   close(): Promise<void>;
 }
@@ -31,8 +39,14 @@ export class ClientBus implements Bus {
     return new ClientBus(client);
   }
 
-  async subscribe(filters: string[], onMessage: (topic: string, payload: Buffer) => void): Promise<void> {
-    this.client.on('message', onMessage);
+  async subscribe(filters: string[], onMessage: OnMessage): Promise<void> {
+    // handleMessage, not the 'message' event: mqtt.js waits for its callback before it sends
+    // the PUBACK and reads the next packet.
+    this.client.handleMessage = (packet, callback) => {
+      const held = onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+      if (held) held.then(() => callback(), () => callback());
+      else callback();
+    };
     let granted;
     try {
       granted = await this.client.subscribeAsync(filters, { qos: 1 });
@@ -57,11 +71,13 @@ export class AedesBus implements Bus {
 
   constructor(private readonly aedes: Aedes) {}
 
-  async subscribe(filters: string[], onMessage: (topic: string, payload: Buffer) => void): Promise<void> {
+  async subscribe(filters: string[], onMessage: OnMessage): Promise<void> {
     const fn = (packet: AedesPublishPacket, cb: () => void) => {
-      // The settlement's own publishes (acks) are not for it.
-      if (!packet.topic.startsWith('$SYS')) onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
-      cb();
+      if (packet.topic.startsWith('$SYS')) return cb();
+      // aedes calls back the publishing client (which then reads its next packet) only after cb.
+      const held = onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+      if (held) held.then(() => cb(), () => cb());
+      else cb();
     };
     for (const filter of filters) {
       await new Promise<void>((resolve) => this.aedes.subscribe(filter, fn, () => resolve()));

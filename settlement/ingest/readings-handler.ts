@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { topics, type Ack, type RejectReason, type Rejection } from '../../protocol/index.ts';
+import { isRetryable, topics, type Ack, type RejectReason, type Rejection } from '../../protocol/index.ts';
 import { performance } from 'node:perf_hooks';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { SettlementMetrics } from '../metrics.ts';
@@ -147,7 +147,7 @@ export class ReadingsHandler {
   private async reject(r: Refusal): Promise<void> {
     await this.record(r);
     if (r.gateway) {
-      const msg: Rejection = { v: 1, id: r.envelopeId, reason: r.reason, detail: r.detail };
+      const msg: Rejection = { v: 1, id: r.envelopeId, reason: r.reason, detail: r.detail, retryable: isRetryable(r.reason) };
       await this.deps.publisher.publish(topics.reject(r.gateway), JSON.stringify(msg));
     }
   }

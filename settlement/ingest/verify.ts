@@ -4,6 +4,7 @@ import {
   asEnvelope,
   envelopeIdOf,
   parseGatewayTopic,
+  isCanonicalPayload,
   signedBytesOfValidEnvelope,
   verifySignatureAsync,
   type EnvelopeId,
@@ -72,6 +73,12 @@ export class EnvelopeVerifier {
     // The schema passed, so the signed bytes can be written directly (see the function).
     const { bytes, hashes } = signedBytesOfValidEnvelope(env);
     const id = envelopeIdOf(bytes);
+    // Only the canonical form is accepted, so that the archive (the signed bytes) and the
+    // payload say the same: no whitespace, key order, number spelling or duplicate key of
+    // another parser's reading can differ from what was signed.
+    if (!isCanonicalPayload(payload, bytes, env.sig)) {
+      return fail('non_canonical', 'payload is not the RFC 8785 canonical form of the envelope (sig included): send exactly those bytes', id);
+    }
     if (env.gateway !== topicGateway) {
       return fail('topic_mismatch', `envelope of gateway ${env.gateway} published on ${topic}`, id);
     }
@@ -101,7 +108,8 @@ export class EnvelopeVerifier {
       envelope: {
         id,
         gateway: env.gateway,
-        raw,
+        signed: bytes.toString('latin1'),
+        sig: env.sig,
         readings: env.readings.map((r, i) => verifiedReading(r, hashes[i]!, contexts.get(r.meter)!)),
         receivedAtMs: this.opts.now(),
       },

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { Envelope } from '../../protocol/index.ts';
+import type { UnsignedEnvelope } from '../../protocol/index.ts';
 import { verifiedReading, type CommitOutcome, type MeterContext, type VerifiedEnvelope } from './ledger.ts';
 
 export interface CommitRequest {
@@ -10,13 +10,14 @@ export interface CommitRequest {
 /**
  * A verified envelope as it crosses to the commit thread. Copying reading objects between
  * threads (structured clone writes every key of every reading) cost more than parsing the
- * raw payload again on the other side, so the readings travel inside `raw`, which is sent
+ * signed bytes again on the other side, so the readings travel inside `signed`, which is sent
  * anyway, and only what verification added travels beside it.
  */
 export interface WireEnvelope {
   id: VerifiedEnvelope['id'];
   gateway: VerifiedEnvelope['gateway'];
-  raw: string;
+  signed: string;
+  sig: string;
   receivedAtMs: number;
   hashes: string[];
   contexts: Record<string, MeterContext>;
@@ -29,16 +30,17 @@ export function toWire(env: VerifiedEnvelope): WireEnvelope {
     contexts[r.meter] = r.context;
     hashes.push(r.hash);
   }
-  return { id: env.id, gateway: env.gateway, raw: env.raw, receivedAtMs: env.receivedAtMs, hashes, contexts };
+  return { id: env.id, gateway: env.gateway, signed: env.signed, sig: env.sig, receivedAtMs: env.receivedAtMs, hashes, contexts };
 }
 
-/** The readings are those of `raw`, which the main thread verified before sending it. */
+/** The readings are those of `signed`, which the main thread verified before sending it. */
 export function fromWire(w: WireEnvelope): VerifiedEnvelope {
-  const parsed = JSON.parse(w.raw) as Envelope;
+  const parsed = JSON.parse(w.signed) as UnsignedEnvelope;
   return {
     id: w.id,
     gateway: w.gateway,
-    raw: w.raw,
+    signed: w.signed,
+    sig: w.sig,
     receivedAtMs: w.receivedAtMs,
     readings: parsed.readings.map((r, i) => verifiedReading(r, w.hashes[i]!, w.contexts[r.meter]!)),
   };

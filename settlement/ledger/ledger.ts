@@ -1,6 +1,7 @@
 import type { EnvelopeId, GatewayId, MeterId, Reading, RejectReason } from '../../protocol/index.ts';
 import type { ChainRejectReason } from '../ingest/chain.ts';
 import type { RegistryStore } from '../registry/registry.ts';
+import type { LedgerDb } from '../store/database.ts';
 
 /**
  * The settlement ledger: one interface, one implementation per engine. Every method is
@@ -48,8 +49,10 @@ export interface MarketIntervalRow {
 export interface VerifiedEnvelope {
   id: EnvelopeId;
   gateway: GatewayId;
-  /** The payload exactly as received: the audit source of truth. */
-  raw: string;
+  /** The exact bytes the signature covers (RFC 8785 of the envelope without `sig`): the audit source of truth. */
+  signed: string;
+  /** The Ed25519 signature, base64 as on the wire (stored as its 64 raw bytes). */
+  sig: string;
   readings: Array<Reading & { hash: string; context: MeterContext }>;
   receivedAtMs: number;
 }
@@ -102,7 +105,10 @@ export interface StoredReading extends Reading {
 export interface StoredEnvelope {
   id: EnvelopeId;
   gateway: GatewayId;
-  raw: string;
+  /** The exact bytes that were signed. */
+  signed: string;
+  /** The raw 64-byte Ed25519 signature (empty for a row an old release stored unparseable). */
+  sig: Buffer;
   receivedAtMs: number;
   readingCount: number;
 }
@@ -121,6 +127,8 @@ export interface LedgerCounts {
 
 export interface Ledger extends RegistryStore {
   readonly engine: 'sqlite' | 'postgres';
+  /** The query builder over this ledger's connection(s), for stores written once for both engines (store/database.ts). */
+  readonly db: LedgerDb;
   migrate(): Promise<void>;
   close(): Promise<void>;
 

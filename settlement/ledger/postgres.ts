@@ -10,7 +10,8 @@ import type {
   MeterRecord,
   RegistryStore,
 } from '../registry/registry.ts';
-import { loadMigrations } from './migrations.ts';
+import { runMigrations } from './migrations.ts';
+import { postgresDb, type LedgerDb } from '../store/database.ts';
 import { EnergySums, neighbourOf, outcomeOf, planEnvelope, type FreshReading } from './plan.ts';
 import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
 import type {
@@ -100,6 +101,7 @@ export interface PostgresLedgerOptions {
 
 export class PostgresLedger implements Ledger {
   readonly engine = 'postgres' as const;
+  readonly db: LedgerDb;
   private readonly pool: pg.Pool;
   private closed = false;
 
@@ -115,21 +117,44 @@ export class PostgresLedger implements Ledger {
     // An idle pooled connection that dies (say, a server restart) is dropped by the pool;
     // without a listener its 'error' event would end the process. The next query reports it.
     this.pool.on('error', () => undefined);
+    this.db = postgresDb(this.pool);
   }
 
   async migrate(): Promise<void> {
-    for (const m of loadMigrations('postgres')) {
-      await this.transaction(async (c) => {
-        // Two processes migrating at once: the second waits here, then finds the version applied.
-        await c.query(`SELECT pg_advisory_xact_lock(${lockKey("'migrate'")})`);
-        await c.query(
-          'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)',
-        );
-        const applied = await c.query('SELECT 1 FROM schema_migrations WHERE version = $1', [m.version]);
-        if (applied.rowCount) return;
-        await c.query(m.sql);
-        await c.query('INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await runMigrations({
+        engine: 'postgres',
+        async query<T>(sql: string, params: unknown[] = []) {
+          let n = 0;
+          return (await c.query(sql.replace(/\?/g, () => `$${++n}`), params)).rows as T[];
+        },
+        async exec(sql) {
+          await c.query(sql);
+        },
+        async transaction(fn) {
+          await c.query('BEGIN');
+          try {
+            // Two processes migrating at once: the second waits here, then finds the version applied.
+            await c.query(`SELECT pg_advisory_xact_lock(${lockKey("'migrate'")})`);
+            await fn();
+            await c.query('COMMIT');
+          } catch (e) {
+            await c.query('ROLLBACK').catch((re: Error) => (broken = re));
+            throw e;
+          }
+        },
+        async columns(table) {
+          const { rows } = await c.query<{ column_name: string }>(
+            'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
+            [table],
+          );
+          return rows.map((r) => r.column_name);
+        },
       });
+    } finally {
+      c.release(broken);
     }
   }
 
@@ -356,7 +381,8 @@ export class PostgresLedger implements Ledger {
           stored.map((s) => s.env.gateway),
           stored.map((s) => s.env.receivedAtMs),
           stored.map((s) => s.env.readings.length),
-          stored.map((s) => s.env.raw),
+          stored.map((s) => s.env.signed),
+          stored.map((s) => Buffer.from(s.env.sig, 'base64')),
           fresh.map((f) => f.id),
           fresh.map((f) => f.r.meter),
           fresh.map((f) => f.r.seq),
@@ -431,15 +457,16 @@ export class PostgresLedger implements Ledger {
   }
 
   async envelopesWithMeter(meter: string): Promise<StoredEnvelope[]> {
-    const { rows } = await this.pool.query<{ id: string; gateway: string; raw: string; received_at_ms: number; reading_count: number }>(
-      `SELECT e.id, e.gateway, e.raw, e.received_at_ms, e.reading_count FROM envelopes e
+    const { rows } = await this.pool.query<{ id: string; gateway: string; signed: string; sig: Buffer; received_at_ms: number; reading_count: number }>(
+      `SELECT e.id, e.gateway, e.signed, e.sig, e.received_at_ms, e.reading_count FROM envelopes e
        WHERE e.ref IN (SELECT envelope_ref FROM readings WHERE meter = $1) ORDER BY e.received_at_ms, e.id`,
       [meter],
     );
     return rows.map((r) => ({
       id: r.id as EnvelopeId,
       gateway: r.gateway as GatewayId,
-      raw: r.raw,
+      signed: r.signed,
+      sig: r.sig,
       receivedAtMs: r.received_at_ms,
       readingCount: r.reading_count,
     }));
@@ -647,23 +674,23 @@ function neighbourRanges(batch: VerifiedEnvelope[]): { wantMeters: string[]; wan
 }
 
 /**
- * The accepted envelopes ($1-$5, one element each) and their fresh readings ($6-$17, one
- * element each; $6 is the reading's envelope id) in one statement: each reading gets the ref,
+ * The accepted envelopes ($1-$6, one element each) and their fresh readings ($7-$18, one
+ * element each; $7 is the reading's envelope id) in one statement: each reading gets the ref,
  * gateway and arrival time of the envelope row inserted for its id. The ids are distinct
  * (commitEnvelopes checks), so the join finds exactly one row per reading. The row count is
  * that of the readings inserted.
  */
 const INSERT_ENVELOPES_AND_READINGS = `WITH env AS (
-    INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::text[])
+    INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, signed, sig)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::text[], $6::bytea[])
     RETURNING ref, id, gateway, received_at_ms
   )
   INSERT INTO readings (meter, seq, envelope_ref, gateway, ts_ms, import_wh, export_wh, power_w,
     voltage_mv, current_ma, frequency_mhz, prev, hash, received_at_ms)
   SELECT r.meter, r.seq, env.ref, env.gateway, r.ts_ms, r.import_wh, r.export_wh, r.power_w,
     r.voltage_mv, r.current_ma, r.frequency_mhz, r.prev, r.hash, env.received_at_ms
-  FROM unnest($6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-              $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::text[])
+  FROM unnest($7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
+              $14::bigint[], $15::bigint[], $16::bigint[], $17::text[], $18::text[])
     AS r(envelope_id, meter, seq, ts_ms, import_wh, export_wh, power_w, voltage_mv, current_ma, frequency_mhz, prev, hash)
   JOIN env ON env.id = r.envelope_id
   ON CONFLICT (meter, seq) DO NOTHING`;

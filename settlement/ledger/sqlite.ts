@@ -13,7 +13,8 @@ import type {
   MeterRecord,
   RegistryStore,
 } from '../registry/registry.ts';
-import { loadMigrations } from './migrations.ts';
+import { runMigrations } from './migrations.ts';
+import { sqliteDb, type LedgerDb } from '../store/database.ts';
 import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
 import type {
   CommitOutcome,
@@ -34,7 +35,8 @@ const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 
 export class SqliteLedger implements Ledger {
   readonly engine = 'sqlite' as const;
-  private readonly db: Database.Database;
+  private readonly sqlite: Database.Database;
+  readonly db: LedgerDb;
 
   /**
    * `walAutocheckpointPages`: after a commit that leaves the WAL longer than this, the
@@ -42,36 +44,52 @@ export class SqliteLedger implements Ledger {
    */
   constructor(path: string, opts: { walAutocheckpointPages?: number } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
+    this.sqlite = new Database(path);
+    this.sqlite.pragma('journal_mode = WAL');
     // NORMAL in WAL mode is durable against process crashes; FULL adds power-loss safety.
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
-    if (opts.walAutocheckpointPages !== undefined) this.db.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages}`);
+    this.sqlite.pragma('synchronous = FULL');
+    this.sqlite.pragma('foreign_keys = ON');
+    this.sqlite.pragma('busy_timeout = 5000');
+    if (opts.walAutocheckpointPages !== undefined) this.sqlite.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages}`);
+    this.db = sqliteDb(this.sqlite);
   }
 
   async migrate(): Promise<void> {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)');
-    const applied = new Set(
-      (this.db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((r) => r.version),
-    );
-    for (const m of loadMigrations('sqlite')) {
-      if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
-        this.db.exec(m.sql);
-        this.db.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
-      })();
-    }
+    const db = this.sqlite;
+    await runMigrations({
+      engine: 'sqlite',
+      async query<T>(sql: string, params: unknown[] = []) {
+        const st = db.prepare(sql);
+        if (st.reader) return st.all(...params) as T[];
+        st.run(...params);
+        return [];
+      },
+      async exec(sql) {
+        db.exec(sql);
+      },
+      async transaction(fn) {
+        db.exec('BEGIN IMMEDIATE');
+        try {
+          await fn();
+          db.exec('COMMIT');
+        } catch (e) {
+          if (db.inTransaction) db.exec('ROLLBACK');
+          throw e;
+        }
+      },
+      async columns(table) {
+        return (db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).map((c) => c.name);
+      },
+    });
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (this.sqlite.open) this.sqlite.close();
   }
 
   /** Replaces the record except its first registration time; absent optional fields become null. */
   async putGateway(rec: GatewayRecord): Promise<void> {
-    this.db
+    this.sqlite
       .prepare(
         `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status,
@@ -81,7 +99,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async getGateway(id: string): Promise<GatewayRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM gateways WHERE id = ?').get(id) as GatewayRow | undefined;
+    const row = this.sqlite.prepare('SELECT * FROM gateways WHERE id = ?').get(id) as GatewayRow | undefined;
     return row && toGateway(row);
   }
 
@@ -90,7 +108,7 @@ export class SqliteLedger implements Ledger {
    * clears the stamp. False when the gateway is unknown.
    */
   async setGatewayStatus(id: string, status: GatewayStatus, atMs: number): Promise<boolean> {
-    const res = this.db
+    const res = this.sqlite
       .prepare(
         `UPDATE gateways SET status = @status, revoked_at_ms = CASE
            WHEN @status <> 'revoked' THEN NULL
@@ -106,7 +124,7 @@ export class SqliteLedger implements Ledger {
 
   /** Creates or renames/re-zones a market; its creation time is the first put's. */
   async putMarket(m: Market): Promise<void> {
-    this.db
+    this.sqlite
       .prepare(
         `INSERT INTO markets (id, name, time_zone, interval_minutes, created_at_ms) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, interval_minutes = excluded.interval_minutes`,
@@ -115,16 +133,16 @@ export class SqliteLedger implements Ledger {
   }
 
   async getMarket(id: string): Promise<Market | undefined> {
-    const row = this.db.prepare('SELECT * FROM markets WHERE id = ?').get(id) as MarketRow | undefined;
+    const row = this.sqlite.prepare('SELECT * FROM markets WHERE id = ?').get(id) as MarketRow | undefined;
     return row && toMarket(row);
   }
 
   async listMarkets(): Promise<Market[]> {
-    return (this.db.prepare('SELECT * FROM markets ORDER BY id').all() as MarketRow[]).map(toMarket);
+    return (this.sqlite.prepare('SELECT * FROM markets ORDER BY id').all() as MarketRow[]).map(toMarket);
   }
 
   async putAccount(a: Account): Promise<void> {
-    this.db
+    this.sqlite
       .prepare(
         `INSERT INTO accounts (id, name, created_at_ms) VALUES (?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name`,
@@ -133,12 +151,12 @@ export class SqliteLedger implements Ledger {
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
-    const row = this.db.prepare('SELECT * FROM accounts WHERE id = ?').get(id) as AccountRow | undefined;
+    const row = this.sqlite.prepare('SELECT * FROM accounts WHERE id = ?').get(id) as AccountRow | undefined;
     return row && toAccount(row);
   }
 
   async putEnrollmentCode(c: EnrollmentCodeRecord): Promise<void> {
-    this.db
+    this.sqlite
       .prepare(
         `INSERT INTO enrollment_codes (code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by)
          VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -149,7 +167,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async getEnrollmentCode(codeHash: string): Promise<EnrollmentCodeRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(codeHash) as CodeRow | undefined;
+    const row = this.sqlite.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(codeHash) as CodeRow | undefined;
     return row && toCode(row);
   }
 
@@ -160,14 +178,14 @@ export class SqliteLedger implements Ledger {
    * runs the whole transaction synchronously, so no other enrollment can interleave.
    */
   async enroll(input: Parameters<RegistryStore['enroll']>[0]): Promise<EnrollOutcome> {
-    const run = this.db.transaction((): EnrollOutcome => {
-      const code = this.db.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(input.codeHash) as CodeRow | undefined;
+    const run = this.sqlite.transaction((): EnrollOutcome => {
+      const code = this.sqlite.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(input.codeHash) as CodeRow | undefined;
       const codeProblem = refuseCode(code && toCode(code), input.nowMs);
       if (codeProblem) return codeProblem;
-      const gw = this.db.prepare('SELECT * FROM gateways WHERE id = ?').get(input.gateway) as GatewayRow | undefined;
+      const gw = this.sqlite.prepare('SELECT * FROM gateways WHERE id = ?').get(input.gateway) as GatewayRow | undefined;
       if (gw) return refuseGateway(toGateway(gw));
       const ids = input.meters.map((m): string => m.id);
-      const taken = this.db
+      const taken = this.sqlite
         // A meter of a revoked gateway may move to its replacement; any other owner keeps it.
         .prepare(
           `SELECT m.id, m.gateway FROM meters m JOIN gateways g ON g.id = m.gateway
@@ -177,14 +195,14 @@ export class SqliteLedger implements Ledger {
       const meterProblem = refuseMeters(ids, taken);
       if (meterProblem) return meterProblem;
 
-      this.db.prepare('UPDATE enrollment_codes SET used_at_ms = ?, used_by = ? WHERE code_hash = ?').run(input.nowMs, input.gateway, input.codeHash);
-      this.db
+      this.sqlite.prepare('UPDATE enrollment_codes SET used_at_ms = ?, used_by = ? WHERE code_hash = ?').run(input.nowMs, input.gateway, input.codeHash);
+      this.sqlite
         .prepare(
           `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms)
            VALUES (?, ?, 'active', ?, ?, NULL)`,
         )
         .run(input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash);
-      const insertMeter = this.db.prepare(
+      const insertMeter = this.sqlite.prepare(
         `INSERT INTO meters (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, model = excluded.model, role = excluded.role,
@@ -200,12 +218,12 @@ export class SqliteLedger implements Ledger {
   }
 
   async getMeter(id: string): Promise<MeterRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM meters WHERE id = ?').get(id) as MeterRow | undefined;
+    const row = this.sqlite.prepare('SELECT * FROM meters WHERE id = ?').get(id) as MeterRow | undefined;
     return row && toMeter(row);
   }
 
   async listMeters(filter: { gateway?: string; market?: string } = {}): Promise<MeterRecord[]> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare(
         `SELECT * FROM meters WHERE (@gateway IS NULL OR gateway = @gateway) AND (@market IS NULL OR market = @market) ORDER BY id`,
       )
@@ -217,15 +235,15 @@ export class SqliteLedger implements Ledger {
 
   private prepare() {
     return {
-      readingAt: this.db.prepare('SELECT hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? AND seq = ?'),
-      head: this.db.prepare('SELECT seq, hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? ORDER BY seq DESC LIMIT 1'),
-      addIntervalEnergy: this.db.prepare(
+      readingAt: this.sqlite.prepare('SELECT hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? AND seq = ?'),
+      head: this.sqlite.prepare('SELECT seq, hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? ORDER BY seq DESC LIMIT 1'),
+      addIntervalEnergy: this.sqlite.prepare(
         `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
            export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`,
       ),
-      insertEnvelope: this.db.prepare('INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, raw) VALUES (?, ?, ?, ?, ?)'),
-      insertReading: this.db.prepare(
+      insertEnvelope: this.sqlite.prepare('INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, signed, sig) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertReading: this.sqlite.prepare(
         `INSERT INTO readings (meter, seq, envelope_ref, gateway, ts_ms, import_wh, export_wh, power_w,
            voltage_mv, current_ma, frequency_mhz, prev, hash, received_at_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -267,12 +285,12 @@ export class SqliteLedger implements Ledger {
   async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
     const s = (this.stmts ??= this.prepare());
     const lookup = (meter: string, seq: number) => this.storedAt(meter, seq);
-    const run = this.db.transaction((envs: VerifiedEnvelope[]): CommitOutcome[] => {
+    const run = this.sqlite.transaction((envs: VerifiedEnvelope[]): CommitOutcome[] => {
       const energy = new EnergySums();
       const outcomes = envs.map((env): CommitOutcome => {
         const plan = planEnvelope(env, lookup);
         if (plan.status !== 'accepted') return outcomeOf(env, plan);
-        const ref = s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.raw).lastInsertRowid;
+        const ref = s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.signed, Buffer.from(env.sig, 'base64')).lastInsertRowid;
         for (const { reading: r, tsMs } of plan.fresh) {
           s.insertReading.run(
             r.meter, r.seq, ref, env.gateway, tsMs, r.importWh, r.exportWh, r.powerW,
@@ -297,7 +315,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async recordRejection(r: RejectionRecord): Promise<void> {
-    this.db
+    this.sqlite
       .prepare(
         `INSERT INTO rejections (received_at_ms, topic, gateway, envelope_id, reason, detail, payload, payload_bytes, payload_sha256)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -316,7 +334,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async counts(): Promise<LedgerCounts> {
-    const one = (sql: string) => this.db.prepare(sql).pluck().get() as number;
+    const one = (sql: string) => this.sqlite.prepare(sql).pluck().get() as number;
     return {
       envelopes: one('SELECT count(*) FROM envelopes'),
       readings: one('SELECT count(*) FROM readings'),
@@ -326,7 +344,7 @@ export class SqliteLedger implements Ledger {
 
   async meters(): Promise<Array<{ meter: MeterId; readings: number; lastSeq: number }>> {
     return (
-      this.db.prepare('SELECT meter, count(*) AS n, max(seq) AS last FROM readings GROUP BY meter ORDER BY meter').all() as Array<{
+      this.sqlite.prepare('SELECT meter, count(*) AS n, max(seq) AS last FROM readings GROUP BY meter ORDER BY meter').all() as Array<{
         meter: string;
         n: number;
         last: number;
@@ -335,30 +353,31 @@ export class SqliteLedger implements Ledger {
   }
 
   async readings(meter: string): Promise<StoredReading[]> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare('SELECT r.*, e.id AS envelope_id FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = ? ORDER BY r.seq')
       .all(meter) as ReadingRow[];
     return rows.map(toStoredReading);
   }
 
   async envelopesWithMeter(meter: string): Promise<StoredEnvelope[]> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare(
-        `SELECT e.id, e.gateway, e.raw, e.received_at_ms, e.reading_count FROM envelopes e
+        `SELECT e.id, e.gateway, e.signed, e.sig, e.received_at_ms, e.reading_count FROM envelopes e
          WHERE e.ref IN (SELECT envelope_ref FROM readings WHERE meter = ?) ORDER BY e.received_at_ms, e.id`,
       )
-      .all(meter) as Array<{ id: string; gateway: string; raw: string; received_at_ms: number; reading_count: number }>;
+      .all(meter) as Array<{ id: string; gateway: string; signed: string; sig: Buffer; received_at_ms: number; reading_count: number }>;
     return rows.map((r) => ({
       id: r.id as EnvelopeId,
       gateway: r.gateway as GatewayId,
-      raw: r.raw,
+      signed: r.signed,
+      sig: r.sig,
       receivedAtMs: r.received_at_ms,
       readingCount: r.reading_count,
     }));
   }
 
   async rejections(limit = 100): Promise<StoredRejection[]> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare(
         'SELECT id, received_at_ms, topic, gateway, envelope_id, reason, detail, payload_bytes, payload_sha256 FROM rejections ORDER BY id DESC LIMIT ?',
       )
@@ -387,7 +406,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare(
         `SELECT start_ms, import_wh, export_wh FROM interval_energy
          WHERE meter = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms`,
@@ -397,7 +416,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare(
         `SELECT start_ms, sum(export_wh) AS supply, sum(import_wh) AS demand, count(DISTINCT meter) AS meters
          FROM interval_energy WHERE market = ? AND start_ms >= ? AND start_ms < ?
@@ -408,7 +427,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>> {
-    const rows = this.db
+    const rows = this.sqlite
       .prepare(
         `SELECT prev_seq + 1 AS from_seq, seq - 1 AS to_seq FROM
            (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev_seq FROM readings WHERE meter = ?) AS s

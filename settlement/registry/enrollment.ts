@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  RESERVED_ID_PREFIX,
+  isReservedId,
   gatewayId as toGatewayId,
   loadPublicKey,
   meterId as toMeterId,
@@ -8,6 +10,8 @@ import {
 } from '../../protocol/index.ts';
 import { hashSecret, newSecret } from '../broker/credentials.ts';
 import type { AccountId, MarketId, RegistryStore } from './registry.ts';
+import type { LedgerDb } from '../store/database.ts';
+import { HandoverStore } from './handovers.ts';
 
 /** Enrollment failures a caller can act on; `status` is the HTTP status the API answers with. */
 export class EnrollmentError extends Error {
@@ -36,15 +40,19 @@ export function codeHash(code: string): string {
 }
 
 export class Enrollment {
+  private readonly handovers: HandoverStore;
+
   constructor(
-    private readonly store: RegistryStore,
+    private readonly store: RegistryStore & { readonly db: LedgerDb },
     private readonly opts: {
       now: () => number;
       mqttUrl: () => string;
       /** Told after an enrollment commits, so caches of gateways and meters can drop stale entries. */
       onEnrolled?: (gateway: string, meters: string[], mqttSecret: string) => void;
     },
-  ) {}
+  ) {
+    this.handovers = new HandoverStore(store.db);
+  }
 
   /** Issues a one-time code for installing a gateway for `owner` in `market`. */
   async issueCode(input: { market: string; owner: string; ttlMs: number }): Promise<{ code: string; expiresAtMs: number }> {
@@ -86,9 +94,18 @@ export class Enrollment {
     const hash = codeHash(req.code);
     const code = await this.store.getEnrollmentCode(hash);
     if (!code) throw new EnrollmentError('code_unknown', 'installer code not recognised: check it, or ask the operator for a new one', 404);
+    if (isReservedId(req.gateway)) {
+      throw new EnrollmentError('reserved_id', `gateway id ${req.gateway} is reserved for the settlement itself (ids starting with ${RESERVED_ID_PREFIX}): choose another`, 400);
+    }
     const now = this.opts.now();
     const secret = newSecret();
     const gateway = toGatewayId(req.gateway);
+    // Meters this enrollment takes over from another (revoked) gateway: a hand-over to record.
+    const previous = new Map<string, string>();
+    for (const m of req.meters) {
+      const rec = await this.store.getMeter(m.id);
+      if (rec && rec.gateway !== gateway) previous.set(m.id, rec.gateway);
+    }
     const outcome = await this.store.enroll({
       codeHash: hash,
       nowMs: now,
@@ -111,14 +128,21 @@ export class Enrollment {
       const status = ({ code_unknown: 404, code_used: 410, code_expired: 410, gateway_exists: 409, meter_taken: 409 } as const)[outcome.reason];
       throw new EnrollmentError(outcome.reason, outcome.detail, status);
     }
-    this.opts.onEnrolled?.(gateway, req.meters.map((m) => m.id), secret);
+    const meterIds = req.meters.map((m) => m.id);
+    const chainHeads = await this.handovers.chainHeads(meterIds);
+    for (const [meter, oldGateway] of previous) {
+      const head = chainHeads.find((h) => h.meter === meter);
+      await this.handovers.record({ meter, oldGateway, newGateway: gateway, fromSeq: (head?.seq ?? 0) + 1, atMs: now });
+    }
+    this.opts.onEnrolled?.(gateway, meterIds, secret);
     return {
       gateway,
       market: code.market,
       owner: code.owner,
       status: 'active',
       mqtt: { url: this.opts.mqttUrl(), username: gateway, password: secret },
-      meters: req.meters.map((m) => m.id),
+      meters: meterIds,
+      chainHeads,
     };
   }
 }

@@ -7,7 +7,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { performance } from 'node:perf_hooks';
-import { envelopeIdOf, signedBytes, topics, type Reading } from '../../protocol/index.ts';
+import { encodeEnvelope, envelopeIdOf, signedBytes, topics, type Reading } from '../../protocol/index.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { summarise } from './stats.ts';
 import type { FromLoad, LoadInit, PhaseResult, PhaseSpec, ToLoad } from './messages.ts';
@@ -115,7 +115,7 @@ function presign(g: Gw, envelopes: number, readingsPerEnvelope: number): void {
   for (let i = 0; i < envelopes; i++) {
     const readings = Array.from({ length: readingsPerEnvelope }, () => nextReading(g));
     const env = g.factory.sign(readings);
-    g.pool.push({ id: envelopeIdOf(signedBytes(env)), payload: Buffer.from(JSON.stringify(env)), readings: readingsPerEnvelope });
+    g.pool.push({ id: envelopeIdOf(signedBytes(env)), payload: Buffer.from(encodeEnvelope(env)), readings: readingsPerEnvelope });
   }
 }
 

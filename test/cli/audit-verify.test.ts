@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readingHash, topics, type Envelope, type Reading } from '../../protocol/index.ts';
+import { encodeEnvelope, readingHash, topics, type Envelope, type Reading } from '../../protocol/index.ts';
 import type { MeterAuditReport } from '../../settlement/audit/verify.ts';
 import { startSettlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
@@ -84,11 +84,11 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
       envelopes.push(['gw-audit', gwA.sign([...batch(i * 4 + 1, 4), b])]);
     }
     const client = await mqtt.connectAsync(settlement.brokerUrl);
-    for (const [gw, env] of envelopes) await client.publishAsync(topics.readings(gw), JSON.stringify(env), { qos: 1 });
+    for (const [gw, env] of envelopes) await client.publishAsync(topics.readings(gw), encodeEnvelope(env), { qos: 1 });
     await waitFor(async () => (await settlement.ledger.counts()).readings === 25, '25 readings');
     await settlement.revokeGateway('gw-audit');
     await enrollTestGateway(settlement.ledger, gwB.gateway, gwB.publicKeyPem, ['meter-a']);
-    await client.publishAsync(topics.readings('gw-two'), JSON.stringify(gwB.sign(batch(21, 4))), { qos: 1 });
+    await client.publishAsync(topics.readings('gw-two'), encodeEnvelope(gwB.sign(batch(21, 4))), { qos: 1 });
     await waitFor(async () => (await settlement.ledger.counts()).readings === 29, '29 readings');
     await client.endAsync();
     await settlement.revokeGateway('gw-two');
@@ -166,11 +166,11 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     let envelopeId = '';
     const config = ledgerCopy('edited-raw', (db) => {
       envelopeId = envelopeOf(db, 9);
-      const raw = db.prepare('SELECT raw FROM envelopes WHERE id = ?').pluck().get(envelopeId) as string;
+      const raw = db.prepare('SELECT signed FROM envelopes WHERE id = ?').pluck().get(envelopeId) as string;
       // Still valid JSON and a valid envelope: only the signature can tell.
       const changed = raw.replace(/"importWh":(\d+)/, (_m, n: string) => `"importWh":${Number(n) + 1}`);
       expect(changed).not.toBe(raw);
-      db.prepare('UPDATE envelopes SET raw = ? WHERE id = ?').run(changed, envelopeId);
+      db.prepare('UPDATE envelopes SET signed = ? WHERE id = ?').run(changed, envelopeId);
     });
     const { status, report } = verifyJson(config);
     expect(status).toBe(1);
@@ -231,7 +231,7 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     const config = ledgerCopy('assorted', (db) => {
       unparseable = envelopeOf(db, 5);
       unknown = envelopeOf(db, 21);
-      db.prepare('UPDATE envelopes SET raw = ? WHERE id = ?').run('{"v":1,"gateway":', unparseable);
+      db.prepare('UPDATE envelopes SET signed = ? WHERE id = ?').run('{"v":1,"gateway":', unparseable);
       db.prepare("DELETE FROM gateways WHERE id = 'gw-two'").run();
       db.prepare(`UPDATE readings SET prev = '${'1'.repeat(64)}' WHERE meter = 'meter-a' AND seq = 1`).run();
     });

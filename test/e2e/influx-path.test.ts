@@ -1,7 +1,7 @@
 import { InfluxDB } from 'influx';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topics } from '../../protocol/index.ts';
+import { encodeEnvelope, topics } from '../../protocol/index.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
@@ -37,7 +37,7 @@ describe.skipIf(skip)('settlement writes verified readings and rejections to Inf
     const f = new EnvelopeFactory('gw-influx');
     await enrollTestGateway(settlement.ledger, 'gw-influx', f.publicKeyPem, ['meter-i']);
     const client = await mqtt.connectAsync(settlement.brokerUrl);
-    for (let i = 0; i < 3; i++) await client.publishAsync(topics.readings('gw-influx'), JSON.stringify(f.next('meter-i', 2)), { qos: 1 });
+    for (let i = 0; i < 3; i++) await client.publishAsync(topics.readings('gw-influx'), encodeEnvelope(f.next('meter-i', 2)), { qos: 1 });
     await client.publishAsync(topics.readings('gw-influx'), 'not json', { qos: 1 });
     await client.endAsync();
     await waitFor(async () => (await settlement.ledger.counts()).rejections === 1 && (await settlement.ledger.counts()).readings === 6, 'ledger');

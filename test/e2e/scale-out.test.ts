@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envelopeIdOf, signedBytes, topics, type Envelope } from '../../protocol/index.ts';
+import { encodeEnvelope, envelopeIdOf, signedBytes, topics, type Envelope } from '../../protocol/index.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
@@ -70,7 +70,7 @@ describe.skipIf(skip)('two settlement workers on one Mosquitto and one PostgreSQ
         }
         const env = f.sign(rs);
         sent.push(env);
-        await client.publishAsync(topics.readings(f.gateway), JSON.stringify(env), { qos: 1 });
+        await client.publishAsync(topics.readings(f.gateway), encodeEnvelope(env), { qos: 1 });
       }
     }
     const ids = sent.map((e) => envelopeIdOf(signedBytes(e)));

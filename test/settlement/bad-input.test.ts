@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envelopeIdOf, signedBytes, topics, type Envelope, type RejectReason } from '../../protocol/index.ts';
+import { encodeEnvelope, envelopeIdOf, signedBytes, topics, type Envelope, type RejectReason } from '../../protocol/index.ts';
 import type { Settlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
@@ -42,7 +42,7 @@ describe('bad input on the readings topic', () => {
   /** Publishes a good envelope and waits for its ack: the settlement still serves. */
   async function expectStillServing(): Promise<void> {
     const env = factory.next('m-1');
-    await publish(JSON.stringify(env));
+    await publish(encodeEnvelope(env));
     await waitFor(() => received.find((m) => m.body.id === idOf(env) && m.body.status === 'accepted'), 'ack of the next good envelope');
   }
 
@@ -74,7 +74,7 @@ describe('bad input on the readings topic', () => {
     const env = factory.sign([factory.nextReading('m-1')]) as unknown as Record<string, unknown>;
     const readings = env.readings as Array<Record<string, unknown>>;
     readings[0]!.importWh = '1234';
-    await expectRejected(JSON.stringify(env), 'schema');
+    await expectRejected(encodeEnvelope(env as unknown as Envelope), "schema");
     const r = (await settlement.ledger.rejections(1))[0]!;
     expect(r.detail).toMatch(/importWh/);
   });
@@ -86,50 +86,50 @@ describe('bad input on the readings topic', () => {
   it('a bad signature', async () => {
     const env = factory.sign([factory.nextReading('m-1')]);
     const tampered = { ...env, readings: [{ ...env.readings[0]!, importWh: env.readings[0]!.importWh + 1000 }] };
-    await expectRejected(JSON.stringify(tampered), 'bad_signature');
+    await expectRejected(encodeEnvelope(tampered), 'bad_signature');
     expect(received.some((m) => m.topic === topics.reject(GW) && m.body.reason === 'bad_signature')).toBe(true);
   });
 
   it('an unknown gateway', async () => {
     const stranger = new EnvelopeFactory('gw-unknown');
-    await expectRejected(JSON.stringify(stranger.next('m-x')), 'unknown_gateway', topics.readings('gw-unknown'));
+    await expectRejected(encodeEnvelope(stranger.next('m-x')), 'unknown_gateway', topics.readings('gw-unknown'));
   });
 
   it("an envelope on another gateway's topic", async () => {
     const stranger = new EnvelopeFactory('gw-unknown');
-    await expectRejected(JSON.stringify(stranger.next('m-x')), 'topic_mismatch');
+    await expectRejected(encodeEnvelope(stranger.next('m-x')), 'topic_mismatch');
   });
 
   it('a replayed envelope', async () => {
     const env = factory.next('m-1');
-    await publish(JSON.stringify(env));
+    await publish(encodeEnvelope(env));
     await waitFor(() => received.find((m) => m.body.id === idOf(env) && m.body.status === 'accepted'), 'first ack');
-    await expectRejected(JSON.stringify(env), 'duplicate');
+    await expectRejected(encodeEnvelope(env), 'duplicate');
     // The gateway is told it is safe to drop it.
     expect(received.filter((m) => m.body.id === idOf(env)).map((m) => m.body.status)).toEqual(['accepted', 'duplicate']);
   });
 
   it('seq going backwards', async () => {
     const r = factory.nextReading('m-1', { seq: 1, importWh: 1 });
-    await expectRejected(JSON.stringify(factory.sign([{ ...r, prev: '0'.repeat(64) }])), 'seq_regression');
+    await expectRejected(encodeEnvelope(factory.sign([{ ...r, prev: '0'.repeat(64) }])), 'seq_regression');
     const back = factory.nextReading('m-1', { seq: 2, powerW: 1 });
-    await expectRejected(JSON.stringify(factory.sign([back])), 'seq_regression');
+    await expectRejected(encodeEnvelope(factory.sign([back])), 'seq_regression');
   });
 
   it('a broken prev chain', async () => {
     const r = factory.nextReading('m-1', { prev: 'ab'.repeat(32) });
-    await expectRejected(JSON.stringify(factory.sign([r])), 'broken_chain');
+    await expectRejected(encodeEnvelope(factory.sign([r])), 'broken_chain');
   });
 
   it('a timestamp far in the future', async () => {
     const r = factory.nextReading('m-1', {}, Date.now() + 24 * 3600_000);
-    await expectRejected(JSON.stringify(factory.sign([r])), 'future_timestamp');
+    await expectRejected(encodeEnvelope(factory.sign([r])), 'future_timestamp');
   });
 
   it('an envelope with one bad reading among good ones is refused whole', async () => {
     const good = factory.nextReading('m-1');
     const bad = { ...factory.nextReading('m-1'), seq: good.seq + 1, prev: 'cd'.repeat(32) };
-    await expectRejected(JSON.stringify(factory.sign([good, bad])), 'broken_chain');
+    await expectRejected(encodeEnvelope(factory.sign([good, bad])), 'broken_chain');
   });
 
   it('keeps every refusal with its reason', async () => {

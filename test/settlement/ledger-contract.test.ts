@@ -293,7 +293,7 @@ describe.each(engines)('$name ledger', (engine) => {
       expect(energy.reduce((n, e) => n + e.importWh, 0)).toBe(1000);
       expect(energy.reduce((n, e) => n + e.exportWh, 0)).toBe(2);
       expect(await ledger.envelopesWithMeter('m-1')).toEqual([
-        { id: env.id, gateway: 'gw-contract', raw: env.raw, receivedAtMs: 1_764_064_800_123, readingCount: 3 },
+        { id: env.id, gateway: 'gw-contract', signed: env.signed, sig: Buffer.from(env.sig, 'base64'), receivedAtMs: 1_764_064_800_123, readingCount: 3 },
       ]);
 
       const r4 = f.nextReading('m-1', { exportWh: 3_000_000_002 }, t0 + 1_800_000);

@@ -63,7 +63,10 @@ async function expectMigrated(ledger: Ledger): Promise<void> {
   const readings = await ledger.readings('meter-old');
   expect(readings.map((r) => [r.seq, r.envelopeId])).toEqual([1, 2, 3, 4, 5, 6].map((seq) => [seq, ids[Math.floor((seq - 1) / 2)]]));
   const envelopes = await ledger.envelopesWithMeter('meter-old');
-  expect(envelopes.map((e) => [e.id, e.raw, e.readingCount])).toEqual(old.map((env, i) => [ids[i], JSON.stringify(env), 2]));
+  // 004 keeps exactly the bytes that were signed and the raw signature of every old envelope.
+  expect(envelopes.map((e) => [e.id, e.signed, e.sig.toString('base64'), e.readingCount])).toEqual(
+    old.map((env, i) => [ids[i], signedBytes(env).toString('utf8'), env.sig, 2]),
+  );
 
   // The chain continues from what the old release stored; a resend of an old envelope is a duplicate.
   const verified = (env: Envelope) => verifiedEnvelope(env, context);

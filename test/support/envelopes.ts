@@ -26,7 +26,8 @@ export function verifiedEnvelope(
   return {
     id: envelopeIdOf(signedBytes(env)),
     gateway: env.gateway,
-    raw: JSON.stringify(env),
+    signed: signedBytes(env).toString('utf8'),
+    sig: env.sig,
     readings: env.readings.map((r) => ({ ...r, hash: readingHash(r), context: typeof context === 'function' ? context(r.meter) : context })),
     receivedAtMs,
   };

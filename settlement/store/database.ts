@@ -1,0 +1,119 @@
+import type Database from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import type pg from 'pg';
+
+/**
+ * The query builder for stores written once for both engines (Kysely, with the SQLite and the
+ * PostgreSQL dialect over the ledger's own connection or pool). The hot ingest path keeps its
+ * hand-tuned statements (ledger/sqlite.ts, ledger/postgres.ts); everything else that is new is
+ * written here, once. Column types are what a row reads back as: BIGINT columns come back as
+ * numbers on both engines (safe integers; the PostgreSQL pool parses int8 so, or fails loudly).
+ *
+ * SQLite: the Kysely instance shares the ledger's one connection, so a Kysely transaction must
+ * not await anything but its own queries.
+ */
+export interface ApiKeysTable {
+  id: string;
+  key_hash: string;
+  role: string;
+  label: string;
+  created_at_ms: number;
+  revoked_at_ms: number | null;
+}
+
+export interface MeterHandoversTable {
+  meter: string;
+  from_seq: number;
+  old_gateway: string;
+  new_gateway: string;
+  at_ms: number;
+}
+
+export interface RejectionCountsTable {
+  gateway: string;
+  reason: string;
+  hour_ms: number;
+  count: number;
+}
+
+export interface RejectionsTable {
+  id: number;
+  received_at_ms: number;
+  topic: string;
+  gateway: string | null;
+  envelope_id: string | null;
+  reason: string;
+  detail: string;
+  payload: Buffer;
+  payload_bytes: number;
+  payload_sha256: string;
+}
+
+export interface MeterGapsTable {
+  meter: string;
+  from_seq: number;
+  to_seq: number;
+  opened_at_ms: number;
+  estimated_at_ms: number | null;
+  est_market: string | null;
+  est_interval_ms: number | null;
+  est_time_zone: string | null;
+}
+
+export interface ReadingsTable {
+  meter: string;
+  seq: number;
+  envelope_ref: number;
+  gateway: string;
+  ts_ms: number;
+  import_wh: number;
+  export_wh: number;
+  power_w: number;
+  voltage_mv: number | null;
+  current_ma: number | null;
+  frequency_mhz: number | null;
+  prev: string;
+  hash: string;
+  received_at_ms: number;
+}
+
+export interface EnvelopesTable {
+  ref: number;
+  id: string;
+  gateway: string;
+  received_at_ms: number;
+  reading_count: number;
+  signed: string;
+  sig: Buffer;
+}
+
+export interface IntervalEnergyTable {
+  meter: string;
+  start_ms: number;
+  market: string;
+  import_wh: number;
+  export_wh: number;
+  est_import_wh: number;
+  est_export_wh: number;
+}
+
+export interface LedgerSchema {
+  api_keys: ApiKeysTable;
+  meter_handovers: MeterHandoversTable;
+  rejection_counts: RejectionCountsTable;
+  rejections: RejectionsTable;
+  meter_gaps: MeterGapsTable;
+  readings: ReadingsTable;
+  envelopes: EnvelopesTable;
+  interval_energy: IntervalEnergyTable;
+}
+
+export type LedgerDb = Kysely<LedgerSchema>;
+
+export function sqliteDb(db: Database.Database): LedgerDb {
+  return new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database: db }) });
+}
+
+export function postgresDb(pool: pg.Pool): LedgerDb {
+  return new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) });
+}
