@@ -23,7 +23,18 @@ export interface GatewayConfig {
   pollIntervalMs: number;
   batchMaxReadings: number;
   batchMaxAgeMs: number;
-  mqtt: { url: string; username?: string; password?: string; ackTimeoutMs: number; maxInFlight: number };
+  mqtt: {
+    /**
+     * Set on purpose (in the config file, or by whoever built this config). Undefined means
+     * "not set": the gateway uses the broker URL settlement returned at enrollment, or
+     * DEFAULT_BROKER_URL before it is enrolled (see brokerSettings in enroll.ts).
+     */
+    url?: string;
+    username?: string;
+    password?: string;
+    ackTimeoutMs: number;
+    maxInFlight: number;
+  };
   meters: MeterConfig[];
 }
 
@@ -44,6 +55,9 @@ export class GatewayConfigError extends Error {
   override readonly name = 'GatewayConfigError';
 }
 
+/** The broker a gateway tries when neither its config nor an enrollment names one. */
+export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
+
 export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
   return {
     id: gatewayId(id),
@@ -53,7 +67,7 @@ export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
     pollIntervalMs: 5_000,
     batchMaxReadings: 16,
     batchMaxAgeMs: 10_000,
-    mqtt: { url: 'mqtt://127.0.0.1:1883', ackTimeoutMs: 15_000, maxInFlight: 32 },
+    mqtt: { ackTimeoutMs: 15_000, maxInFlight: 32 },
     meters: [],
   };
 }
@@ -99,7 +113,9 @@ export function loadGatewayConfig(path: string): GatewayConfig {
   if (age !== undefined) cfg.batchMaxAgeMs = Math.round(age * 1000);
 
   const m = tbl(doc.mqtt, '[mqtt]');
-  cfg.mqtt.url = str(m, 'url', '[mqtt]') ?? cfg.mqtt.url;
+  // Undefined when absent: the broker settlement named at enrollment is used (brokerSettings),
+  // not a default that may be some other broker on this host.
+  cfg.mqtt.url = str(m, 'url', '[mqtt]');
   cfg.mqtt.username = str(m, 'username', '[mqtt]');
   cfg.mqtt.password = str(m, 'password', '[mqtt]');
   const ackTimeout = num(m, 'ack_timeout_s', '[mqtt]', 1);

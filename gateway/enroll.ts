@@ -7,8 +7,9 @@ import {
   type EnrollmentRequest,
   type EnrollmentResponse,
 } from '../protocol/index.ts';
-import type { GatewayConfig } from './config.ts';
+import { DEFAULT_BROKER_URL, type GatewayConfig } from './config.ts';
 import { loadOrCreateKey } from './keys.ts';
+import { Outbox, type HeadAdoption } from './outbox.ts';
 
 export class EnrollError extends Error {
   override readonly name = 'EnrollError';
@@ -39,8 +40,20 @@ export function enrollmentRequest(cfg: GatewayConfig, code: string): EnrollmentR
   };
 }
 
-/** POSTs the enrollment to settlement and keeps the returned MQTT credentials (mode 0600). */
-export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: string): Promise<EnrollmentResponse> {
+/** Settlement's answer, with what this gateway made of it. */
+export interface Enrolled extends EnrollmentResponse {
+  /** The broker URL saved with the credentials (settlement's, made reachable from here). */
+  brokerUrl: string;
+  /** What happened to each meter's chain head in the outbox (see Outbox.adoptChainHeads). */
+  heads: HeadAdoption[];
+}
+
+/**
+ * POSTs the enrollment to settlement, keeps the returned MQTT login and broker URL (mode 0600),
+ * and continues each meter's hash chain where the ledger has it, so a gateway that replaces
+ * another goes on at seq + 1 instead of restarting at 1 (which settlement refuses).
+ */
+export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: string): Promise<Enrolled> {
   const url = new URL(ENROLLMENT_PATH, settlementUrl);
   let res: Response;
   try {
@@ -55,9 +68,71 @@ export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: st
   }
   const body = (await res.json().catch(() => ({}))) as { message?: string; code?: string };
   if (!res.ok) throw new EnrollError(`settlement refused the enrollment (${res.status} ${body.code ?? ''}): ${body.message ?? res.statusText}`);
-  if (!Value.Check(EnrollmentResponseSchema, body)) throw new EnrollError('settlement answered with an unexpected enrollment response');
-  saveCredentials(cfg.dataDir, body.mqtt);
-  return body;
+  // A settlement from before chainHeads still enrolled us (the code is spent): keep its login.
+  const answer: unknown = { chainHeads: [], ...body };
+  if (!Value.Check(EnrollmentResponseSchema, answer)) throw new EnrollError('settlement answered with an unexpected enrollment response');
+  const brokerUrl = reachableBrokerUrl(answer.mqtt.url, url.href);
+  saveCredentials(cfg.dataDir, { ...answer.mqtt, url: brokerUrl });
+  let heads: HeadAdoption[];
+  const outbox = new Outbox(cfg.outboxFile);
+  try {
+    heads = outbox.adoptChainHeads(answer.chainHeads);
+  } catch (e) {
+    throw new EnrollError(`enrolled, but could not store the meters' chain heads in ${cfg.outboxFile}: ${(e as Error).message}`);
+  } finally {
+    outbox.close();
+  }
+  return { ...answer, brokerUrl, heads };
+}
+
+const isUnspecified = (host: string) => host === '0.0.0.0' || host === '[::]';
+const isLoopback = (host: string) => host === 'localhost' || host === '[::1]' || host.startsWith('127.');
+
+/**
+ * Settlement names its embedded broker by the address it listens on. 0.0.0.0 means "every
+ * address of that host", and 127.0.0.1 is only right on that host: reached from elsewhere, the
+ * broker is at the host this gateway reached settlement by.
+ */
+export function reachableBrokerUrl(brokerUrl: string, settlementUrl: string): string {
+  let broker: URL;
+  let settlement: URL;
+  try {
+    broker = new URL(brokerUrl);
+    settlement = new URL(settlementUrl);
+  } catch {
+    return brokerUrl;
+  }
+  const local = isUnspecified(settlement.hostname) || isLoopback(settlement.hostname);
+  if (isUnspecified(broker.hostname) || (isLoopback(broker.hostname) && !local)) {
+    broker.hostname = isUnspecified(settlement.hostname) ? '127.0.0.1' : settlement.hostname;
+    return broker.toString();
+  }
+  return brokerUrl;
+}
+
+/** Where the gateway's MQTT connection goes, and which login it uses. */
+export interface BrokerSettings {
+  url: string;
+  username?: string;
+  password?: string;
+  /** config: [mqtt] url set on purpose; enrollment: the URL settlement returned; default: neither. */
+  source: 'config' | 'enrollment' | 'default';
+}
+
+/**
+ * The config's [mqtt] url when it was set on purpose, else the broker settlement named at
+ * enrollment; the config's login when it names one, else the enrolled one.
+ */
+export function brokerSettings(cfg: GatewayConfig): BrokerSettings {
+  const saved = savedCredentials(cfg.dataDir);
+  const login = cfg.mqtt.username
+    ? { username: cfg.mqtt.username, password: cfg.mqtt.password }
+    : saved
+      ? { username: saved.username, password: saved.password }
+      : {};
+  if (cfg.mqtt.url) return { url: cfg.mqtt.url, ...login, source: 'config' };
+  if (saved?.url) return { url: saved.url, ...login, source: 'enrollment' };
+  return { url: DEFAULT_BROKER_URL, ...login, source: 'default' };
 }
 
 /** Keeps the MQTT login settlement issued; only this gateway's user may read it. */

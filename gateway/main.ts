@@ -1,17 +1,42 @@
+import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
+import { MAX_READINGS_PER_ENVELOPE } from '../protocol/index.ts';
+import { ClockGuard, type ClockState } from './clock.ts';
 import type { GatewayConfig } from './config.ts';
-import { savedCredentials } from './enroll.ts';
+import { brokerSettings } from './enroll.ts';
 import { loadOrCreateKey } from './keys.ts';
 import { Outbox, type Sample } from './outbox.ts';
 import { MeterReadError, TcpMeterPoller } from './poller.ts';
 import { Publisher } from './publisher.ts';
 
-/** A running gateway: poll → decode → seal (sign) into the outbox → publish until acknowledged. */
+export interface GatewayStats {
+  polls: number;
+  pollErrors: number;
+  /** Readings sealed into the outbox. */
+  sealed: number;
+  acked: number;
+  /** Envelopes settlement refused for good (now dead letters). */
+  rejected: number;
+  /** Retryable refusals: envelopes kept to be sent again after a backoff. */
+  deferred: number;
+  inFlight: number;
+  /** Times an envelope went unacknowledged past the ack timeout (then the window is resent). */
+  ackTimeouts: number;
+  /** Readings held in memory because the clock is implausible. */
+  heldReadings: number;
+  /** Readings dropped: held past the cap, or their read time was still implausible. */
+  droppedReadings: number;
+}
+
+/** A running gateway: poll → decode → stamp (clock check) → seal (sign) into the outbox → publish until acknowledged. */
 export interface Gateway {
   id: string;
   publicKeyPem: string;
+  /** The broker it publishes to (config, enrollment, or the default). */
+  brokerUrl: string;
   outboxDepth(): number;
-  stats(): { polls: number; pollErrors: number; sealed: number; acked: number; rejected: number; inFlight: number };
+  stats(): GatewayStats;
+  clock(): ClockState;
   /** Seals whatever samples are waiting, without waiting for the batch to fill. */
   sealNow(): void;
   /**
@@ -22,23 +47,52 @@ export interface Gateway {
 }
 
 export interface GatewayDeps {
+  /** Wall clock, ms epoch: what readings are stamped with (default Date.now). */
   now?: () => number;
+  /** Monotonic clock, ms (default performance.now): read times while the wall clock is implausible. */
+  monoNow?: () => number;
   log?: Logger;
+  /** Retry backoff after a retryable refusal (default 10 s doubling to 30 min); tests shorten it. */
+  retryFirstMs?: number;
+  retryMaxMs?: number;
 }
+
+/** While the clock is implausible its state is written to the outbox at most this often (for `gtx gateway status`). */
+const CLOCK_STATE_EVERY_MS = 10_000;
 
 export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
   const now = deps.now ?? Date.now;
+  const mono = deps.monoNow ?? (() => performance.now());
   const log = (deps.log ?? pino({ name: 'gateway', level: process.env.GTX_LOG_LEVEL ?? 'info' }, pino.destination(2))).child({
     gateway: cfg.id,
   });
   const key = loadOrCreateKey(cfg.keyFile);
   if (key.created) log.info({ keyFile: cfg.keyFile }, 'generated a new gateway key');
   const outbox = new Outbox(cfg.outboxFile);
-  // Credentials from `gtx gateway enroll`, unless the config names its own.
-  const saved = cfg.mqtt.username ? undefined : savedCredentials(cfg.dataDir);
-  const mqttOpts = saved ? { ...cfg.mqtt, username: saved.username, password: saved.password } : cfg.mqtt;
-  const publisher = new Publisher({ ...mqttOpts, gateway: cfg.id }, outbox, log);
+  // The broker settlement named at enrollment, unless the config names one on purpose.
+  const broker = brokerSettings(cfg);
+  const publisher = new Publisher(
+    {
+      url: broker.url,
+      username: broker.username,
+      password: broker.password,
+      ackTimeoutMs: cfg.mqtt.ackTimeoutMs,
+      maxInFlight: cfg.mqtt.maxInFlight,
+      gateway: cfg.id,
+      retryFirstMs: deps.retryFirstMs,
+      retryMaxMs: deps.retryMaxMs,
+    },
+    outbox,
+    log,
+  );
+  const clock = new ClockGuard({
+    log,
+    wallNow: now,
+    monoNow: mono,
+    lastReadingMs: outbox.meterHeads().flatMap((h) => (h.tsMs === null ? [] : [[h.meter, h.tsMs] as const])),
+  });
   const pollers = cfg.meters.map((m) => new TcpMeterPoller(m));
+  const batchSize = Math.min(cfg.batchMaxReadings, MAX_READINGS_PER_ENVELOPE);
 
   let pending: Sample[] = [];
   let oldestPendingAt = 0;
@@ -48,15 +102,37 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   // Log a meter's failure once per outage, not on every poll.
   const failing = new Set<string>();
 
-  const seal = () => {
-    if (pending.length === 0) return;
-    const entry = outbox.seal(cfg.id, key.privateKey, pending);
-    pending = [];
-    if (entry) {
-      sealed += entry.readings;
-      log.debug({ envelope: entry.id, readings: entry.readings }, 'sealed envelope');
-      publisher.notify();
+  const add = (samples: Sample[]) => {
+    for (const s of samples) {
+      // Batch age on the monotonic clock: a wall clock being set must not seal or stall a batch.
+      if (pending.length === 0) oldestPendingAt = mono();
+      pending.push(s);
     }
+  };
+
+  let clockWrittenAt = -Infinity;
+  let clockOk: boolean | undefined;
+  const persistClock = (force = false) => {
+    const st = clock.state();
+    const changed = st.ok !== clockOk;
+    if (!force && !changed && (st.ok || mono() - clockWrittenAt < CLOCK_STATE_EVERY_MS)) return;
+    outbox.setState('clock', st);
+    clockWrittenAt = mono();
+    clockOk = st.ok;
+    publisher.setClock(st.problem);
+  };
+
+  const seal = () => {
+    while (pending.length > 0) {
+      const chunk = pending.slice(0, batchSize);
+      pending = pending.slice(chunk.length);
+      const entry = outbox.seal(cfg.id, key.privateKey, chunk);
+      if (entry) {
+        sealed += entry.readings;
+        log.debug({ envelope: entry.id, readings: entry.readings }, 'sealed envelope');
+      }
+    }
+    publisher.notify();
   };
 
   let polling = false;
@@ -64,14 +140,15 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     if (polling) return; // a slow meter must not stack polls
     polling = true;
     try {
+      // Held readings go out once the clock is sane, even while every meter is silent.
+      add(clock.tick());
       await Promise.all(
         pollers.map(async (p) => {
           try {
             const values = await p.read();
             polls++;
             if (failing.delete(p.cfg.id)) log.info({ meter: p.cfg.id }, 'meter answers again');
-            if (pending.length === 0) oldestPendingAt = now();
-            pending.push({ meter: p.cfg.id, tsMs: now(), values });
+            add(clock.stamp(p.cfg.id, values));
           } catch (e) {
             pollErrors++;
             if (!failing.has(p.cfg.id)) {
@@ -81,27 +158,50 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
           }
         }),
       );
-      if (pending.length >= cfg.batchMaxReadings || (pending.length > 0 && now() - oldestPendingAt >= cfg.batchMaxAgeMs)) seal();
+      persistClock();
+      if (pending.length >= batchSize || (pending.length > 0 && mono() - oldestPendingAt >= cfg.batchMaxAgeMs)) seal();
     } finally {
       polling = false;
     }
   };
 
+  add(clock.tick());
+  persistClock(true);
   await publisher.start();
   const timer = setInterval(() => void pollOnce(), cfg.pollIntervalMs);
   void pollOnce();
-  log.info({ meters: pollers.map((p) => `${p.cfg.id}@${p.where}`), broker: cfg.mqtt.url, outbox: outbox.depth() }, 'gateway running');
+  log.info(
+    { meters: pollers.map((p) => `${p.cfg.id}@${p.where}`), broker: broker.url, brokerFrom: broker.source, outbox: outbox.depth() },
+    'gateway running',
+  );
 
   return {
     id: cfg.id,
     publicKeyPem: key.publicKeyPem,
+    brokerUrl: broker.url,
     outboxDepth: () => outbox.depth(),
-    stats: () => ({ polls, pollErrors, sealed, acked: publisher.acked, rejected: publisher.rejected, inFlight: publisher.inFlightCount() }),
+    stats: () => ({
+      polls,
+      pollErrors,
+      sealed,
+      acked: publisher.acked,
+      rejected: publisher.rejected,
+      deferred: publisher.deferred,
+      inFlight: publisher.inFlightCount(),
+      ackTimeouts: publisher.ackTimeouts,
+      heldReadings: clock.state().held,
+      droppedReadings: clock.dropped,
+    }),
+    clock: () => clock.state(),
     sealNow: seal,
     async stop({ drainMs = 0 } = {}) {
       clearInterval(timer);
       while (polling) await new Promise((r) => setTimeout(r, 20));
+      add(clock.tick());
       seal(); // what was read is kept, not dropped
+      const held = clock.state().held;
+      if (held > 0) log.warn({ held, clockMs: now() }, 'stopping with the clock still implausible: held readings are lost');
+      persistClock(true);
       const until = Date.now() + drainMs;
       while (outbox.depth() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       await publisher.stop();

@@ -1,7 +1,38 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { gatewayClientId, parseAck, parseRejection, topics, type GatewayId, type GatewayStatus } from '../protocol/index.ts';
+import {
+  REJECT_REASONS,
+  gatewayClientId,
+  isRetryable,
+  parseAck,
+  parseRejection,
+  topics,
+  type GatewayId,
+  type GatewayStatus,
+  type Rejection,
+} from '../protocol/index.ts';
+import type { ClockProblem } from './clock.ts';
 import type { Outbox } from './outbox.ts';
+
+/** First wait after a retryable refusal; it doubles with each refusal of the same envelope … */
+export const RETRY_FIRST_MS = 10_000;
+/** … up to this. */
+export const RETRY_MAX_MS = 30 * 60_000;
+
+/** How long to wait before sending an envelope again after its `attempts`-th retryable refusal. */
+export function retryDelayMs(attempts: number, firstMs = RETRY_FIRST_MS, maxMs = RETRY_MAX_MS): number {
+  return Math.min(maxMs, firstMs * 2 ** Math.min(Math.max(attempts - 1, 0), 40));
+}
+
+export const NO_ACK_HINT = "is this the settlement's broker? see gtx gateway status";
+
+/** What the gateway persists (outbox gateway_state 'ack_wait') while settlement does not answer. */
+export interface AckWait {
+  sinceMs: number;
+  broker: string;
+  oldestUnackedAgeMs: number;
+}
 
 export interface PublisherOptions {
   url: string;
@@ -12,35 +43,79 @@ export interface PublisherOptions {
   maxInFlight: number;
   /** After this long without an ack an envelope is sent again (settlement is idempotent). */
   ackTimeoutMs: number;
+  /** Retry backoff after a retryable refusal (defaults RETRY_FIRST_MS, RETRY_MAX_MS; tests shorten it). */
+  retryFirstMs?: number;
+  retryMaxMs?: number;
+}
+
+const RECONNECT_MS = 1000;
+
+/** A rejection; one from a settlement older than the `retryable` flag is judged by its reason. */
+function readRejection(payload: Buffer): Rejection {
+  try {
+    return parseRejection(payload);
+  } catch (e) {
+    let v: unknown;
+    try {
+      v = JSON.parse(payload.toString());
+    } catch {
+      throw e;
+    }
+    if (typeof v !== 'object' || v === null || 'retryable' in v) throw e;
+    const reason = (v as { reason?: unknown }).reason;
+    const known = REJECT_REASONS.find((r) => r === reason);
+    if (!known) throw e;
+    return parseRejection(JSON.stringify({ ...v, retryable: isRetryable(known) }));
+  }
 }
 
 /**
- * Moves the outbox to the broker in order and deletes only what settlement acknowledges on
- * this gateway's ack topic: a broker PUBACK says nothing about the ledger.
+ * Moves the outbox to the broker, oldest eligible entry first, and deletes only what settlement
+ * acknowledges on this gateway's ack topic: a broker PUBACK says nothing about the ledger. A
+ * retryable refusal keeps the envelope for a later attempt (backoff per envelope); any other
+ * refusal sets it aside as a dead letter.
  */
-const RECONNECT_MS = 1000;
-
 export class Publisher {
   private client?: MqttClient;
-  /** Envelope id → time it was last published. */
+  /** Subscribed to ack and reject on the current connection: only then is anything published. */
+  private ready = false;
+  /** Envelope id → monotonic time it was last published. */
   private readonly inFlight = new Map<string, number>();
-  private lastPos = 0;
+  /** Envelope id → wall time it was first published and not answered since (for the no-ack warning). */
+  private readonly firstSent = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private pumping = false;
   private stopping = false;
   private unreachableLogged = false;
+  private waitingForAck = false;
+  private clock: ClockProblem | null = null;
   private retry?: NodeJS.Timeout;
+  private readonly retryFirstMs: number;
+  private readonly retryMaxMs: number;
   acked = 0;
+  /** Refused for good (dead-lettered). */
   rejected = 0;
+  /** Refused for now (kept for a later attempt). */
+  deferred = 0;
+  /** Times the oldest in-flight envelope went unacknowledged past the ack timeout. */
+  ackTimeouts = 0;
 
   constructor(
     private readonly opts: PublisherOptions,
     private readonly outbox: Outbox,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.retryFirstMs = opts.retryFirstMs ?? RETRY_FIRST_MS;
+    this.retryMaxMs = opts.retryMaxMs ?? RETRY_MAX_MS;
+  }
+
+  get url(): string {
+    return this.opts.url;
+  }
 
   async start(): Promise<void> {
-    this.timer = setInterval(() => this.expire(), Math.min(1000, this.opts.ackTimeoutMs));
+    // Also the retry clock: entries whose backoff ended are picked up on the next tick.
+    this.timer = setInterval(() => this.tick(), Math.min(1000, this.opts.ackTimeoutMs));
     this.connect();
   }
 
@@ -66,22 +141,24 @@ export class Publisher {
     }
     const client = mqtt.connect(this.opts.url, options);
     this.client = client;
+    this.ready = false;
     client.on('connect', () => {
       // No Nagle: each envelope is a small write that should leave at once.
       (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.log.info({ broker: this.opts.url }, 'connected to broker');
       this.unreachableLogged = false;
       this.inFlight.clear();
-      this.lastPos = 0;
       void client.subscribeAsync([topics.ack(gateway), topics.reject(gateway)], { qos: 1 }).then(() => {
-        const online: GatewayStatus = { v: 1, state: 'online', ts: new Date().toISOString(), outbox: this.outbox.depth() };
-        client.publish(topics.status(gateway), JSON.stringify(online), { qos: 1, retain: true });
+        if (this.client !== client) return;
+        this.ready = true;
+        this.publishStatus();
         this.pump();
-      }, (e: unknown) => this.log.warn({ err: e }, 'subscribe failed'));
+      }, (e: unknown) => this.log.warn({ err: e, broker: this.opts.url }, 'subscribe failed'));
     });
     client.on('close', () => {
       if (this.client !== client) return;
       // Whatever was in flight may be lost with the connection: it is sent again, in order.
+      this.ready = false;
       this.inFlight.clear();
       client.removeAllListeners('close');
       client.end(true);
@@ -105,19 +182,27 @@ export class Publisher {
     return this.inFlight.size;
   }
 
+  /** Tells the broker (retained status) whether this gateway's clock can be trusted. */
+  setClock(problem: ClockProblem | null): void {
+    if (problem === this.clock) return;
+    this.clock = problem;
+    this.publishStatus();
+  }
+
+  private publishStatus(): void {
+    if (!this.ready || !this.client) return;
+    const online: GatewayStatus = { v: 1, state: 'online', ts: new Date().toISOString(), outbox: this.outbox.depth(), clock: this.clock ?? 'ok' };
+    this.client.publish(topics.status(this.opts.gateway), JSON.stringify(online), { qos: 1, retain: true });
+  }
+
   private onMessage(topic: string, payload: Buffer): void {
     try {
       if (topic === topics.ack(this.opts.gateway)) {
         const ack = parseAck(payload);
-        this.inFlight.delete(ack.id);
+        this.answered(ack.id);
         if (this.outbox.acknowledge(ack.id)) this.acked++;
       } else if (topic === topics.reject(this.opts.gateway)) {
-        const rej = parseRejection(payload);
-        this.log.warn({ envelope: rej.id, reason: rej.reason, detail: rej.detail }, 'settlement rejected an envelope');
-        if (rej.id && rej.reason !== 'duplicate') {
-          this.inFlight.delete(rej.id);
-          if (this.outbox.deadLetter(rej.id, rej.reason, rej.detail)) this.rejected++;
-        }
+        this.onRejection(readRejection(payload));
       }
     } catch (e) {
       this.log.warn({ topic, err: (e as Error).message }, 'ignored malformed message from settlement');
@@ -125,37 +210,100 @@ export class Publisher {
     this.pump();
   }
 
+  private onRejection(rej: Rejection): void {
+    const fields = { envelope: rej.id, reason: rej.reason, detail: rej.detail };
+    if (!rej.id || rej.reason === 'duplicate') {
+      // No envelope to act on, or already stored: its ack settles it (or the ack timeout resends it).
+      this.log.debug(fields, 'settlement rejection without action');
+      this.heard();
+      return;
+    }
+    this.answered(rej.id);
+    if (rej.retryable) {
+      const r = this.outbox.defer(rej.id, rej.reason, rej.detail, Date.now(), (n) => retryDelayMs(n, this.retryFirstMs, this.retryMaxMs));
+      if (!r) return;
+      this.deferred++;
+      this.log.warn(
+        { ...fields, attempts: r.attempts, retryInS: Math.round((r.nextAttemptMs - Date.now()) / 1000), nextAttempt: new Date(r.nextAttemptMs).toISOString() },
+        'settlement refused an envelope for now; keeping it to send again',
+      );
+    } else if (this.outbox.deadLetter(rej.id, rej.reason, rej.detail)) {
+      this.rejected++;
+      this.log.warn(fields, 'settlement refused an envelope for good; moved to dead letters (gtx gateway status, gtx gateway requeue)');
+    }
+  }
+
+  /** Settlement answered about `id`: it hears this gateway. */
+  private answered(id: string): void {
+    this.inFlight.delete(id);
+    this.firstSent.delete(id);
+    this.heard();
+  }
+
+  private heard(): void {
+    if (this.waitingForAck) {
+      this.waitingForAck = false;
+      this.outbox.setState('ack_wait', undefined);
+      this.log.info({ broker: this.opts.url }, 'settlement answers again');
+    }
+  }
+
   /**
    * Go-back-N: when the oldest unacknowledged envelope times out, the whole window is sent
-   * again from it, so settlement never sees a later envelope of a meter before an earlier one.
+   * again in outbox order, so settlement never sees a later envelope of a meter before an
+   * earlier one (unless the earlier one waits out a retry backoff). Then fills the window.
    */
-  private expire(): void {
-    const cutoff = Date.now() - this.opts.ackTimeoutMs;
+  private tick(): void {
+    const cutoff = performance.now() - this.opts.ackTimeoutMs;
+    let expired = false;
     for (const at of this.inFlight.values()) {
       if (at < cutoff) {
-        this.inFlight.clear();
-        this.lastPos = 0;
-        this.pump();
-        return;
+        expired = true;
+        break;
       }
     }
+    if (expired) {
+      this.ackTimeouts++;
+      if (!this.waitingForAck) this.warnNoAck();
+      this.inFlight.clear();
+    }
+    this.pump();
+  }
+
+  /** Once per episode: a broker that takes the readings but no settlement that answers. */
+  private warnNoAck(): void {
+    this.waitingForAck = true;
+    const now = Date.now();
+    let oldest = now;
+    for (const id of this.inFlight.keys()) oldest = Math.min(oldest, this.firstSent.get(id) ?? now);
+    const wait: AckWait = { sinceMs: now, broker: this.opts.url, oldestUnackedAgeMs: now - oldest };
+    this.outbox.setState('ack_wait', wait);
+    this.log.warn(
+      {
+        broker: this.opts.url,
+        oldestUnackedAgeS: Math.round(wait.oldestUnackedAgeMs / 1000),
+        inFlight: this.inFlight.size,
+        outbox: this.outbox.depth(),
+        ackTimeoutS: this.opts.ackTimeoutMs / 1000,
+        hint: NO_ACK_HINT,
+      },
+      `no acknowledgement from settlement within the ack timeout; ${NO_ACK_HINT}`,
+    );
   }
 
   private pump(): void {
     const client = this.client;
-    if (!client?.connected || this.pumping) return;
+    if (!client?.connected || !this.ready || this.pumping) return;
     this.pumping = true;
     try {
-      while (this.inFlight.size < this.opts.maxInFlight) {
-        const batch = this.outbox.pending(this.opts.maxInFlight, this.lastPos);
-        if (batch.length === 0) break;
-        for (const e of batch) {
-          if (this.inFlight.size >= this.opts.maxInFlight) break;
-          this.lastPos = e.pos;
-          if (this.inFlight.has(e.id)) continue;
-          this.inFlight.set(e.id, Date.now());
-          client.publish(topics.readings(this.opts.gateway), e.payload, { qos: 1 });
-        }
+      const free = this.opts.maxInFlight - this.inFlight.size;
+      if (free <= 0) return;
+      const mono = performance.now();
+      const wall = Date.now();
+      for (const e of this.outbox.due(wall, free, this.inFlight, this.retryMaxMs)) {
+        this.inFlight.set(e.id, mono);
+        if (!this.firstSent.has(e.id)) this.firstSent.set(e.id, wall);
+        client.publish(topics.readings(this.opts.gateway), e.payload, { qos: 1 });
       }
     } finally {
       this.pumping = false;

@@ -76,6 +76,11 @@ export const StatusSchema = Type.Object({
   state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
   ts: Type.String(),
   outbox: Type.Optional(Type.Integer({ minimum: 0 })),
+  /**
+   * Whether the gateway trusts its clock enough to stamp readings (see docs/gateway.md, clock
+   * rules); while it does not, it holds readings instead of sealing them.
+   */
+  clock: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('before_release_floor'), Type.Literal('behind_last_reading')])),
 });
 export type GatewayStatus = Static<typeof StatusSchema>;
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_MAX_BACKFILL_MS } from './ledger/ledger.ts';
 
 /** Settlement configuration: `config/settlement.toml`, every key optional. See README. */
 export interface SettlementConfig {
@@ -30,10 +31,33 @@ export interface SettlementConfig {
         mosquittoPasswordFile?: string;
         mosquittoPidFile?: string;
       };
-  ingest: { maxPayloadBytes: number; maxClockSkewMs: number; commitBatchMax: number; commitsInFlight?: number };
+  ingest: {
+    maxPayloadBytes: number;
+    maxClockSkewMs: number;
+    commitBatchMax: number;
+    commitsInFlight?: number;
+    /** Readings older than this, and spans between neighbouring readings longer than it, are refused. */
+    maxBackfillMs: number;
+    /** A gap open this long gets its energy booked as estimated. */
+    gapGraceMs: number;
+    /** Watchdog: a commit taking longer replaces the writer thread. */
+    commitTimeoutMs: number;
+    /** Intake pushes back beyond this many envelopes, or bytes, awaiting their commit outcome. */
+    maxQueuedEnvelopes: number;
+    maxQueuedBytes: number;
+    /** Rejection payload samples kept per minute (all gateways), each cut to sampleBytes. */
+    rejectionSamplesPerMinute: number;
+    rejectionSampleBytes: number;
+    /** Rejection samples and counts older than this are deleted. */
+    rejectionRetentionMs: number;
+  };
   /** Markets this settlement runs; upserted into the registry at start. */
   markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number }>;
-  /** Admin API key (x-admin-key header) for issuing installer codes and revoking gateways; null = admin API off. */
+  /**
+   * A configured admin API key (`Authorization: Bearer …`, or the older `x-admin-key` header), at
+   * least 32 characters (checkAdminKey); null = only admin keys stored in the ledger
+   * (`gtx settlement api-key create --role admin`) reach the admin API.
+   */
   adminKey: string | null;
   /** Lifetime of an installer code. */
   enrollmentCodeTtlMs: number;
@@ -44,8 +68,22 @@ export interface SettlementConfig {
   logLevel: string;
 }
 
+const DAY_MS = 86_400_000;
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+}
+
+/** The admin key is a bearer secret to the whole admin API: short ones are guessable. */
+export const ADMIN_KEY_MIN_LENGTH = 32;
+
+/** Refuses a configured admin key shorter than ADMIN_KEY_MIN_LENGTH, saying how to make one. */
+export function checkAdminKey(key: string | null): void {
+  if (key === null || key.length >= ADMIN_KEY_MIN_LENGTH) return;
+  throw new ConfigError(
+    `the admin key (GTX_ADMIN_KEY or [enrollment] admin_key) has ${key.length} characters, it needs at least ${ADMIN_KEY_MIN_LENGTH}: ` +
+      'make one with `openssl rand -base64 32`, or leave it unset and store an admin key with `gtx settlement api-key create --role admin`',
+  );
 }
 
 /** Unique per process, so several workers can share one broker. */
@@ -58,11 +96,24 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
     dataDir,
     ledger: { sqlitePath: resolve(dataDir, 'ledger.sqlite'), databaseUrl: process.env.DATABASE_URL || undefined },
     mqtt: { mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, clientId: defaultClientId(), auth: true },
-    ingest: { maxPayloadBytes: 256 * 1024, maxClockSkewMs: 300_000, commitBatchMax: 512 },
+    ingest: {
+      maxPayloadBytes: 256 * 1024,
+      maxClockSkewMs: 300_000,
+      commitBatchMax: 512,
+      maxBackfillMs: DEFAULT_MAX_BACKFILL_MS,
+      gapGraceMs: 3600_000,
+      commitTimeoutMs: 10_000,
+      maxQueuedEnvelopes: 4096,
+      maxQueuedBytes: 64 * 1024 * 1024,
+      rejectionSamplesPerMinute: 30,
+      rejectionSampleBytes: 4096,
+      rejectionRetentionMs: 30 * DAY_MS,
+    },
     http: { host: '127.0.0.1', port: 8080 },
     influxdb: null,
     markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15 }],
-    adminKey: process.env.GTX_ADMIN_KEY ?? null,
+    // An empty GTX_ADMIN_KEY counts as unset.
+    adminKey: process.env.GTX_ADMIN_KEY || null,
     enrollmentCodeTtlMs: 7 * 24 * 3600_000,
     logLevel: 'info',
   };
@@ -159,6 +210,23 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   cfg.ingest.commitBatchMax = int(i, 'commit_batch_max', wi, 1) ?? cfg.ingest.commitBatchMax;
   const inFlight = int(i, 'commits_in_flight', wi, 1);
   if (inFlight !== undefined) cfg.ingest.commitsInFlight = inFlight;
+  const seconds = (key: string, min: number) => {
+    const v = int(i, key, wi, min);
+    return v === undefined ? undefined : v * 1000;
+  };
+  const days = (key: string, min: number) => {
+    const v = int(i, key, wi, min);
+    return v === undefined ? undefined : v * DAY_MS;
+  };
+  cfg.ingest.maxBackfillMs = days('max_backfill_days', 1) ?? cfg.ingest.maxBackfillMs;
+  cfg.ingest.gapGraceMs = seconds('gap_grace_s', 1) ?? cfg.ingest.gapGraceMs;
+  cfg.ingest.commitTimeoutMs = seconds('commit_timeout_s', 1) ?? cfg.ingest.commitTimeoutMs;
+  cfg.ingest.maxQueuedEnvelopes = int(i, 'max_queued_envelopes', wi, 1) ?? cfg.ingest.maxQueuedEnvelopes;
+  const mib = int(i, 'max_queued_mib', wi, 1);
+  if (mib !== undefined) cfg.ingest.maxQueuedBytes = mib * 1024 * 1024;
+  cfg.ingest.rejectionSamplesPerMinute = int(i, 'rejection_samples_per_minute', wi, 0) ?? cfg.ingest.rejectionSamplesPerMinute;
+  cfg.ingest.rejectionSampleBytes = int(i, 'rejection_sample_bytes', wi, 64) ?? cfg.ingest.rejectionSampleBytes;
+  cfg.ingest.rejectionRetentionMs = days('rejection_retention_days', 1) ?? cfg.ingest.rejectionRetentionMs;
 
   const markets = doc.markets;
   if (markets !== undefined) {
@@ -183,7 +251,7 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   const en = table(doc, 'enrollment', path);
   const ttlH = int(en, 'code_ttl_hours', `${path} [enrollment]`, 1);
   if (ttlH !== undefined) cfg.enrollmentCodeTtlMs = ttlH * 3600_000;
-  cfg.adminKey = process.env.GTX_ADMIN_KEY ?? str(en, 'admin_key', `${path} [enrollment]`) ?? null;
+  cfg.adminKey = process.env.GTX_ADMIN_KEY || str(en, 'admin_key', `${path} [enrollment]`) || null;
 
   const ix = table(doc, 'influxdb', path);
   const wx = `${path} [influxdb]`;

@@ -2,11 +2,11 @@ import type { Logger } from 'pino';
 import { REPLY_QOS, loadPublicKey, parseGatewayTopic, topics } from '../protocol/index.ts';
 import { readFileSync } from 'node:fs';
 import { hashSecret, newSecret } from './broker/credentials.ts';
-import { AedesBus, ClientBus, type Bus } from './broker/bus.ts';
+import { AedesBus, ClientBus, type Bus, type BusStatus } from './broker/bus.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
 import { LedgerCredentialStore } from './broker/ledger-credentials.ts';
 import { MosquittoPasswordSync } from './broker/mosquitto-sync.ts';
-import type { SettlementConfig } from './config.ts';
+import { checkAdminKey, type SettlementConfig } from './config.ts';
 import { BatchCommitter } from './ingest/committer.ts';
 import { LookupCache } from './ingest/lookup-cache.ts';
 import { ReadingsHandler, type IngestStats } from './ingest/readings-handler.ts';
@@ -14,7 +14,13 @@ import { EnvelopeVerifier, type EnrolledMeter, type GatewayKey } from './ingest/
 import type { Ledger } from './ledger/ledger.ts';
 import type { MarketId } from './registry/registry.ts';
 import { Enrollment } from './registry/enrollment.ts';
+import { ApiKeyStore } from './registry/api-keys.ts';
 import { CommitThread } from './ledger/commit-thread.ts';
+import { DirectWriter, type LedgerWriter } from './ledger/writer.ts';
+import { RejectionRecorder } from './ingest/rejection-recorder.ts';
+import { gapEstimator } from './jobs/gap-estimator.ts';
+import { rejectionRetention } from './jobs/rejection-retention.ts';
+import type { PeriodicJob } from './jobs/periodic-job.ts';
 import { openLedger } from './ledger/open.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics, type SettlementMetrics } from './metrics.ts';
@@ -35,6 +41,14 @@ export interface Settlement {
   metrics: SettlementMetrics;
   ledger: Ledger;
   stats: IngestStats;
+  /** The settlement's MQTT link: connected, subscribed, last error (for a readiness check). */
+  mqttStatus(): BusStatus;
+  /** The ledger's one writer: its status for readiness. */
+  writer: LedgerWriter;
+  /** Periodic jobs (each runs under the ledger's advisory lock; `runOnce()` runs one now). */
+  jobs: { gapEstimates: PeriodicJob<{ estimated: number; unestimable: number }>; rejectionRetention: PeriodicJob<{ samples: number; counts: number }> };
+  /** Counts and samples refusals; `flush()` writes what it holds. */
+  recorder: RejectionRecorder;
   /** Resolves when every message received so far is committed and answered. */
   idle(): Promise<void>;
   stop(): Promise<void>;
@@ -53,6 +67,8 @@ const KEY_CACHE_MS = 2_000;
 export async function startSettlement(cfg: SettlementConfig, deps: SettlementDeps = {}): Promise<Settlement> {
   const now = deps.now ?? Date.now;
   const log = deps.log ?? createLogger('settlement', cfg.logLevel);
+  // Before anything is opened or bound: a short admin key refuses the start (ConfigError).
+  checkAdminKey(cfg.adminKey);
 
   const ledger: Ledger = await openLedger(cfg.ledger);
   for (const m of cfg.markets) await ledger.putMarket({ ...m, id: m.id as MarketId });
@@ -99,6 +115,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     now,
     maxPayloadBytes: cfg.ingest.maxPayloadBytes,
     maxClockSkewMs: cfg.ingest.maxClockSkewMs,
+    maxBackfillMs: cfg.ingest.maxBackfillMs,
   });
   const influx = cfg.influxdb
     ? new InfluxSink({ ...cfg.influxdb, log: log.child({ component: 'influx' }), now })
@@ -110,13 +127,19 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     sources: { connectedGateways: () => status.onlineCount(), influxBacklog: () => influx?.stats().backlog ?? 0 },
   });
   const commitsInFlight = cfg.ingest.commitsInFlight ?? (ledger.engine === 'postgres' ? 2 : 1);
-  // Commits run on their own thread (ledger/commit-thread.ts) unless the ledger lives in memory.
-  const commitThread =
+  // Every write goes through one writer: its own thread (ledger/commit-thread.ts), unless the
+  // ledger lives in memory.
+  const writer: LedgerWriter =
     cfg.ledger.databaseUrl || cfg.ledger.sqlitePath !== ':memory:'
-      ? new CommitThread(cfg.ledger, { restarted: (cause) => log.error({ err: cause }, 'ledger commit thread died and was restarted; its batches go unacknowledged and are resent') })
-      : undefined;
+      ? new CommitThread(cfg.ledger, {
+          commitTimeoutMs: cfg.ingest.commitTimeoutMs,
+          restarted: (cause) => log.error({ err: cause }, 'ledger writer thread replaced; the envelopes it held are committed again one by one'),
+          stalled: (cause) => log.error({ err: cause }, 'ledger writer stalled: envelopes go unanswered (gateways resend) until it answers again'),
+          recovered: () => log.warn('ledger writer answers again'),
+        })
+      : new DirectWriter(ledger);
   const committer = new BatchCommitter(
-    commitThread ? (batch) => commitThread.commit(batch) : (batch) => ledger.commitEnvelopes(batch),
+    (batch) => writer.commit(batch, { nowMs: now(), maxSpanMs: cfg.ingest.maxBackfillMs }),
     cfg.ingest.commitBatchMax,
     (n, ms) => {
       metrics.dbBatchSize.observe(n);
@@ -124,7 +147,20 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       deps.onCommit?.(n, ms);
     },
     commitsInFlight,
+    (env, e) => log.error({ envelope: env.id, gateway: env.gateway, err: e }, 'envelope refused as commit_failed: its commit fails on its own'),
   );
+  const recorder = new RejectionRecorder({
+    write: (batch) => writer.recordRejections(batch, cfg.ingest.rejectionSampleBytes),
+    now,
+    log,
+    samplesPerMinute: cfg.ingest.rejectionSamplesPerMinute,
+    sampleBytes: cfg.ingest.rejectionSampleBytes,
+  });
+  recorder.start();
+  const jobs = {
+    gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),
+    rejectionRetention: rejectionRetention({ ledger, writer, log, now, retentionMs: cfg.ingest.rejectionRetentionMs }),
+  };
 
   // Embedded: the settlement subscribes inside aedes. External: an mqtt.js client.
   const bus: Bus = broker
@@ -137,24 +173,39 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
           reconnectPeriod: 1000,
           ...(cfg.mqtt.mode === 'external' && cfg.mqtt.username ? { username: cfg.mqtt.username, password: cfg.mqtt.password } : {}),
         },
-        (e) => log.error({ err: e }, 'mqtt error'),
+        (e) => log.warn({ err: e.message }, 'mqtt error'),
+        // Returns at once and keeps (re)connecting in the background, also after a refused login.
+        { log: log.child({ component: 'mqtt' }) },
       );
   // Several workers on one broker share the readings; each still sees every status.
   const readingsFilter =
     cfg.mqtt.mode === 'external' && cfg.mqtt.sharedGroup ? `$share/${cfg.mqtt.sharedGroup}/${topics.allReadings}` : topics.allReadings;
   const publisher = { publish: (topic: string, payload: string) => bus.publish(topic, payload, { qos: REPLY_QOS }) };
-  const handler = new ReadingsHandler({ verifier, committer, ledger, publisher, log, now, metrics, timeseries: influx });
+  const handler = new ReadingsHandler({
+    verifier,
+    committer,
+    recorder,
+    publisher,
+    log,
+    now,
+    metrics,
+    timeseries: influx,
+    limits: { maxEnvelopes: cfg.ingest.maxQueuedEnvelopes, maxBytes: cfg.ingest.maxQueuedBytes },
+  });
 
   const inflight = new Set<Promise<void>>();
   await bus.subscribe([readingsFilter, topics.allStatus], (topic, payload) => {
     if (parseGatewayTopic(topic)?.kind === 'status') return status.handle(topic, payload);
-    const p = handler.handle(topic, payload).catch((e: unknown) => {
-      // A ledger or broker failure, not bad input: the gateway will resend after its ack timeout.
-      log.error({ err: e, topic }, 'ingest failed; envelope left for the gateway to resend');
+    return handler.accept(topic, payload, (handled) => {
+      const p = handled.catch((e: unknown) => {
+        // A ledger or broker failure, not bad input: the gateway will resend after its ack timeout.
+        log.error({ err: e, topic }, 'ingest failed; envelope left for the gateway to resend');
+      });
+      inflight.add(p);
+      void p.finally(() => inflight.delete(p));
     });
-    inflight.add(p);
-    void p.finally(() => inflight.delete(p));
   });
+  for (const job of Object.values(jobs)) job.start();
   broker?.admitAll();
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
@@ -169,7 +220,11 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   };
   const revoked = (gateway: string) => {
     forget(gateway);
-    mosquitto?.revoked(gateway);
+    try {
+      mosquitto?.revoked(gateway);
+    } catch {
+      // Logged by the sync (a reserved name never reaches the password file); the ledger has it revoked.
+    }
   };
   const enrollment = new Enrollment(ledger, {
     now,
@@ -185,6 +240,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
         metrics,
         log,
         enrollment,
+        apiKeys: new ApiKeyStore(ledger.db),
         adminKey: cfg.adminKey,
         codeTtlMs: cfg.enrollmentCodeTtlMs,
         onRevoke: revoked,
@@ -213,14 +269,20 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     metrics,
     ledger,
     stats: handler.stats,
+    mqttStatus: () => bus.status(),
+    writer,
+    jobs,
+    recorder,
     idle,
     async stop() {
       await api?.close();
       await bus.close().catch(() => undefined);
       await idle();
+      for (const job of Object.values(jobs)) await job.stop();
+      await recorder.stop();
       await influx?.stop();
       await broker?.close();
-      await commitThread?.close();
+      await writer.close();
       await ledger.close();
       log.info('settlement stopped');
     },

@@ -13,6 +13,7 @@ import { startGateway, type Gateway } from '../../gateway/main.ts';
 import { meterId } from '../../protocol/index.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
+import { ApiKeyStore } from '../../settlement/registry/api-keys.ts';
 import { parseFlags, positiveNumber, UsageError } from '../args.ts';
 
 const USAGE = `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--http-port N] [--fresh] [--duration S]
@@ -31,6 +32,17 @@ const HOMES: Array<{ model: string; profile: ProfileName }> = [
   { model: 'sdm630', profile: 'household' },
   { model: 'sdm630', profile: 'prosumer' },
 ];
+
+/** The demo's utility API key, kept in the data dir (mode 0600) so that a restart reuses it instead of adding keys. */
+async function demoApiKey(settlement: Settlement, dataDir: string): Promise<string> {
+  const file = join(dataDir, 'demo-api-key');
+  const store = new ApiKeyStore(settlement.ledger.db);
+  const saved = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  if (saved && (await store.authenticate(saved))) return saved;
+  const { key } = await store.create('utility', 'gtx demo');
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return key;
+}
 
 async function portIsFree(port: number): Promise<boolean> {
   if (port === 0) return true;
@@ -144,7 +156,10 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);
   }
   console.log(`MQTT broker   ${settlement.brokerUrl}   (try: mosquitto_sub -h 127.0.0.1 -p ${new URL(settlement.brokerUrl).port} -t 'gtx/v1/#' -v)`);
-  if (settlement.httpUrl) console.log(`HTTP API      ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
+  if (settlement.httpUrl) {
+    const key = await demoApiKey(settlement, dataDir);
+    console.log(`HTTP API      curl -H 'Authorization: Bearer ${key}' ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
+  }
   console.log(`ledger        ${cfg.ledger.sqlitePath}`);
   console.log(`audit         gtx audit meters; gtx audit export --meter home-1-main --out ./audit-home-1`);
   console.log(`clock         ${speed}x real time${speed === 1 ? '' : ' (simulated)'}; Ctrl-C stops`);

@@ -9,23 +9,35 @@ import { enrollmentRoutes } from './routes/enrollments.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { energyRoutes } from './routes/energy.ts';
 import type { Enrollment } from '../registry/enrollment.ts';
+import type { ApiKeyStore } from '../registry/api-keys.ts';
+import { checkAdminKey } from '../config.ts';
+import { registerAuth } from './auth.ts';
 
 export interface ApiDeps {
   ledger: Ledger;
   metrics: SettlementMetrics;
   log: Logger;
   enrollment: Enrollment;
+  /** API keys stored in the ledger (`gtx settlement api-key create`). */
+  apiKeys: ApiKeyStore;
+  /** The configured admin key, which acts as an admin API key; null = stored keys only. */
   adminKey: string | null;
   codeTtlMs: number;
   /** Called after a revocation so caches drop the gateway at once. */
   onRevoke: (gatewayId: string) => void;
 }
 
-/** The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route. */
+/**
+ * The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route, and
+ * every route declaring who may call it (auth.ts).
+ */
 export function buildApi(deps: ApiDeps): FastifyInstance {
-  // Request lines only at debug; errors and warnings from routes still show.
-  const apiLog = deps.log.child({ component: 'api' }, { level: deps.log.level === 'debug' ? 'debug' : 'warn' });
+  checkAdminKey(deps.adminKey);
+  // Request lines only at debug; errors and warnings from routes still show, unless the parent is quieter (error, silent).
+  const parentLevel = deps.log.levelVal;
+  const apiLog = deps.log.child({ component: 'api' }, { level: parentLevel <= 20 || parentLevel > 40 ? deps.log.level : 'warn' });
   const app = Fastify({ loggerInstance: apiLog as FastifyBaseLogger }).withTypeProvider<TypeBoxTypeProvider>();
+  registerAuth(app, { apiKeys: deps.apiKeys, adminKey: deps.adminKey, log: apiLog });
   app.register(healthRoutes, deps);
   app.register(meterRoutes, { ...deps, prefix: '/api/v1' });
   app.register(energyRoutes, { ...deps, prefix: '/api/v1' });

@@ -1,4 +1,4 @@
-import { isValidId, TOPIC_ROOT, topics } from '../../protocol/index.ts';
+import { gatewayClientId, isReservedId, isValidId, RESERVED_ID_PREFIX, TOPIC_ROOT, topics } from '../../protocol/index.ts';
 
 /**
  * Who may publish and subscribe to what on the settlement's MQTT broker. Pure functions: the
@@ -8,6 +8,17 @@ import { isValidId, TOPIC_ROOT, topics } from '../../protocol/index.ts';
 
 /** The MQTT username of the settlement service itself. */
 export const SETTLEMENT_USERNAME = 'gtx-settlement';
+
+/**
+ * The settlement's usernames on an external broker: one worker logs in as `gtx-settlement`;
+ * `workers` > 1 need one username each (`gtx-settlement-1` …), because a Mosquitto that binds
+ * client ids to usernames (use_username_as_clientid) lets only one connection per username live.
+ */
+export function settlementUsernames(workers: number): string[] {
+  if (!Number.isInteger(workers) || workers < 1 || workers > 999) throw new Error(`workers must be an integer from 1 to 999, got ${workers}`);
+  if (workers === 1) return [SETTLEMENT_USERNAME];
+  return Array.from({ length: workers }, (_, i) => `${SETTLEMENT_USERNAME}-${i + 1}`);
+}
 
 /** An authenticated MQTT client. */
 export type Principal = { kind: 'settlement' } | { kind: 'gateway'; gatewayId: string };
@@ -69,7 +80,18 @@ function underRoot(filter: string): boolean {
 }
 
 function gatewayOk(p: Principal): p is { kind: 'gateway'; gatewayId: string } {
-  return p.kind === 'gateway' && isValidId(p.gatewayId);
+  return p.kind === 'gateway' && isValidId(p.gatewayId) && !isReservedId(p.gatewayId);
+}
+
+/**
+ * May `principal` connect with MQTT client id `clientId`? A broker ends an older connection
+ * with the same client id, so an id not bound to the login would let one gateway knock another
+ * off (and fire its offline will). Gateways: only `gtx-gw-<gateway id>`; the settlement: ids
+ * starting with `gtx-settlement`, which no gateway can have (reserved, and `gtx-gw-` prefixed).
+ */
+export function clientIdAllowed(principal: Principal, clientId: string): boolean {
+  if (principal.kind === 'settlement') return clientId.startsWith(RESERVED_ID_PREFIX);
+  return gatewayOk(principal) && clientId === gatewayClientId(principal.gatewayId);
 }
 
 /** Topics a gateway may receive: its own acks and rejections and the public market topics. */

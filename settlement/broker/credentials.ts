@@ -1,5 +1,5 @@
 import { randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
-import { isValidId } from '../../protocol/index.ts';
+import { isReservedId, isValidId, RESERVED_ID_PREFIX } from '../../protocol/index.ts';
 import { SETTLEMENT_USERNAME } from './acl.ts';
 
 /**
@@ -102,8 +102,9 @@ export class MemoryCredentialStore implements CredentialStore {
 
   /** Adds or replaces a gateway (username = gateway id) with the secret issued to it. */
   putGateway(gatewayId: string, secret: string, status: GatewayCredentialStatus = 'active'): void {
-    if (!isValidId(gatewayId) || gatewayId === SETTLEMENT_USERNAME) {
-      throw new Error(`"${gatewayId}" cannot be a gateway's MQTT username: use a valid gateway id`);
+    if (!isValidId(gatewayId)) throw new Error(`"${gatewayId}" cannot be a gateway's MQTT username: use a valid gateway id`);
+    if (isReservedId(gatewayId)) {
+      throw new Error(`"${gatewayId}" cannot be a gateway's MQTT username: ids starting with ${RESERVED_ID_PREFIX} are reserved for the settlement`);
     }
     this.records.set(gatewayId, { kind: 'gateway', gatewayId, status, secretHash: hashSecret(secret) });
   }

@@ -3,9 +3,9 @@ import { createServer, type Server } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { TOPIC_ROOT } from '../../protocol/index.ts';
+import { gatewayClientId, isReservedId, RESERVED_ID_PREFIX, TOPIC_ROOT } from '../../protocol/index.ts';
 import { createLogger } from '../logger.ts';
-import { canPublish, canReceive, canSubscribe, SETTLEMENT_USERNAME, type Principal } from './acl.ts';
+import { canPublish, canReceive, canSubscribe, clientIdAllowed, SETTLEMENT_USERNAME, type Principal } from './acl.ts';
 import { verifySecretAsync, type CredentialStore } from './credentials.ts';
 
 export interface EmbeddedBroker {
@@ -40,6 +40,7 @@ export interface EmbeddedBrokerOptions {
 }
 
 /** CONNACK return codes (MQTT 3.1.1, table 3.1). */
+const IDENTIFIER_REJECTED = 2;
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
 const SERVER_UNAVAILABLE = 3;
@@ -55,7 +56,10 @@ const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAA
  * The aedes hooks that enforce authentication (CredentialStore) and authorization (acl.ts).
  *
  * - authenticate: unknown user / wrong or missing password → CONNACK 4; revoked or pending
- *   gateway, or a last will on a topic the client may not publish to → CONNACK 5.
+ *   gateway, a gateway under a reserved name, or a last will on a topic the client may not
+ *   publish to → CONNACK 5; a client id not bound to the login (acl.ts clientIdAllowed) →
+ *   CONNACK 2. aedes ends an older connection with the same client id only after this hook
+ *   (registerClient), so refusing here keeps the rightful owner of the id connected.
  * - authorizePublish: a refused publish is dropped. aedes then closes the connection (MQTT
  *   3.1.1 has no way to refuse a PUBLISH; MQTT-3.3.5-2); the gateway reconnects.
  * - authorizeSubscribe: a refused filter is granted QoS 128 (failure); the others in the same
@@ -68,7 +72,8 @@ function securityHooks(store: CredentialStore, log: Logger): Partial<AedesOption
 
   const refuse = (client: Client, username: string | undefined, code: number, reason: string, done: (e: AuthenticateError | null, ok: boolean | null) => void) => {
     log.warn({ clientId: client.id, username: username ?? null, reason, returnCode: code }, 'mqtt login refused');
-    done(authError(code, code === BAD_USERNAME_OR_PASSWORD ? 'bad username or password' : 'not authorized'), false);
+    const message = code === BAD_USERNAME_OR_PASSWORD ? 'bad username or password' : code === IDENTIFIER_REJECTED ? 'identifier rejected' : 'not authorized';
+    done(authError(code, message), false);
   };
 
   async function login(client: Client, username: string | undefined, password: Buffer | undefined): Promise<{ code: number; reason: string } | { principal: Principal }> {
@@ -86,9 +91,15 @@ function securityHooks(store: CredentialStore, log: Logger): Partial<AedesOption
       principal = { kind: 'settlement' };
     } else {
       // Checked after the password, so an outsider learns nothing about a gateway's state.
+      // A reserved name can only come from a record an older release let in: never a gateway.
+      if (isReservedId(username) || isReservedId(rec.gatewayId)) return { code: NOT_AUTHORIZED, reason: 'reserved name: not a gateway' };
       if (rec.status !== 'active') return { code: NOT_AUTHORIZED, reason: `gateway ${rec.status}` };
       if (rec.gatewayId !== username) return { code: NOT_AUTHORIZED, reason: `username is not the gateway id ${rec.gatewayId}` };
       principal = { kind: 'gateway', gatewayId: rec.gatewayId };
+    }
+    if (!clientIdAllowed(principal, client.id)) {
+      const expected = principal.kind === 'gateway' ? gatewayClientId(principal.gatewayId) : `one starting with ${RESERVED_ID_PREFIX}`;
+      return { code: IDENTIFIER_REJECTED, reason: `client id not bound to the login: expected ${expected}` };
     }
     const will = willTopics.get(client);
     if (will !== undefined && !canPublish(principal, will)) return { code: NOT_AUTHORIZED, reason: `last will on ${will} not allowed` };

@@ -14,6 +14,8 @@ export class LedgerCredentialStore implements CredentialStore {
 
   async lookup(username: string): Promise<CredentialRecord | undefined> {
     if (username === SETTLEMENT_USERNAME) return { kind: 'settlement', secretHash: this.settlementSecretHash };
+    // A stored gateway under a reserved name (an older release enrolled it) is returned as
+    // what it is; the broker's login refuses it (CONNACK 5), it never becomes the settlement.
     const gw = await this.ledger.getGateway(username);
     if (!gw?.mqttSecretHash) return undefined;
     return { kind: 'gateway', gatewayId: gw.id, status: gw.status, secretHash: gw.mqttSecretHash };

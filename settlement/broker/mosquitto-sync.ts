@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { isReservedId, RESERVED_ID_PREFIX } from '../../protocol/index.ts';
 import { removeFromPasswordFile, upsertPasswordFile } from './mosquitto.ts';
 
 /**
@@ -13,13 +14,28 @@ export class MosquittoPasswordSync {
   ) {}
 
   issued(gateway: string, secret: string): void {
+    this.refuseReserved(gateway, 'issue a secret for');
     this.rewrite((cur) => upsertPasswordFile(cur, [{ username: gateway, secret }]));
     this.opts.log.info({ gateway, passwordFile: this.opts.passwordFile }, 'gateway added to the Mosquitto password file');
   }
 
   revoked(gateway: string): void {
+    this.refuseReserved(gateway, 'revoke');
     this.rewrite((cur) => removeFromPasswordFile(cur, [gateway]));
     this.opts.log.info({ gateway, passwordFile: this.opts.passwordFile }, 'gateway removed from the Mosquitto password file');
+  }
+
+  /**
+   * The settlement's own lines (`gtx-settlement`, `gtx-settlement-<n>`) are the operator's:
+   * replacing one would lock the settlement out, removing one would cut it off at the reload.
+   */
+  private refuseReserved(username: string, what: string): void {
+    if (!isReservedId(username)) return;
+    const err = new Error(
+      `refused to ${what} "${username}" in the Mosquitto password file ${this.opts.passwordFile}: names starting with ${RESERVED_ID_PREFIX} belong to the settlement, not to a gateway`,
+    );
+    this.opts.log.error({ gateway: username, passwordFile: this.opts.passwordFile, reason: 'reserved name' }, 'Mosquitto password file change refused');
+    throw err;
   }
 
   private rewrite(change: (current: string) => string): void {

@@ -34,6 +34,8 @@ export interface VerifierOptions {
   now: () => number;
   maxPayloadBytes: number;
   maxClockSkewMs: number;
+  /** Readings older than this are refused ([ingest] max_backfill_days). */
+  maxBackfillMs: number;
 }
 
 export type Verdict =
@@ -89,10 +91,18 @@ export class EnvelopeVerifier {
     if (!(await verifySignatureAsync(bytes, env.sig, gk.key))) {
       return fail('bad_signature', `signature does not verify with the registered key of ${env.gateway}`, id);
     }
-    const limit = this.opts.now() + this.opts.maxClockSkewMs;
+    const now = this.opts.now();
+    const limit = now + this.opts.maxClockSkewMs;
+    const oldest = now - this.opts.maxBackfillMs;
     for (const r of env.readings) {
-      if (Date.parse(r.ts) > limit) {
+      const ts = Date.parse(r.ts);
+      if (ts > limit) {
         return fail('future_timestamp', `meter ${r.meter} seq ${r.seq}: ${r.ts} is ahead of settlement time by more than ${this.opts.maxClockSkewMs / 1000} s`, id);
+      }
+      // A gateway without a battery clock stamps 1970 at boot; and no reading may cost the
+      // commit more than the backfill window's worth of intervals.
+      if (ts < oldest) {
+        return fail('too_old', `meter ${r.meter} seq ${r.seq}: ${r.ts} is older than the ${Math.round(this.opts.maxBackfillMs / 86_400_000)}-day backfill window (gateway clock wrong?)`, id);
       }
     }
     const contexts = new Map<string, MeterContext>();

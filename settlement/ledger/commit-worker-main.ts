@@ -1,10 +1,10 @@
-// The commit thread's side: its own ledger connection(s), committing the batches the main
-// thread sends. Batches run concurrently as the main thread allows (its BatchCommitter caps
-// them); SQLite's are synchronous, so they run one after another.
+// The ledger writer thread's side (commit-thread.ts): its own ledger connection(s), running the
+// tasks the main thread sends. TaskRunner keeps SQLite's tasks one after another.
 import { Worker, parentPort, workerData } from 'node:worker_threads';
-import { fromWire, type CommitReply, type CommitRequest, type CommitThreadOptions } from './commit-thread.ts';
+import { fromWire, type CommitThreadOptions, type WriterReply, type WriterRequest } from './commit-thread.ts';
 import type { Ledger } from './ledger.ts';
 import { SqliteLedger } from './sqlite.ts';
+import { TaskRunner, type WriterTask } from './writer.ts';
 
 const port = parentPort!;
 const opts = workerData as CommitThreadOptions;
@@ -22,6 +22,7 @@ const WAL_SAFETY_PAGES = 4000;
 const ledger: Ledger = opts.databaseUrl
   ? new (await import('./postgres.ts')).PostgresLedger(opts.databaseUrl)
   : new SqliteLedger(opts.sqlitePath, { walAutocheckpointPages: WAL_SAFETY_PAGES });
+const runner = new TaskRunner(ledger);
 const checkpointer = opts.databaseUrl
   ? undefined
   : new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path: opts.sqlitePath, everyMs: CHECKPOINT_EVERY_MS } });
@@ -40,16 +41,23 @@ async function close(): Promise<void> {
   port.close();
 }
 
-port.on('message', (req: CommitRequest | 'close') => {
+port.on('message', (req: WriterRequest | 'close') => {
   if (req === 'close') {
     void close();
     return;
   }
-  ledger.commitEnvelopes(req.batch.map(fromWire)).then(
-    (outcomes) => port.postMessage({ n: req.n, outcomes } satisfies CommitReply),
+  const task: WriterTask = req.task.kind === 'commit' ? { ...req.task, batch: req.task.batch.map(fromWire) } : req.task;
+  if (task.kind === 'rejections') {
+    // Structured clone turns Buffers into plain Uint8Arrays.
+    for (const s of task.batch.samples) s.payload = Buffer.from(s.payload.buffer, s.payload.byteOffset, s.payload.byteLength);
+  }
+  runner.run(task).then(
+    (result) => port.postMessage({ n: req.n, result } satisfies WriterReply),
     (e: unknown) => {
       const err = e as Error & { code?: string };
-      port.postMessage({ n: req.n, error: { message: err.message, code: err.code, stack: err.stack } } satisfies CommitReply);
+      port.postMessage({ n: req.n, error: { message: err.message, code: err.code, stack: err.stack } } satisfies WriterReply);
     },
   );
 });
+// Loaded and connected: from now on the main thread's watchdog times each task.
+port.postMessage('ready');

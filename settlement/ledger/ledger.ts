@@ -1,5 +1,5 @@
 import type { EnvelopeId, GatewayId, MeterId, Reading, RejectReason } from '../../protocol/index.ts';
-import type { ChainRejectReason } from '../ingest/chain.ts';
+import type { ChainRejectReason } from '../chain/rules.ts';
 import type { RegistryStore } from '../registry/registry.ts';
 import type { LedgerDb } from '../store/database.ts';
 
@@ -30,11 +30,18 @@ export interface MeterContext {
   intervalMs: number;
 }
 
-/** Verified energy of one meter in one interval, from counter differences. */
+/**
+ * Verified energy of one meter in one interval, from counter differences. The totals include
+ * energy estimated across gaps (`est…`, split by time across the gap's span once its grace is
+ * over); a late fill replaces an estimate with exact energy.
+ */
 export interface IntervalRow {
   startMs: number;
   importWh: number;
   exportWh: number;
+  /** The part of importWh / exportWh that is estimated. */
+  estImportWh: number;
+  estExportWh: number;
 }
 
 /** Metered supply (sum of export) and demand (sum of import) of a market in one interval. */
@@ -42,7 +49,32 @@ export interface MarketIntervalRow {
   startMs: number;
   supplyWh: number;
   demandWh: number;
+  /** The part of supplyWh / demandWh that is estimated across gaps. */
+  estSupplyWh: number;
+  estDemandWh: number;
   meters: number;
+}
+
+/** A run of missing seqs between two stored readings of a meter. */
+export interface GapRow {
+  fromSeq: number;
+  /** Inclusive. */
+  toSeq: number;
+  openedAtMs: number;
+  /** Estimated energy across it is booked. */
+  estimated: boolean;
+}
+
+/** Refusals counted per gateway, reason and hour; payload samples are kept at a bounded rate. */
+export interface RejectionBatch {
+  counts: Array<{ gateway: string; reason: RejectReason; hourMs: number; count: number }>;
+  samples: RejectionSample[];
+}
+
+/** A refusal kept with (the first bytes of) its payload, the full payload's size and digest. */
+export interface RejectionSample extends RejectionRecord {
+  payloadBytes: number;
+  payloadSha256: string;
 }
 
 /** An envelope whose signature, schema and timestamps passed; the chain is checked at commit. */
@@ -83,7 +115,21 @@ export function verifiedReading(r: Reading, hash: string, context: MeterContext)
 export type CommitOutcome =
   | { status: 'accepted'; id: EnvelopeId; inserted: number; duplicates: number }
   | { status: 'duplicate'; id: EnvelopeId; readings: number }
-  | { status: 'rejected'; id: EnvelopeId; reason: ChainRejectReason; detail: string };
+  | { status: 'rejected'; id: EnvelopeId; reason: ChainRejectReason | 'commit_failed'; detail: string };
+
+export interface CommitOptions {
+  /** The commit's notion of now: opening time of new gaps (default: the clock). */
+  nowMs?: number;
+  /** Longest span allowed between neighbouring readings of a meter ([ingest] max_backfill_days). */
+  maxSpanMs?: number;
+}
+
+/** The default backfill window: beyond the gateway outbox's 30 days. */
+export const DEFAULT_MAX_BACKFILL_MS = 35 * 86_400_000;
+
+export function commitOptions(o: CommitOptions = {}): Required<CommitOptions> {
+  return { nowMs: o.nowMs ?? Date.now(), maxSpanMs: o.maxSpanMs ?? DEFAULT_MAX_BACKFILL_MS };
+}
 
 export interface RejectionRecord {
   receivedAtMs: number;
@@ -140,8 +186,7 @@ export interface Ledger extends RegistryStore {
    * a reading that breaks the chain or reuses a seq rejects its whole envelope and leaves
    * the others untouched. Idempotent on (meter, seq).
    */
-  commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]>;
-  recordRejection(r: RejectionRecord): Promise<void>;
+  commitEnvelopes(batch: VerifiedEnvelope[], opts?: CommitOptions): Promise<CommitOutcome[]>;
 
   counts(): Promise<LedgerCounts>;
   meters(): Promise<Array<{ meter: MeterId; readings: number; lastSeq: number }>>;
@@ -165,5 +210,5 @@ export interface Ledger extends RegistryStore {
   /** Supply and demand of a market per interval with start in [fromMs, toMs). */
   marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]>;
   /** Missing seq ranges of a meter between its first and last stored reading. */
-  gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>>;
+  gaps(meter: string): Promise<GapRow[]>;
 }

@@ -53,13 +53,23 @@ const CODE_STEPS: Record<number, (c: MigrationConnection) => Promise<void>> = {
 
 export async function runMigrations(c: MigrationConnection, now: () => number = Date.now): Promise<void> {
   const migrations = loadMigrations(c.engine);
+  const known = new Set(migrations.map((m) => m.version));
+  // Checked before any migration runs: a ledger that a newer release migrated is left untouched.
+  await c.transaction(async () => {
+    await c.exec(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL, checksum TEXT)`,
+    );
+    // Ledgers from before checksums: the files of this release are taken as the applied ones.
+    if (!(await c.columns('schema_migrations')).includes('checksum')) await c.exec('ALTER TABLE schema_migrations ADD COLUMN checksum TEXT');
+    const newer = (await c.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).filter((r) => !known.has(Number(r.version)));
+    if (newer.length > 0) {
+      throw new MigrationError(
+        `this ledger has schema version(s) ${newer.map((r) => r.version).join(', ')}, newer than this release knows: run the release that migrated it`,
+      );
+    }
+  });
   for (const m of migrations) {
     await c.transaction(async () => {
-      await c.exec(
-        `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL, checksum TEXT)`,
-      );
-      // Ledgers from before checksums: the files of this release are taken as the applied ones.
-      if (!(await c.columns('schema_migrations')).includes('checksum')) await c.exec('ALTER TABLE schema_migrations ADD COLUMN checksum TEXT');
       const [row] = await c.query<{ checksum: string | null }>('SELECT checksum FROM schema_migrations WHERE version = ?', [m.version]);
       if (row) {
         if (row.checksum === null) await c.query('UPDATE schema_migrations SET checksum = ? WHERE version = ?', [m.checksum, m.version]);
@@ -75,13 +85,6 @@ export async function runMigrations(c: MigrationConnection, now: () => number = 
       await CODE_STEPS[m.version]?.(c);
       await c.query('INSERT INTO schema_migrations (version, name, applied_at_ms, checksum) VALUES (?, ?, ?, ?)', [m.version, m.name, now(), m.checksum]);
     });
-  }
-  const known = new Set(migrations.map((m) => m.version));
-  const newer = (await c.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).filter((r) => !known.has(Number(r.version)));
-  if (newer.length > 0) {
-    throw new MigrationError(
-      `this ledger has schema version(s) ${newer.map((r) => r.version).join(', ')}, newer than this release knows: run the release that migrated it`,
-    );
   }
 }
 

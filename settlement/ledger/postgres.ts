@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import type { NeighbourReading } from '../ingest/chain.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -12,10 +11,15 @@ import type {
 } from '../registry/registry.ts';
 import { runMigrations } from './migrations.ts';
 import { postgresDb, type LedgerDb } from '../store/database.ts';
-import { EnergySums, neighbourOf, outcomeOf, planEnvelope, type FreshReading } from './plan.ts';
-import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
+import { EnergySums, MemoryChainView, outcomeOf, planEnvelope, type FreshReading } from './plan.ts';
+import { gaps, intervalEnergy, marketIntervals } from './energy-queries.ts';
+import { lockKey } from './pg-locks.ts';
+import { rejectionSamples } from './rejection-store.ts';
+import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, toGapRecord, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
 import type {
+  CommitOptions,
   CommitOutcome,
+  GapRow,
   GatewayRecord,
   GatewayStatus,
   IntervalRow,
@@ -28,6 +32,7 @@ import type {
   StoredRejection,
   VerifiedEnvelope,
 } from './ledger.ts';
+import { commitOptions } from './ledger.ts';
 
 /**
  * The ledger on PostgreSQL, for several settlement workers sharing one database. Same
@@ -67,11 +72,6 @@ const INT8_OID = 20;
 const RETRYABLE_SQLSTATES = new Set(['40P01', '40001', '23505']);
 const MAX_TRANSACTION_ATTEMPTS = 5;
 
-/**
- * An advisory lock key (int4) for `expr`, scoped to the current schema so that ledgers in
- * different schemas of one database (tests, side-by-side deployments) never block each other.
- */
-const lockKey = (expr: string) => `hashtext(coalesce(current_schema(), '') || '/gtx/' || ${expr})`;
 
 /** BIGINT columns hold Wh, ms instants and seqs, all safe integers: read them as numbers. */
 function parseInt8(s: string): number {
@@ -333,20 +333,22 @@ export class PostgresLedger implements Ledger {
     return rows.map(toMeter);
   }
 
-  async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
+  async commitEnvelopes(batch: VerifiedEnvelope[], options?: CommitOptions): Promise<CommitOutcome[]> {
+    const opts = commitOptions(options);
     if (batch.length === 0) return [];
     const meters = [...new Set(batch.flatMap((env) => env.readings.map((r): string => r.meter)))];
     const { wantMeters, wantLo, wantHi } = neighbourRanges(batch);
     return this.transaction(async (c) => {
       // Every meter of the batch, in ascending key order, held until COMMIT or ROLLBACK.
       await c.query({ name: 'gtx-lock-meters', text: LOCK_METERS, values: [meters] });
-      // What the ledger holds around every reading of the batch, in one round trip. The meter
-      // locks keep it current until COMMIT.
+      // What the ledger holds around every reading of the batch (with the gaps that start at
+      // those readings), in one round trip. The meter locks keep it current until COMMIT.
       const { rows } = await c.query<NeighbourRow>({ name: 'gtx-neighbours', text: SELECT_NEIGHBOURS, values: [wantMeters, wantLo, wantHi] });
-      const known = new Map<string, NeighbourReading>(
-        rows.map((row) => [keyOf(row.meter, row.seq), { hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh }]),
-      );
-      const lookup = (meter: string, seq: number) => known.get(keyOf(meter, seq));
+      const view = new MemoryChainView();
+      for (const row of rows) {
+        const reading = { seq: row.seq, hash: row.hash, prev: row.prev, tsMs: row.ts_ms, importWh: row.import_wh, exportWh: row.export_wh };
+        view.put(row.meter, reading, row.gap_to === null ? undefined : toGapRecord({ ...row, from_seq: row.seq, to_seq: row.gap_to, opened_at_ms: row.gap_opened_at_ms! }));
+      }
 
       // Each envelope is planned in batch order and sees what the envelopes before it will
       // store, exactly as SqliteLedger sees its own inserts. Refused and all-duplicate
@@ -357,7 +359,7 @@ export class PostgresLedger implements Ledger {
       const energy = new EnergySums();
       let freshCount = 0;
       for (const env of batch) {
-        const plan = planEnvelope(env, lookup);
+        const plan = planEnvelope(env, view, opts);
         outcomes.push(outcomeOf(env, plan));
         if (plan.status !== 'accepted') continue;
         // The readings are tied to their envelope row by id in INSERT_ENVELOPES_AND_READINGS.
@@ -365,7 +367,7 @@ export class PostgresLedger implements Ledger {
         // the same readings and was planned a duplicate above; anything else is a bug upstream.
         if (storedIds.has(env.id)) throw new Error(`envelope ${env.id} accepted twice in one batch with different readings`);
         storedIds.add(env.id);
-        for (const f of plan.fresh) known.set(keyOf(f.reading.meter, f.reading.seq), neighbourOf(f.reading, f.tsMs));
+        view.apply(plan);
         energy.add(plan.energy);
         stored.push({ env, fresh: plan.fresh });
         freshCount += plan.fresh.length;
@@ -400,40 +402,55 @@ export class PostgresLedger implements Ledger {
       if (res.rowCount !== freshCount) {
         throw new LostRace(`${freshCount - (res.rowCount ?? 0)} reading(s) of the batch were stored concurrently`);
       }
+      // Gaps: each touched gap's final state (a fill closes one and may reopen the same key).
+      const touched = view.touchedGaps();
+      if (touched.length > 0) {
+        const closed = touched.filter((t) => t.gap === null);
+        const open = touched.flatMap((t) => (t.gap ? [{ meter: t.meter, g: t.gap }] : []));
+        if (closed.length > 0) {
+          await c.query({ name: 'gtx-close-gaps', text: CLOSE_GAPS, values: [closed.map((t) => t.meter), closed.map((t) => t.fromSeq)] });
+        }
+        if (open.length > 0) {
+          await c.query({
+            name: 'gtx-put-gaps',
+            text: PUT_GAPS,
+            values: [
+              open.map((o) => o.meter),
+              open.map((o) => o.g.fromSeq),
+              open.map((o) => o.g.toSeq),
+              open.map((o) => o.g.openedAtMs),
+              open.map((o) => o.g.estimate?.atMs ?? null),
+              open.map((o) => o.g.estimate?.split?.market ?? null),
+              open.map((o) => o.g.estimate?.split?.intervalMs ?? null),
+              open.map((o) => o.g.estimate?.split?.timeZone ?? null),
+            ],
+          });
+        }
+      }
       const sums = energy.rows();
       if (sums.length > 0) {
         await c.query({
           name: 'gtx-add-interval-energy',
           text: ADD_INTERVAL_ENERGY,
-          values: [sums.map((e) => e.meter), sums.map((e) => e.startMs), sums.map((e) => e.market), sums.map((e) => e.importWh), sums.map((e) => e.exportWh)],
+          values: [
+            sums.map((e) => e.meter),
+            sums.map((e) => e.startMs),
+            sums.map((e) => e.market),
+            sums.map((e) => e.importWh),
+            sums.map((e) => e.exportWh),
+            sums.map((e) => e.estImportWh),
+            sums.map((e) => e.estExportWh),
+          ],
         });
       }
       return outcomes;
     });
   }
 
-  async recordRejection(r: RejectionRecord): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO rejections (received_at_ms, topic, gateway, envelope_id, reason, detail, payload, payload_bytes, payload_sha256)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [
-        r.receivedAtMs,
-        pgText(r.topic),
-        r.gateway === null ? null : pgText(r.gateway),
-        r.envelopeId === null ? null : pgText(r.envelopeId),
-        r.reason,
-        pgText(r.detail),
-        r.payload.subarray(0, MAX_STORED_REJECTED_PAYLOAD),
-        r.payload.length,
-        createHash('sha256').update(r.payload).digest('hex'),
-      ],
-    );
-  }
-
   async counts(): Promise<LedgerCounts> {
     const { rows } = await this.pool.query<LedgerCounts>(
       `SELECT (SELECT count(*) FROM envelopes) AS envelopes, (SELECT count(*) FROM readings) AS readings,
-              (SELECT count(*) FROM rejections) AS rejections`,
+              (SELECT coalesce(sum(count), 0)::bigint FROM rejection_counts) AS rejections`,
     );
     return rows[0]!;
   }
@@ -472,63 +489,20 @@ export class PostgresLedger implements Ledger {
     }));
   }
 
-  async rejections(limit = 100): Promise<StoredRejection[]> {
-    const { rows } = await this.pool.query<{
-      id: number;
-      received_at_ms: number;
-      topic: string;
-      gateway: string | null;
-      envelope_id: string | null;
-      reason: StoredRejection['reason'];
-      detail: string;
-      payload_bytes: number;
-      payload_sha256: string;
-    }>(
-      `SELECT id, received_at_ms, topic, gateway, envelope_id, reason, detail, payload_bytes, payload_sha256
-       FROM rejections ORDER BY id DESC LIMIT $1`,
-      [limit],
-    );
-    return rows.map((r) => ({
-      id: r.id,
-      receivedAtMs: r.received_at_ms,
-      topic: r.topic,
-      gateway: r.gateway,
-      envelopeId: r.envelope_id as EnvelopeId | null,
-      reason: r.reason,
-      detail: r.detail,
-      payloadBytes: r.payload_bytes,
-      payloadSha256: r.payload_sha256,
-    }));
+  rejections(limit = 100): Promise<StoredRejection[]> {
+    return rejectionSamples(this.db, limit);
   }
 
-  async intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
-    const { rows } = await this.pool.query<{ start_ms: number; import_wh: number; export_wh: number }>(
-      `SELECT start_ms, import_wh, export_wh FROM interval_energy
-       WHERE meter = $1 AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms`,
-      [meter, fromMs, toMs],
-    );
-    return rows.map((r) => ({ startMs: r.start_ms, importWh: r.import_wh, exportWh: r.export_wh }));
+  intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
+    return intervalEnergy(this.db, meter, fromMs, toMs);
   }
 
-  async marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
-    // sum(bigint) is numeric: back to bigint (read as a safe-integer number, or an error).
-    const { rows } = await this.pool.query<{ start_ms: number; supply: number; demand: number; meters: number }>(
-      `SELECT start_ms, sum(export_wh)::bigint AS supply, sum(import_wh)::bigint AS demand, count(DISTINCT meter) AS meters
-       FROM interval_energy WHERE market = $1 AND start_ms >= $2 AND start_ms < $3
-       GROUP BY start_ms ORDER BY start_ms`,
-      [market, fromMs, toMs],
-    );
-    return rows.map((r) => ({ startMs: r.start_ms, supplyWh: r.supply, demandWh: r.demand, meters: r.meters }));
+  marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
+    return marketIntervals(this.db, market, fromMs, toMs);
   }
 
-  async gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>> {
-    const { rows } = await this.pool.query<{ from_seq: number; to_seq: number }>(
-      `SELECT prev_seq + 1 AS from_seq, seq - 1 AS to_seq FROM
-         (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev_seq FROM readings WHERE meter = $1) AS s
-       WHERE seq - prev_seq > 1 ORDER BY seq`,
-      [meter],
-    );
-    return rows.map((r) => ({ fromSeq: r.from_seq, toSeq: r.to_seq }));
+  gaps(meter: string): Promise<GapRow[]> {
+    return gaps(this.db, meter);
   }
 
   /**
@@ -616,26 +590,43 @@ interface NeighbourRow {
   ts_ms: number;
   import_wh: number;
   export_wh: number;
+  /** The gap that starts at this reading, if one does. */
+  gap_to: number | null;
+  gap_opened_at_ms: number | null;
+  estimated_at_ms: number | null;
+  est_market: string | null;
+  est_interval_ms: number | null;
+  est_time_zone: string | null;
 }
 
 /**
- * The stored readings of meter $1[i] with seq in [$2[i], $3[i]]: one primary-key range scan
- * per element (see neighbourRanges). OFFSET 0 keeps the subquery from being flattened into a
- * join, so that the plan stays an index nested loop whatever the table's size when the
- * statement was first planned (a generic plan made while the table was small is otherwise a
- * hash join over a sequential scan of all readings, kept until the next ANALYZE).
+ * For each (meter $1[i], lo $2[i], hi $3[i]): the stored readings of the meter with seq in
+ * [lo, hi], the nearest one below lo and the nearest one above hi, each with the gap that
+ * starts at it. That is what the chain rules and the gap bookkeeping of every reading of the
+ * batch in [lo, hi] need (ledger/plan.ts). Each part is a primary-key index scan; OFFSET 0
+ * keeps the range subquery from being flattened into a join, so that the plan stays an index
+ * nested loop whatever the table's size when the statement was first planned (a generic plan
+ * made while the table was small is otherwise a hash join over a sequential scan of all
+ * readings, kept until the next ANALYZE).
  */
-const SELECT_NEIGHBOURS = `SELECT r.meter, r.seq, r.hash, r.prev, r.ts_ms, r.import_wh, r.export_wh
+const NEIGHBOUR_COLUMNS = 'meter, seq, hash, prev, ts_ms, import_wh, export_wh';
+const SELECT_NEIGHBOURS = `SELECT n.meter, n.seq, n.hash, n.prev, n.ts_ms, n.import_wh, n.export_wh,
+    g.to_seq AS gap_to, g.opened_at_ms AS gap_opened_at_ms, g.estimated_at_ms, g.est_market, g.est_interval_ms, g.est_time_zone
   FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS want(meter, lo, hi)
-  CROSS JOIN LATERAL (SELECT meter, seq, hash, prev, ts_ms, import_wh, export_wh FROM readings
-                      WHERE meter = want.meter AND seq BETWEEN want.lo AND want.hi OFFSET 0) AS r`;
+  CROSS JOIN LATERAL (
+    (SELECT ${NEIGHBOUR_COLUMNS} FROM readings WHERE meter = want.meter AND seq BETWEEN want.lo AND want.hi OFFSET 0)
+    UNION ALL
+    (SELECT ${NEIGHBOUR_COLUMNS} FROM readings WHERE meter = want.meter AND seq < want.lo ORDER BY seq DESC LIMIT 1)
+    UNION ALL
+    (SELECT ${NEIGHBOUR_COLUMNS} FROM readings WHERE meter = want.meter AND seq > want.hi ORDER BY seq LIMIT 1)
+  ) AS n
+  LEFT JOIN meter_gaps g ON g.meter = n.meter AND g.from_seq = n.seq`;
 
 /**
- * The seq ranges whose stored readings the plans of a batch may ask for (seq-1, seq, seq+1 of
- * every reading), as index range scans: one per meter when its readings in the batch are
- * close together (the usual run of new readings, where the scan finds only the stored head),
- * otherwise one per needed seq, so that a batch mixing old and new seqs of a meter never scans
- * the readings in between.
+ * The seq ranges whose neighbourhoods the plans of a batch need: one per meter when its
+ * readings in the batch are close together (the usual run of new readings, where the scans
+ * find only the stored head below), otherwise one per reading, so that a batch mixing old and
+ * new seqs of a meter never scans the readings in between.
  */
 function neighbourRanges(batch: VerifiedEnvelope[]): { wantMeters: string[]; wantLo: number[]; wantHi: number[] } {
   const perMeter = new Map<string, number[]>();
@@ -658,16 +649,14 @@ function neighbourRanges(batch: VerifiedEnvelope[]): { wantMeters: string[]; wan
     }
     if (hi - lo <= 2 * seqs.length + 8) {
       wantMeters.push(meter);
-      wantLo.push(lo - 1);
-      wantHi.push(hi + 1);
+      wantLo.push(lo);
+      wantHi.push(hi);
       continue;
     }
-    const points = new Set<number>();
-    for (const seq of seqs) for (const s of [seq - 1, seq, seq + 1]) points.add(s);
-    for (const s of points) {
+    for (const seq of new Set(seqs)) {
       wantMeters.push(meter);
-      wantLo.push(s);
-      wantHi.push(s);
+      wantLo.push(seq);
+      wantHi.push(seq);
     }
   }
   return { wantMeters, wantLo, wantHi };
@@ -696,7 +685,19 @@ const INSERT_ENVELOPES_AND_READINGS = `WITH env AS (
   ON CONFLICT (meter, seq) DO NOTHING`;
 
 /** Adds energy to (meter, start) rows; the rows of $1/$2 are distinct (EnergySums). */
-const ADD_INTERVAL_ENERGY = `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh)
-  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+const ADD_INTERVAL_ENERGY = `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh, est_import_wh, est_export_wh)
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
   ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
-    export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`;
+    export_wh = interval_energy.export_wh + excluded.export_wh, est_import_wh = interval_energy.est_import_wh + excluded.est_import_wh,
+    est_export_wh = interval_energy.est_export_wh + excluded.est_export_wh, market = excluded.market`;
+
+/** Gaps a batch closed for good (meter $1[i], starting at stored seq $2[i]). */
+const CLOSE_GAPS = `DELETE FROM meter_gaps g USING unnest($1::text[], $2::bigint[]) AS c(meter, from_seq)
+  WHERE g.meter = c.meter AND g.from_seq = c.from_seq`;
+
+/** Gaps a batch opened or changed, in their final state; the keys are distinct (MemoryChainView). */
+const PUT_GAPS = `INSERT INTO meter_gaps (meter, from_seq, to_seq, opened_at_ms, estimated_at_ms, est_market, est_interval_ms, est_time_zone)
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[])
+  ON CONFLICT (meter, from_seq) DO UPDATE SET to_seq = excluded.to_seq, opened_at_ms = excluded.opened_at_ms,
+    estimated_at_ms = excluded.estimated_at_ms, est_market = excluded.est_market, est_interval_ms = excluded.est_interval_ms,
+    est_time_zone = excluded.est_time_zone`;

@@ -1,33 +1,33 @@
 // Row shapes, row → record mappers, interval pairing and enrollment refusals shared by
 // SqliteLedger and PostgresLedger: both engines use the same columns and must answer alike.
 import type { EnergySource, EnvelopeId, GatewayId, MeterId, MeterRole } from '../../protocol/index.ts';
-import { splitIntoIntervals, type CounterSample, type IntervalEnergy } from '../energy/intervals.ts';
-import type { NeighbourReading } from '../ingest/chain.ts';
+import type { GapRecord } from './plan.ts';
 import type { Account, AccountId, EnrollmentCodeRecord, EnrollOutcome, Market, MarketId, MeterRecord } from '../registry/registry.ts';
-import type { GatewayRecord, GatewayStatus, MeterContext, StoredReading } from './ledger.ts';
+import type { GatewayRecord, GatewayStatus, StoredReading } from './ledger.ts';
 
-/**
- * The interval energy a newly stored reading `r` completes: the pair (seq-1, seq) when seq-1
- * is stored, and the pair (seq, seq+1) when seq+1 is. Every consecutive pair is thus counted
- * exactly once, when the second of its two readings arrives, whatever the arrival order
- * (gap fills included). Energy across a gap that is never filled is not counted: without the
- * readings in between there is no verified way to place it in time, and counting it now
- * would count it twice once the gap is filled.
- */
-export function pairEnergy(
-  ctx: MeterContext,
-  r: CounterSample,
-  before: NeighbourReading | undefined,
-  after: NeighbourReading | undefined,
-): IntervalEnergy[] {
-  const out: IntervalEnergy[] = [];
-  if (before) out.push(...splitIntoIntervals(sample(before), r, ctx.intervalMs, ctx.timeZone));
-  if (after) out.push(...splitIntoIntervals(r, sample(after), ctx.intervalMs, ctx.timeZone));
-  return out;
+/** A meter_gaps row as both engines read it. */
+export interface GapTableRow {
+  from_seq: number;
+  to_seq: number;
+  opened_at_ms: number;
+  estimated_at_ms: number | null;
+  est_market: string | null;
+  est_interval_ms: number | null;
+  est_time_zone: string | null;
 }
 
-export const sample = (n: NeighbourReading): CounterSample => ({ tsMs: n.tsMs!, importWh: n.importWh!, exportWh: n.exportWh! });
-
+export function toGapRecord(r: GapTableRow): GapRecord {
+  const split =
+    r.est_market !== null && r.est_interval_ms !== null && r.est_time_zone !== null
+      ? { market: r.est_market, intervalMs: r.est_interval_ms, timeZone: r.est_time_zone }
+      : null;
+  return {
+    fromSeq: r.from_seq,
+    toSeq: r.to_seq,
+    openedAtMs: r.opened_at_ms,
+    estimate: r.estimated_at_ms === null ? null : { atMs: r.estimated_at_ms, split },
+  };
+}
 
 export interface GatewayRow {
   id: string;

@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import type { NeighbourReading } from '../ingest/chain.ts';
-import { EnergySums, neighbourOf, outcomeOf, planEnvelope } from './plan.ts';
+import type { ChainReading } from '../chain/rules.ts';
+import { gaps, intervalEnergy, marketIntervals } from './energy-queries.ts';
+import { EnergySums, chainReadingOf, outcomeOf, planEnvelope, type ChainView } from './plan.ts';
+import { rejectionSamples, rejectionTotal } from './rejection-store.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -15,9 +16,11 @@ import type {
 } from '../registry/registry.ts';
 import { runMigrations } from './migrations.ts';
 import { sqliteDb, type LedgerDb } from '../store/database.ts';
-import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
+import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, toGapRecord, type GapTableRow, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
 import type {
+  CommitOptions,
   CommitOutcome,
+  GapRow,
   GatewayRecord,
   GatewayStatus,
   IntervalRow,
@@ -30,6 +33,7 @@ import type {
   StoredRejection,
   VerifiedEnvelope,
 } from './ledger.ts';
+import { commitOptions } from './ledger.ts';
 
 const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 
@@ -234,13 +238,23 @@ export class SqliteLedger implements Ledger {
   private stmts?: ReturnType<SqliteLedger['prepare']>;
 
   private prepare() {
+    const cols = 'seq, hash, prev, ts_ms, import_wh, export_wh';
     return {
-      readingAt: this.sqlite.prepare('SELECT hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? AND seq = ?'),
-      head: this.sqlite.prepare('SELECT seq, hash, prev, ts_ms, import_wh, export_wh FROM readings WHERE meter = ? ORDER BY seq DESC LIMIT 1'),
+      readingAt: this.sqlite.prepare(`SELECT ${cols} FROM readings WHERE meter = ? AND seq = ?`),
+      below: this.sqlite.prepare(`SELECT ${cols} FROM readings WHERE meter = ? AND seq < ? ORDER BY seq DESC LIMIT 1`),
+      above: this.sqlite.prepare(`SELECT ${cols} FROM readings WHERE meter = ? AND seq > ? ORDER BY seq LIMIT 1`),
+      head: this.sqlite.prepare(`SELECT ${cols} FROM readings WHERE meter = ? ORDER BY seq DESC LIMIT 1`),
+      gapAt: this.sqlite.prepare('SELECT * FROM meter_gaps WHERE meter = ? AND from_seq = ?'),
+      putGap: this.sqlite.prepare(
+        `INSERT OR REPLACE INTO meter_gaps (meter, from_seq, to_seq, opened_at_ms, estimated_at_ms, est_market, est_interval_ms, est_time_zone)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      closeGap: this.sqlite.prepare('DELETE FROM meter_gaps WHERE meter = ? AND from_seq = ?'),
       addIntervalEnergy: this.sqlite.prepare(
-        `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO interval_energy (meter, start_ms, market, import_wh, export_wh, est_import_wh, est_export_wh) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (meter, start_ms) DO UPDATE SET import_wh = interval_energy.import_wh + excluded.import_wh,
-           export_wh = interval_energy.export_wh + excluded.export_wh, market = excluded.market`,
+           export_wh = interval_energy.export_wh + excluded.export_wh, est_import_wh = interval_energy.est_import_wh + excluded.est_import_wh,
+           est_export_wh = interval_energy.est_export_wh + excluded.est_export_wh, market = excluded.market`,
       ),
       insertEnvelope: this.sqlite.prepare('INSERT INTO envelopes (id, gateway, received_at_ms, reading_count, signed, sig) VALUES (?, ?, ?, ?, ?, ?)'),
       insertReading: this.sqlite.prepare(
@@ -253,28 +267,43 @@ export class SqliteLedger implements Ledger {
 
   /**
    * Each meter's highest stored reading. One SQLite file belongs to one settlement process, so
-   * after the first lookup the usual next reading of a meter (seq = head + 1) is decided from
-   * memory: nothing is stored above the head, and seq-1 is the head itself.
+   * after the first lookup the usual next reading of a meter (seq above the head) is decided
+   * from memory: nothing is stored above the head, and the head is its nearest neighbour below.
    */
   private readonly heads = new Map<string, ChainHead>();
 
   private headOf(meter: string): ChainHead {
     let h = this.heads.get(meter);
     if (!h) {
-      const row = this.stmts!.head.get(meter) as (NeighbourRow & { seq: number }) | undefined;
-      h = row ? { seq: row.seq, reading: toNeighbour(row) } : { seq: 0 };
+      const row = this.stmts!.head.get(meter) as ReadingRowLite | undefined;
+      h = row ? { seq: row.seq, reading: toChainReading(row) } : { seq: 0 };
       this.heads.set(meter, h);
     }
     return h;
   }
 
-  private storedAt(meter: string, seq: number): NeighbourReading | undefined {
-    const h = this.headOf(meter);
-    if (seq > h.seq) return undefined;
-    if (seq === h.seq) return h.reading;
-    const row = this.stmts!.readingAt.get(meter, seq) as NeighbourRow | undefined;
-    return row && toNeighbour(row);
-  }
+  /** What is stored, read inside the commit's transaction (so it includes the batch so far). */
+  private readonly view: ChainView = {
+    at: (meter, seq) => {
+      const h = this.headOf(meter);
+      if (seq > h.seq) return undefined;
+      if (seq === h.seq) return h.reading;
+      return rowToChain(this.stmts!.readingAt.get(meter, seq));
+    },
+    below: (meter, seq) => {
+      const h = this.headOf(meter);
+      if (seq > h.seq) return h.reading;
+      return rowToChain(this.stmts!.below.get(meter, seq));
+    },
+    above: (meter, seq) => {
+      if (seq >= this.headOf(meter).seq) return undefined;
+      return rowToChain(this.stmts!.above.get(meter, seq));
+    },
+    gap: (meter, fromSeq) => {
+      const row = this.stmts!.gapAt.get(meter, fromSeq) as GapTableRow | undefined;
+      return row && toGapRecord(row);
+    },
+  };
 
   /**
    * One transaction for the batch. Each envelope is planned against what is stored (its
@@ -282,13 +311,13 @@ export class SqliteLedger implements Ledger {
    * written only when accepted, so a refused envelope leaves nothing behind without needing a
    * savepoint. Interval energy is summed over the batch and upserted once per row.
    */
-  async commitEnvelopes(batch: VerifiedEnvelope[]): Promise<CommitOutcome[]> {
+  async commitEnvelopes(batch: VerifiedEnvelope[], options?: CommitOptions): Promise<CommitOutcome[]> {
+    const opts = commitOptions(options);
     const s = (this.stmts ??= this.prepare());
-    const lookup = (meter: string, seq: number) => this.storedAt(meter, seq);
     const run = this.sqlite.transaction((envs: VerifiedEnvelope[]): CommitOutcome[] => {
       const energy = new EnergySums();
       const outcomes = envs.map((env): CommitOutcome => {
-        const plan = planEnvelope(env, lookup);
+        const plan = planEnvelope(env, this.view, opts);
         if (plan.status !== 'accepted') return outcomeOf(env, plan);
         const ref = s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.signed, Buffer.from(env.sig, 'base64')).lastInsertRowid;
         for (const { reading: r, tsMs } of plan.fresh) {
@@ -297,16 +326,26 @@ export class SqliteLedger implements Ledger {
             r.voltageMilliV ?? null, r.currentMilliA ?? null, r.frequencyMilliHz ?? null, r.prev, r.hash, env.receivedAtMs,
           );
           const h = this.headOf(r.meter);
-          if (r.seq > h.seq) this.heads.set(r.meter, { seq: r.seq, reading: neighbourOf(r, tsMs) });
+          if (r.seq > h.seq) this.heads.set(r.meter, { seq: r.seq, reading: chainReadingOf(r, tsMs) });
+        }
+        for (const op of plan.gaps) {
+          if (op.kind === 'close') s.closeGap.run(op.meter, op.fromSeq);
+          else {
+            const g = op.gap;
+            const split = g.estimate?.split;
+            s.putGap.run(op.meter, g.fromSeq, g.toSeq, g.openedAtMs, g.estimate?.atMs ?? null, split?.market ?? null, split?.intervalMs ?? null, split?.timeZone ?? null);
+          }
         }
         energy.add(plan.energy);
         return outcomeOf(env, plan);
       });
-      for (const e of energy.rows()) s.addIntervalEnergy.run(e.meter, e.startMs, e.market, e.importWh, e.exportWh);
+      for (const e of energy.rows()) s.addIntervalEnergy.run(e.meter, e.startMs, e.market, e.importWh, e.exportWh, e.estImportWh, e.estExportWh);
       return outcomes;
     });
     try {
-      return run(batch);
+      // IMMEDIATE: take the write lock up front (waiting busy_timeout for it) instead of failing
+      // at once when a read transaction cannot be upgraded.
+      return run.immediate(batch);
     } catch (e) {
       // Rolled back: heads moved inside the transaction are no longer true.
       this.heads.clear();
@@ -314,31 +353,12 @@ export class SqliteLedger implements Ledger {
     }
   }
 
-  async recordRejection(r: RejectionRecord): Promise<void> {
-    this.sqlite
-      .prepare(
-        `INSERT INTO rejections (received_at_ms, topic, gateway, envelope_id, reason, detail, payload, payload_bytes, payload_sha256)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        r.receivedAtMs,
-        r.topic,
-        r.gateway,
-        r.envelopeId,
-        r.reason,
-        r.detail,
-        r.payload.subarray(0, MAX_STORED_REJECTED_PAYLOAD),
-        r.payload.length,
-        createHash('sha256').update(r.payload).digest('hex'),
-      );
-  }
-
   async counts(): Promise<LedgerCounts> {
     const one = (sql: string) => this.sqlite.prepare(sql).pluck().get() as number;
     return {
       envelopes: one('SELECT count(*) FROM envelopes'),
       readings: one('SELECT count(*) FROM readings'),
-      rejections: one('SELECT count(*) FROM rejections'),
+      rejections: await rejectionTotal(this.db),
     };
   }
 
@@ -376,65 +396,20 @@ export class SqliteLedger implements Ledger {
     }));
   }
 
-  async rejections(limit = 100): Promise<StoredRejection[]> {
-    const rows = this.sqlite
-      .prepare(
-        'SELECT id, received_at_ms, topic, gateway, envelope_id, reason, detail, payload_bytes, payload_sha256 FROM rejections ORDER BY id DESC LIMIT ?',
-      )
-      .all(limit) as Array<{
-      id: number;
-      received_at_ms: number;
-      topic: string;
-      gateway: string | null;
-      envelope_id: string | null;
-      reason: StoredRejection['reason'];
-      detail: string;
-      payload_bytes: number;
-      payload_sha256: string;
-    }>;
-    return rows.map((r) => ({
-      id: r.id,
-      receivedAtMs: r.received_at_ms,
-      topic: r.topic,
-      gateway: r.gateway,
-      envelopeId: r.envelope_id as EnvelopeId | null,
-      reason: r.reason,
-      detail: r.detail,
-      payloadBytes: r.payload_bytes,
-      payloadSha256: r.payload_sha256,
-    }));
+  rejections(limit = 100): Promise<StoredRejection[]> {
+    return rejectionSamples(this.db, limit);
   }
 
-  async intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
-    const rows = this.sqlite
-      .prepare(
-        `SELECT start_ms, import_wh, export_wh FROM interval_energy
-         WHERE meter = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms`,
-      )
-      .all(meter, fromMs, toMs) as Array<{ start_ms: number; import_wh: number; export_wh: number }>;
-    return rows.map((r) => ({ startMs: r.start_ms, importWh: r.import_wh, exportWh: r.export_wh }));
+  intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
+    return intervalEnergy(this.db, meter, fromMs, toMs);
   }
 
-  async marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
-    const rows = this.sqlite
-      .prepare(
-        `SELECT start_ms, sum(export_wh) AS supply, sum(import_wh) AS demand, count(DISTINCT meter) AS meters
-         FROM interval_energy WHERE market = ? AND start_ms >= ? AND start_ms < ?
-         GROUP BY start_ms ORDER BY start_ms`,
-      )
-      .all(market, fromMs, toMs) as Array<{ start_ms: number; supply: number; demand: number; meters: number }>;
-    return rows.map((r) => ({ startMs: r.start_ms, supplyWh: r.supply, demandWh: r.demand, meters: r.meters }));
+  marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
+    return marketIntervals(this.db, market, fromMs, toMs);
   }
 
-  async gaps(meter: string): Promise<Array<{ fromSeq: number; toSeq: number }>> {
-    const rows = this.sqlite
-      .prepare(
-        `SELECT prev_seq + 1 AS from_seq, seq - 1 AS to_seq FROM
-           (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev_seq FROM readings WHERE meter = ?) AS s
-         WHERE seq - prev_seq > 1 ORDER BY seq`,
-      )
-      .all(meter) as Array<{ from_seq: number; to_seq: number }>;
-    return rows.map((r) => ({ fromSeq: r.from_seq, toSeq: r.to_seq }));
+  gaps(meter: string): Promise<GapRow[]> {
+    return gaps(this.db, meter);
   }
 
   private readonly heldLocks = new Set<string>();
@@ -454,7 +429,8 @@ export class SqliteLedger implements Ledger {
   }
 }
 
-interface NeighbourRow {
+interface ReadingRowLite {
+  seq: number;
   hash: string;
   prev: string;
   ts_ms: number;
@@ -465,13 +441,16 @@ interface NeighbourRow {
 interface ChainHead {
   /** 0 when the meter has no stored reading. */
   seq: number;
-  reading?: NeighbourReading;
+  reading?: ChainReading;
 }
 
-const toNeighbour = (row: NeighbourRow): NeighbourReading => ({
+const toChainReading = (row: ReadingRowLite): ChainReading => ({
+  seq: row.seq,
   hash: row.hash,
   prev: row.prev,
   tsMs: row.ts_ms,
   importWh: row.import_wh,
   exportWh: row.export_wh,
 });
+
+const rowToChain = (row: unknown): ChainReading | undefined => (row ? toChainReading(row as ReadingRowLite) : undefined);

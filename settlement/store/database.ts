@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, type Generated } from 'kysely';
 import type pg from 'pg';
 
 /**
@@ -37,7 +37,7 @@ export interface RejectionCountsTable {
 }
 
 export interface RejectionsTable {
-  id: number;
+  id: Generated<number>;
   received_at_ms: number;
   topic: string;
   gateway: string | null;
@@ -78,7 +78,7 @@ export interface ReadingsTable {
 }
 
 export interface EnvelopesTable {
-  ref: number;
+  ref: Generated<number>;
   id: string;
   gateway: string;
   received_at_ms: number;
@@ -97,7 +97,29 @@ export interface IntervalEnergyTable {
   est_export_wh: number;
 }
 
+export interface MetersTable {
+  id: string;
+  gateway: string;
+  model: string;
+  role: string;
+  rated_power_w: number;
+  energy_source: string | null;
+  market: string;
+  owner: string;
+  created_at_ms: number;
+}
+
+export interface MarketsTable {
+  id: string;
+  name: string;
+  time_zone: string;
+  interval_minutes: number;
+  created_at_ms: number;
+}
+
 export interface LedgerSchema {
+  meters: MetersTable;
+  markets: MarketsTable;
   api_keys: ApiKeysTable;
   meter_handovers: MeterHandoversTable;
   rejection_counts: RejectionCountsTable;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/tmp.ts';
 import { loadGatewayConfig } from '../../gateway/config.ts';
-import { loadSettlementConfig } from '../../settlement/config.ts';
+import { defaultSettlementConfig, loadSettlementConfig } from '../../settlement/config.ts';
 
 const dir = join(import.meta.dirname, '../../config');
 
@@ -13,7 +13,21 @@ describe('the example configuration files', () => {
     expect(cfg.markets).toEqual([{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15 }]);
     expect(cfg.mqtt).toMatchObject({ mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, auth: true });
     expect(cfg.http).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(cfg.ingest).toEqual({ maxPayloadBytes: 262144, maxClockSkewMs: 300_000, commitBatchMax: 512 });
+    expect(cfg.ingest).toEqual({
+      maxPayloadBytes: 262144,
+      maxClockSkewMs: 300_000,
+      commitBatchMax: 512,
+      maxBackfillMs: 35 * 86_400_000,
+      gapGraceMs: 3600_000,
+      commitTimeoutMs: 10_000,
+      maxQueuedEnvelopes: 4096,
+      maxQueuedBytes: 64 * 1024 * 1024,
+      rejectionSamplesPerMinute: 30,
+      rejectionSampleBytes: 4096,
+      rejectionRetentionMs: 30 * 86_400_000,
+    });
+    // The file states the defaults: loading it changes nothing.
+    expect(cfg.ingest).toEqual(defaultSettlementConfig(cfg.dataDir).ingest);
   });
 
   it('[ingest] takes commits_in_flight, and refuses nonsense with the file and key named', () => {

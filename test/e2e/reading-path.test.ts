@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { MeterSimulator } from '../../devices/simulator.ts';
 import type { Gateway } from '../../gateway/main.ts';
 import type { Settlement } from '../../settlement/main.ts';
+import { ApiKeyStore } from '../../settlement/registry/api-keys.ts';
 import { gatewayConfig, startRegisteredGateway, startSimulator, startTestSettlement } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
@@ -81,7 +82,9 @@ describe('meter → gateway → MQTT → settlement ledger', () => {
     expect(metrics).toContain(`gtx_readings_verified_total ${verified}`);
     expect(metrics).toMatch(/gtx_gateways_connected 1\b/);
     expect(metrics).toMatch(/gtx_ingest_latency_seconds_count \d+/);
-    const meters = (await (await fetch(`${settlement.httpUrl}/api/v1/meters`)).json()) as Array<{ meter: string }>;
+    // Per-meter data needs an API key (docs/settlement.md, "API keys").
+    const { key } = await new ApiKeyStore(settlement.ledger.db).create('utility');
+    const meters = (await (await fetch(`${settlement.httpUrl}/api/v1/meters`, { headers: { authorization: `Bearer ${key}` } })).json()) as Array<{ meter: string }>;
     expect(meters.map((m) => m.meter)).toEqual(['home-a', 'home-b']);
   });
 });

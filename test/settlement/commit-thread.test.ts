@@ -4,6 +4,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Envelope } from '../../protocol/index.ts';
 import { CommitThread } from '../../settlement/ledger/commit-thread.ts';
 import { SqliteLedger } from '../../settlement/ledger/sqlite.ts';
+import { WriterDied, WriterStalled } from '../../settlement/ledger/writer.ts';
+import { BatchCommitter } from '../../settlement/ingest/committer.ts';
+import Database from 'better-sqlite3';
 import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
 import { tempDir } from '../support/tmp.ts';
@@ -62,7 +65,7 @@ describe('SQLite commit thread', () => {
     const stranger = new EnvelopeFactory('gw-stranger');
     const thread = new CommitThread({ sqlitePath: path });
     try {
-      await expect(thread.commit([verified(stranger.next('m-stranger'))])).rejects.toThrow(/ledger commit: FOREIGN KEY constraint failed/);
+      await expect(thread.commit([verified(stranger.next('m-stranger'))])).rejects.toThrow(/ledger writer: FOREIGN KEY constraint failed/);
       const outcomes = await thread.commit([verified(known.next('m-known'))]);
       expect(outcomes.map((o) => o.status)).toEqual(['accepted']);
     } finally {
@@ -72,7 +75,7 @@ describe('SQLite commit thread', () => {
     await ledger.close();
   });
 
-  it('restarts a thread that died; what it held is rejected, and the resent envelopes are stored once', async () => {
+  it('restarts a thread that died; what it held fails, what comes meanwhile waits for the new thread, resends are stored once', async () => {
     const path = join(dir.path, 'restart.sqlite');
     const ledger = new SqliteLedger(path);
     await ledger.migrate();
@@ -86,18 +89,85 @@ describe('SQLite commit thread', () => {
       // What a crash of the thread looks like from the main thread.
       const inFlight = thread.commit([second!]);
       await (thread as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
-      await expect(inFlight).rejects.toThrow();
-      await expect(thread.commit([third!])).rejects.toThrow(/restarting/);
-      await waitFor(() => restarts.length === 1 || undefined, 'the commit thread to restart');
-      // The gateway resends both unacknowledged envelopes; the second may have been committed
-      // just before the thread died, in which case it is now a duplicate.
+      await expect(inFlight).rejects.toThrow(WriterDied);
+      // Sent while the thread is being replaced: it waits for the new one.
+      const third1 = await thread.commit([third!]);
+      expect(restarts).toHaveLength(1);
+      expect(thread.status()).toMatchObject({ alive: true, restarts: 1 });
+      // The gateway resends the unacknowledged second envelope, which may have been committed
+      // just before the thread died, in which case it is now a duplicate; the third was stored.
       const outcomes = await thread.commit([second!, third!]);
+      expect(third1.map((o) => o.status)).toEqual(['accepted']);
       expect(['accepted', 'duplicate']).toContain(outcomes[0]!.status);
-      expect(outcomes[1]!.status).toBe('accepted');
+      expect(outcomes[1]!.status).toBe('duplicate');
     } finally {
       await thread.close();
     }
     expect((await ledger.readings('m-r')).map((r) => r.seq)).toEqual([1, 2, 3]);
+    await ledger.close();
+  });
+
+  it('watchdog: a commit stalled past its time fails at once, the envelopes are tried alone, a stuck ledger leaves them unanswered', async () => {
+    const path = join(dir.path, 'stall.sqlite');
+    const ledger = new SqliteLedger(path);
+    await ledger.migrate();
+    const f = new EnvelopeFactory('gw-stall');
+    await enrollTestGateway(ledger, 'gw-stall', f.publicKeyPem, ['m-s']);
+    const events: string[] = [];
+    const thread = new CommitThread({ sqlitePath: path }, { commitTimeoutMs: 400, stalled: () => events.push('stalled'), recovered: () => events.push('recovered') });
+    const committer = new BatchCommitter((b) => thread.commit(b), 512);
+    // Another connection holds the write lock: the writer would wait its 5 s busy timeout.
+    const holder = new Database(path);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const [a, b] = [verified(f.next('m-s')), verified(f.next('m-s'))];
+      const t = Date.now();
+      const results = await Promise.allSettled([committer.commit(a!), committer.commit(b!)]);
+      // The batch, then each envelope alone, stalled: two stalls in a row are the ledger's, not an envelope's.
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : r.status))).toEqual([expect.stringMatching(/WriterStalled/), expect.stringMatching(/WriterStalled/)]);
+      // Answered well before the writer's 5 s busy timeout.
+      expect(Date.now() - t).toBeLessThan(4_000);
+      expect(thread.status()).toMatchObject({ alive: false, lastError: expect.stringMatching(/did not finish a commit of 2 envelope\(s\) within 400 ms/) as string });
+      holder.exec('ROLLBACK');
+      await waitFor(() => events.includes('recovered'), 'the writer to answer again');
+      expect(events).toEqual(['stalled', 'recovered']);
+      // The gateway resends; the stuck commit finished meanwhile, so they are duplicates now.
+      expect((await committer.commit(a!)).status).toBe('duplicate');
+      expect((await committer.commit(b!)).status).toBe('duplicate');
+      expect(thread.status().alive).toBe(true);
+    } finally {
+      if (holder.inTransaction) holder.exec('ROLLBACK');
+      holder.close();
+      await thread.close();
+    }
+    expect((await ledger.readings('m-s')).map((r) => r.seq)).toEqual([1, 2]);
+    await ledger.close();
+  });
+
+  it('isolates an envelope whose commit throws: the rest of its batch commits, it is refused as commit_failed', async () => {
+    const path = join(dir.path, 'isolate.sqlite');
+    const ledger = new SqliteLedger(path);
+    await ledger.migrate();
+    const f = new EnvelopeFactory('gw-good');
+    await enrollTestGateway(ledger, 'gw-good', f.publicKeyPem, ['m-1', 'm-2', 'm-3']);
+    // Its gateway is not in the registry: the envelope row's foreign key makes its commit throw.
+    const stranger = new EnvelopeFactory('gw-stranger');
+    const thread = new CommitThread({ sqlitePath: path });
+    const failures: string[] = [];
+    const committer = new BatchCommitter((b) => thread.commit(b), 512, undefined, 1, (env) => failures.push(env.id));
+    try {
+      const good = ['m-1', 'm-2', 'm-3', 'm-1', 'm-2'].map((m) => verified(f.next(m)));
+      const poison = verified(stranger.next('m-x'));
+      const batch = [...good.slice(0, 3), poison, ...good.slice(3)];
+      const outcomes = await Promise.all(batch.map((env) => committer.commit(env)));
+      expect(outcomes.map((o) => o.status)).toEqual(['accepted', 'accepted', 'accepted', 'rejected', 'accepted', 'accepted']);
+      expect(outcomes[3]).toMatchObject({ reason: 'commit_failed', detail: expect.stringMatching(/FOREIGN KEY constraint failed/) as string });
+      expect(failures).toEqual([poison.id]);
+    } finally {
+      await thread.close();
+    }
+    expect(await ledger.counts()).toMatchObject({ envelopes: 5, readings: 5 });
     await ledger.close();
   });
 });

@@ -1,105 +1,22 @@
-import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GENESIS_PREV, gatewayId, meterId, readingHash, type Envelope, type Reading } from '../../protocol/index.ts';
 import { splitIntoIntervals } from '../../settlement/energy/intervals.ts';
-import type { CommitOutcome, IntervalRow, Ledger, MeterContext, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
+import { pruneRejections, recordRejections, rejectionCounts } from '../../settlement/ledger/rejection-store.ts';
+import type { CommitOutcome, IntervalRow, Ledger, MeterContext, RejectionRecord, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
 import { loadMigrations } from '../../settlement/ledger/migrations.ts';
-import { openLedger } from '../../settlement/ledger/open.ts';
 import { PostgresLedger } from '../../settlement/ledger/postgres.ts';
 import type { AccountId, MarketId, MeterRecord } from '../../settlement/registry/registry.ts';
 import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
-import { freshPostgresSchema, postgresUrl, requireOrSkip } from '../support/services.ts';
-import { tempDir } from '../support/tmp.ts';
+import { engines, pgUrl, skipPostgres, type OpenedLedger } from '../support/ledgers.ts';
+import { freshPostgresSchema } from '../support/services.ts';
 
 /**
  * What every Ledger implementation promises, run against each engine: SQLite always,
  * PostgreSQL when it is reachable (see test/support/services.ts). PostgreSQL also gets the
  * multi-worker cases at the end: two pools on one database, like two settlement workers.
  */
-
-interface OpenedLedger {
-  ledger: Ledger;
-  /** Another Ledger object on the same store (a restarted process). */
-  reopen(): Promise<Ledger>;
-  /** The payload bytes stored for a rejection, read behind the interface's back. */
-  storedPayload(id: number): Promise<Buffer>;
-  cleanup(): Promise<void>;
-}
-
-interface Engine {
-  name: 'sqlite' | 'postgres';
-  skip: boolean;
-  open(): Promise<OpenedLedger>;
-}
-
-const pgUrl = await postgresUrl();
-const skipPostgres = requireOrSkip('PostgreSQL ledger', !!pgUrl, `no PostgreSQL at ${process.env.GTX_TEST_DATABASE_URL ?? '127.0.0.1:5432'}`);
-
-const engines: Engine[] = [
-  {
-    name: 'sqlite',
-    skip: false,
-    async open() {
-      const dir = tempDir('gtx-ledger-');
-      const sqlitePath = join(dir.path, 'ledger.sqlite');
-      const others: Ledger[] = [];
-      const ledger = await openLedger({ sqlitePath });
-      return {
-        ledger,
-        async reopen() {
-          const l = await openLedger({ sqlitePath });
-          others.push(l);
-          return l;
-        },
-        async storedPayload(id) {
-          const db = new Database(sqlitePath, { readonly: true });
-          try {
-            return (db.prepare('SELECT payload FROM rejections WHERE id = ?').pluck().get(id) as Buffer);
-          } finally {
-            db.close();
-          }
-        },
-        async cleanup() {
-          for (const l of [ledger, ...others]) await l.close();
-          dir.remove();
-        },
-      };
-    },
-  },
-  {
-    name: 'postgres',
-    skip: skipPostgres,
-    async open() {
-      const schema = await freshPostgresSchema(pgUrl!);
-      const others: Ledger[] = [];
-      const ledger = await openLedger({ sqlitePath: '/nonexistent/unused.sqlite', databaseUrl: schema.url });
-      return {
-        ledger,
-        async reopen() {
-          const l = await openLedger({ sqlitePath: '/nonexistent/unused.sqlite', databaseUrl: schema.url });
-          others.push(l);
-          return l;
-        },
-        async storedPayload(id) {
-          const c = new pg.Client({ connectionString: schema.url });
-          await c.connect();
-          try {
-            return (await c.query<{ payload: Buffer }>('SELECT payload FROM rejections WHERE id = $1', [id])).rows[0]!.payload;
-          } finally {
-            await c.end();
-          }
-        },
-        async cleanup() {
-          for (const l of [ledger, ...others]) await l.close();
-          await schema.drop();
-        },
-      };
-    },
-  },
-];
 
 /** The registry's view of a test meter: 10 kW, 15-minute intervals in Bangkok. */
 const CONTEXT: MeterContext = { ratedPowerW: 10_000, market: 'm1', timeZone: 'Asia/Bangkok', intervalMs: 900_000 };
@@ -178,11 +95,16 @@ function series(f: EnvelopeFactory, meter: string, points: Array<[number, number
   });
 }
 
+/** Gaps as seq ranges (their opening time depends on when the test ran). */
+const ranges = (gs: Array<{ fromSeq: number; toSeq: number }>) => gs.map(({ fromSeq, toSeq }) => ({ fromSeq, toSeq }));
+
 /** The interval rows of a run of consecutive readings: each pair split once. */
 function expectedIntervals(rs: Reading[], ctx: MeterContext = CONTEXT): IntervalRow[] {
   const sample = (r: Reading) => ({ tsMs: Date.parse(r.ts), importWh: r.importWh, exportWh: r.exportWh });
   const rows: IntervalRow[][] = [];
-  for (let i = 1; i < rs.length; i++) rows.push(splitIntoIntervals(sample(rs[i - 1]!), sample(rs[i]!), ctx.intervalMs, ctx.timeZone));
+  for (let i = 1; i < rs.length; i++) {
+    rows.push(splitIntoIntervals(sample(rs[i - 1]!), sample(rs[i]!), ctx.intervalMs, ctx.timeZone).map((e) => ({ ...e, estImportWh: 0, estExportWh: 0 })));
+  }
   return sumRows(rows);
 }
 
@@ -413,9 +335,12 @@ describe.each(engines)('$name ledger', (engine) => {
       ]);
     });
 
-    it('records rejections with the first 64 KiB of the payload, its full size and digest, newest first', async () => {
+    it('records rejection samples with the first bytes of the payload, its full size and digest, newest first; counts add up', async () => {
       const big = randomBytes(100 * 1024);
-      await ledger.recordRejection({
+      const hour = 3_600_000;
+      const sample = (r: RejectionRecord) =>
+        recordRejections(ledger.db, { counts: [], samples: [{ ...r, payloadBytes: r.payload.length, payloadSha256: createHash('sha256').update(r.payload).digest('hex') }] }, 64 * 1024);
+      await sample({
         receivedAtMs: 1000,
         topic: 'gtx/v1/gw/gw-contract/readings',
         gateway: 'gw-contract',
@@ -426,7 +351,7 @@ describe.each(engines)('$name ledger', (engine) => {
       });
       const id = 'a1'.repeat(32) as VerifiedEnvelope['id'];
       // JSON.parse quotes the input in its message, NUL bytes included.
-      await ledger.recordRejection({
+      await sample({
         receivedAtMs: 2000,
         topic: 'gtx/v1/gw/gw-x/readings',
         gateway: null,
@@ -459,6 +384,27 @@ describe.each(engines)('$name ledger', (engine) => {
       expect(stored.length).toBe(64 * 1024);
       expect(stored.equals(big.subarray(0, 64 * 1024))).toBe(true);
       expect((await opened.storedPayload(newest.id)).equals(Buffer.from('{\u0000}'))).toBe(true);
+      // Counts are what every refusal adds to: per gateway, reason and hour.
+      expect(await ledger.counts()).toEqual({ envelopes: 0, readings: 0, rejections: 0 });
+      const counts = (n: number, hourMs = 0) => ({
+        counts: [
+          { gateway: 'gw-contract', reason: 'too_large' as const, hourMs, count: n },
+          { gateway: '', reason: 'invalid_json' as const, hourMs, count: 1 },
+        ],
+        samples: [],
+      });
+      await recordRejections(ledger.db, counts(2), 64 * 1024);
+      await recordRejections(ledger.db, counts(3), 64 * 1024);
+      await recordRejections(ledger.db, counts(1, 5 * hour), 64 * 1024);
+      expect(await ledger.counts()).toEqual({ envelopes: 0, readings: 0, rejections: 9 });
+      expect(await rejectionCounts(ledger.db)).toEqual([
+        { gateway: '', reason: 'invalid_json', count: 3 },
+        { gateway: 'gw-contract', reason: 'too_large', count: 6 },
+      ]);
+      expect(await rejectionCounts(ledger.db, { sinceMs: 5 * hour + 10, gateway: 'gw-contract' })).toEqual([{ gateway: 'gw-contract', reason: 'too_large', count: 1 }]);
+      // Retention: samples received and hours started before the cut go.
+      expect(await pruneRejections(ledger.db, 1500)).toEqual({ samples: 1, counts: 2 });
+      expect((await ledger.rejections()).map((r) => r.id)).toEqual([newest.id]);
       expect(await ledger.counts()).toEqual({ envelopes: 0, readings: 0, rejections: 2 });
     });
 
@@ -713,7 +659,7 @@ describe.each(engines)('$name ledger', (engine) => {
       const b = verified(f.sign(rs.slice(2)));
       expect(await ledger.commitEnvelopes([a, b])).toEqual([accepted(a, 2), accepted(b, 3)]);
       const rows = await ledger.intervalEnergy('m-split', 0, Number.MAX_SAFE_INTEGER);
-      expect(rows).toEqual([
+      expect(rows).toMatchObject([
         // 12:12 → 12:22: 3 of 10 minutes before 12:15.
         { startMs: T0, importWh: 90, exportWh: 15 },
         // 7 minutes of the first span, 8 of the second's 25 (its 1 Wh goes to the largest share, 12:30).
@@ -736,11 +682,11 @@ describe.each(engines)('$name ledger', (engine) => {
       const kolkata: MeterContext = { ratedPowerW: 10_000, market: 'in', timeZone: 'Asia/Kolkata', intervalMs: 3_600_000 };
       const rs = series(f, 'm-in', [[-10, 0], [50, 600]]);
       await ledger.commitEnvelopes([verified(f.sign(rs), Date.now(), kolkata)]);
-      expect(await ledger.intervalEnergy('m-in', 0, Number.MAX_SAFE_INTEGER)).toEqual([
+      expect(await ledger.intervalEnergy('m-in', 0, Number.MAX_SAFE_INTEGER)).toMatchObject([
         { startMs: T0 - 30 * MIN, importWh: 400, exportWh: 0 },
         { startMs: T0 + 30 * MIN, importWh: 200, exportWh: 0 },
       ]);
-      expect(await ledger.marketIntervals('in', 0, Number.MAX_SAFE_INTEGER)).toEqual([
+      expect(await ledger.marketIntervals('in', 0, Number.MAX_SAFE_INTEGER)).toMatchObject([
         { startMs: T0 - 30 * MIN, supplyWh: 0, demandWh: 400, meters: 1 },
         { startMs: T0 + 30 * MIN, supplyWh: 0, demandWh: 200, meters: 1 },
       ]);
@@ -758,18 +704,18 @@ describe.each(engines)('$name ledger', (engine) => {
       const env = (seqs: number[]) => verified(f.sign(seqs.map((s) => late[s - 1]!)));
       const fill34 = env([3, 4]);
       await ledger.commitEnvelopes([env([1, 2]), env([5]), env([8, 9])]);
-      expect(await ledger.gaps('m-late')).toEqual([
+      expect(ranges(await ledger.gaps('m-late'))).toEqual([
         { fromSeq: 3, toSeq: 4 },
         { fromSeq: 6, toSeq: 7 },
       ]);
       // Only pairs with both ends stored count: 1-2 and 8-9; nothing is guessed across a gap.
       expect(await ledger.intervalEnergy('m-late', 0, Number.MAX_SAFE_INTEGER)).toEqual(sumRows([expectedIntervals(late.slice(0, 2)), expectedIntervals(late.slice(7, 9))]));
       await ledger.commitEnvelopes([fill34]);
-      expect(await ledger.gaps('m-late')).toEqual([{ fromSeq: 6, toSeq: 7 }]);
+      expect(ranges(await ledger.gaps('m-late'))).toEqual([{ fromSeq: 6, toSeq: 7 }]);
       await ledger.commitEnvelopes([env([7])]);
-      expect(await ledger.gaps('m-late')).toEqual([{ fromSeq: 6, toSeq: 6 }]);
+      expect(ranges(await ledger.gaps('m-late'))).toEqual([{ fromSeq: 6, toSeq: 6 }]);
       await ledger.commitEnvelopes([env([6])]);
-      expect(await ledger.gaps('m-late')).toEqual([]);
+      expect(ranges(await ledger.gaps('m-late'))).toEqual([]);
       expect(await ledger.intervalEnergy('m-late', 0, Number.MAX_SAFE_INTEGER)).toEqual(expected);
 
       // Resends and regroupings add nothing.
@@ -779,23 +725,23 @@ describe.each(engines)('$name ledger', (engine) => {
     });
 
     it('lists missing seq ranges between the first and the last stored reading', async () => {
-      expect(await ledger.gaps('no-such-meter')).toEqual([]);
+      expect(ranges(await ledger.gaps('no-such-meter'))).toEqual([]);
       const rs = chain(f, 'm-gaps', 12);
       const at = (...seqs: number[]) => verified(f.sign(seqs.map((s) => rs[s - 1]!)));
       await ledger.commitEnvelopes([at(3), at(4, 5), at(9), at(12)]);
-      expect(await ledger.gaps('m-gaps')).toEqual([
+      expect(ranges(await ledger.gaps('m-gaps'))).toEqual([
         { fromSeq: 6, toSeq: 8 },
         { fromSeq: 10, toSeq: 11 },
       ]);
       await ledger.commitEnvelopes([at(7), at(1)]);
-      expect(await ledger.gaps('m-gaps')).toEqual([
+      expect(ranges(await ledger.gaps('m-gaps'))).toEqual([
         { fromSeq: 2, toSeq: 2 },
         { fromSeq: 6, toSeq: 6 },
         { fromSeq: 8, toSeq: 8 },
         { fromSeq: 10, toSeq: 11 },
       ]);
       await ledger.commitEnvelopes([at(2, 6, 8, 10, 11)]);
-      expect(await ledger.gaps('m-gaps')).toEqual([]);
+      expect(ranges(await ledger.gaps('m-gaps'))).toEqual([]);
     });
 
     it('sums metered supply (export) and demand (import) of a market per interval across its meters', async () => {
@@ -817,6 +763,8 @@ describe.each(engines)('$name ledger', (engine) => {
           startMs,
           supplyWh: here.reduce((n, r) => n + r.exportWh, 0),
           demandWh: here.reduce((n, r) => n + r.importWh, 0),
+          estSupplyWh: 0,
+          estDemandWh: 0,
           meters: here.length,
         };
       });
@@ -829,7 +777,7 @@ describe.each(engines)('$name ledger', (engine) => {
       );
       expect(total).toEqual({ supply: 900 + 120, demand: 500 + 30 });
       expect(await ledger.marketIntervals('m1', T0 + 15 * MIN, T0 + 30 * MIN)).toEqual([expected[1]]);
-      expect(await ledger.marketIntervals('m2', 0, Number.MAX_SAFE_INTEGER)).toEqual([
+      expect(await ledger.marketIntervals('m2', 0, Number.MAX_SAFE_INTEGER)).toMatchObject([
         { startMs: T0, supplyWh: 900 * 15 / 20, demandWh: 900 * 15 / 20, meters: 1 },
         { startMs: T0 + 15 * MIN, supplyWh: 900 * 5 / 20, demandWh: 900 * 5 / 20, meters: 1 },
       ]);
@@ -1142,7 +1090,7 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
     const all = [...a.values(), ...b.values()];
     expect(all.filter((o) => o.status !== 'accepted'), `seed ${seed}`).toEqual([]);
     for (const m of expected.keys()) {
-      expect(await workers[0]!.gaps(m), `meter ${m}, seed ${seed}`).toEqual([]);
+      expect(ranges(await workers[0]!.gaps(m)), `meter ${m}, seed ${seed}`).toEqual([]);
       expect(await workers[1]!.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER), `meter ${m}, seed ${seed}`).toEqual(soloRows.get(m));
     }
     expect(await Promise.all(['m1', 'm2'].map((mk) => workers[0]!.marketIntervals(mk, 0, Number.MAX_SAFE_INTEGER)))).toEqual(soloMarkets);
@@ -1261,7 +1209,7 @@ describe.each(engines)('$name ledger, one batch against one envelope at a time',
         expect(await batched.readings(m), m).toEqual(await single.readings(m));
         expect(await batched.envelopesWithMeter(m), m).toEqual(await single.envelopesWithMeter(m));
         expect(await batched.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER), m).toEqual(await single.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER));
-        expect(await batched.gaps(m), m).toEqual(await single.gaps(m));
+        expect(ranges(await batched.gaps(m)), m).toEqual(ranges(await single.gaps(m)));
       }
       expect(await batched.marketIntervals('m1', 0, Number.MAX_SAFE_INTEGER)).toEqual(await single.marketIntervals('m1', 0, Number.MAX_SAFE_INTEGER));
     });

@@ -1,10 +1,11 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topics } from '../../protocol/index.ts';
+import { gatewayClientId, topics } from '../../protocol/index.ts';
 import { SETTLEMENT_USERNAME } from '../../settlement/broker/acl.ts';
 import { newSecret } from '../../settlement/broker/credentials.ts';
 import {
@@ -14,7 +15,9 @@ import {
   renderMosquittoConfig,
   renderPasswordFile,
   upsertPasswordFile,
+  writeMosquittoFiles,
 } from '../../settlement/broker/mosquitto.ts';
+import { MosquittoPasswordSync } from '../../settlement/broker/mosquitto-sync.ts';
 import { freePort } from '../support/ports.ts';
 import { findBinary, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
@@ -75,12 +78,40 @@ describe('Mosquitto files', () => {
     ]);
   });
 
+  it('gives each settlement worker its own user block in the ACL', () => {
+    const lines = renderAclFile(['gtx-settlement-1', 'gtx-settlement-2']).split('\n').filter((l) => l && !l.startsWith('#'));
+    expect(lines.slice(6)).toEqual(['user gtx-settlement-1', 'topic readwrite gtx/v1/#', 'user gtx-settlement-2', 'topic readwrite gtx/v1/#']);
+    expect(() => renderAclFile([])).toThrow(/at least one/);
+    expect(() => renderAclFile(['gtx-settlement\ntopic readwrite #'])).toThrow();
+  });
+
+  it('writes one secret file (0600) and one password line per worker', () => {
+    const dir = tempDir('gtx-mosq-files-');
+    try {
+      const one = writeMosquittoFiles({ dir: join(dir.path, 'one'), port: 1884 });
+      expect(one.workers).toEqual([{ username: 'gtx-settlement', secretFile: join(dir.path, 'one', 'settlement.secret') }]);
+      const two = writeMosquittoFiles({ dir: join(dir.path, 'two'), port: 1884, workers: 2 });
+      expect(two.workers.map((w) => w.username)).toEqual(['gtx-settlement-1', 'gtx-settlement-2']);
+      const secrets = two.workers.map((w) => readFileSync(w.secretFile, 'utf8').trim());
+      expect(new Set(secrets).size).toBe(2);
+      for (const w of two.workers) expect(statSync(w.secretFile).mode & 0o777).toBe(0o600);
+      const lines = readFileSync(two.passwd, 'utf8').trimEnd().split('\n');
+      expect(lines.map((l) => l.split(':')[0])).toEqual(['gtx-settlement-1', 'gtx-settlement-2']);
+      expect(rehash(lines[1]!, secrets[1]!)).toBe(lines[1]);
+      expect(readFileSync(two.acl, 'utf8')).toContain('user gtx-settlement-2\ntopic readwrite gtx/v1/#\n');
+      expect(readFileSync(two.conf, 'utf8')).toContain('use_username_as_clientid true\n');
+    } finally {
+      dir.remove();
+    }
+  });
+
   it('renders a configuration without anonymous access', () => {
     const conf = renderMosquittoConfig({ port: 8883, host: '127.0.0.1', passwordFile: '/etc/mosquitto/gtx.passwd', aclFile: '/etc/mosquitto/gtx.acl', persistence: true, dataDir: '/var/lib/mosquitto' });
     expect(conf).toContain('allow_anonymous false\n');
     expect(conf).toContain('password_file /etc/mosquitto/gtx.passwd\n');
     expect(conf).toContain('acl_file /etc/mosquitto/gtx.acl\n');
-    expect(conf).toContain('listener 8883 127.0.0.1\n');
+    // A listener option: it must follow the listener line.
+    expect(conf).toContain('listener 8883 127.0.0.1\nuse_username_as_clientid true\n');
     expect(conf).toContain('persistence_location /var/lib/mosquitto/\n');
     expect(() => renderMosquittoConfig({ port: 1, passwordFile: 'a\nallow_anonymous true', aclFile: 'b' })).toThrow(/line breaks/);
     expect(() => renderMosquittoConfig({ port: 1, passwordFile: 'a', aclFile: 'b', persistence: true })).toThrow(/dataDir/);
@@ -93,6 +124,7 @@ describe.skipIf(requireOrSkip('Mosquitto ACL test', !!MOSQUITTO, 'no mosquitto b
   const dir = tempDir('gtx-mosquitto-');
   const secrets = { settlement: newSecret(), a: newSecret(), b: newSecret() };
   const passwordFile = join(dir.path, 'passwd');
+  const pidFile = join(dir.path, 'mosquitto.pid');
   const clients: MqttClient[] = [];
   const output: string[] = [];
   let proc: ChildProcess | undefined;
@@ -119,6 +151,7 @@ describe.skipIf(requireOrSkip('Mosquitto ACL test', !!MOSQUITTO, 'no mosquitto b
     writeFileSync(conf, renderMosquittoConfig({ port, host: '127.0.0.1', passwordFile, aclFile, user }));
     const p = spawn(MOSQUITTO!, ['-c', conf, '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc = p;
+    writeFileSync(pidFile, String(p.pid));
     const keep = (b: Buffer) => output.push(...b.toString().split('\n').filter(Boolean).slice(-200));
     p.stdout!.on('data', keep);
     p.stderr!.on('data', keep);
@@ -247,6 +280,51 @@ describe.skipIf(requireOrSkip('Mosquitto ACL test', !!MOSQUITTO, 'no mosquitto b
     good.stream.destroy();
     await waitFor(() => atSettlement.find((m) => m.payload === 'offline'), "gw-a's will");
     expect(atSettlement.map((m) => m.payload)).not.toContain('evil will');
+  });
+
+  it("keeps gateway A connected when gateway B connects with A's client id: Mosquitto uses the username instead", async () => {
+    const s = await connect(SETTLEMENT_USERNAME, secrets.settlement);
+    const atSettlement = collect(s);
+    await s.subscribeAsync([topics.allStatus, topics.allReadings], { qos: 1 });
+    const will = { topic: topics.status('gw-a'), payload: Buffer.from('{"v":1,"state":"offline"}'), qos: 1 as const, retain: true };
+    const a = await connect('gw-a', secrets.a, { clientId: gatewayClientId('gw-a'), will });
+    let aClosed = false;
+    a.on('close', () => (aClosed = true));
+    await a.publishAsync(topics.status('gw-a'), '{"v":1,"state":"online"}', { qos: 1, retain: true });
+    await waitFor(() => atSettlement.find((m) => m.topic === topics.status('gw-a') && m.payload.includes('online')), "gw-a's online status");
+
+    const b = await connect('gw-b', secrets.b, { clientId: gatewayClientId('gw-a') });
+    expect(b.connected).toBe(true); // let in, but under its own name
+    await waitFor(() => output.find((l) => /New client connected from .* as gw-b /.test(l)), 'Mosquitto naming the connection gw-b');
+    // A barrier: A's reading after B's login reaches the settlement, so a will fired by it would have too.
+    await a.publishAsync(topics.readings('gw-a'), 'a is still here', { qos: 1 });
+    await waitFor(() => atSettlement.find((m) => m.payload === 'a is still here'), "gw-a's reading after B's login");
+    expect(aClosed).toBe(false);
+    expect(a.connected).toBe(true);
+    expect(atSettlement.filter((m) => m.topic === topics.status('gw-a') && m.payload.includes('offline'))).toEqual([]);
+  });
+
+  it("never lets the password sync touch the settlement's own line, and still syncs gateways", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const sync = new MosquittoPasswordSync({ passwordFile, pidFile, log });
+    const before = readFileSync(passwordFile, 'utf8');
+    for (const name of [SETTLEMENT_USERNAME, 'GTX-Settlement-2', 'gtx-settlement-1']) {
+      expect(() => sync.issued(name, 'attacker-chosen'), name).toThrow(/belong to the settlement/);
+      expect(() => sync.revoked(name), name).toThrow(/belong to the settlement/);
+    }
+    expect(readFileSync(passwordFile, 'utf8')).toBe(before);
+    expect(lines.filter((l) => l.msg === 'Mosquitto password file change refused')).toHaveLength(6);
+    expect(lines[0]).toMatchObject({ level: 50, gateway: SETTLEMENT_USERNAME, reason: 'reserved name', passwordFile });
+
+    // An ordinary gateway goes in (and Mosquitto reloads); the settlement still logs in with its secret.
+    const c = newSecret();
+    sync.issued('gw-c', c);
+    await waitFor(
+      () => mqtt.connectAsync(url, options('gw-c', c)).then((cl) => (clients.push(cl), true), () => false),
+      'gw-c let in after the reload',
+    );
+    expect((await connect(SETTLEMENT_USERNAME, secrets.settlement)).connected).toBe(true);
   });
 
   it('revokes a gateway: its line removed from the password file and SIGHUP disconnects it and refuses it from then on', async () => {

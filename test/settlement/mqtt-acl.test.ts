@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { topics } from '../../protocol/index.ts';
-import { canPublish, canReceive, canSubscribe, filterCovers, isValidFilter, type Principal } from '../../settlement/broker/acl.ts';
+import { gatewayClientId, topics } from '../../protocol/index.ts';
+import {
+  canPublish,
+  canReceive,
+  canSubscribe,
+  clientIdAllowed,
+  filterCovers,
+  isValidFilter,
+  settlementUsernames,
+  type Principal,
+} from '../../settlement/broker/acl.ts';
 import { hashSecret, MemoryCredentialStore, newSecret, verifySecret, verifySecretAsync } from '../../settlement/broker/credentials.ts';
 
 const A: Principal = { kind: 'gateway', gatewayId: 'gw-a' };
@@ -211,5 +220,32 @@ describe('MQTT credentials', () => {
     expect(await store.lookup('gw-b')).toBeUndefined();
     expect(() => store.putGateway('gtx-settlement', gw)).toThrow(/cannot be a gateway/);
     expect(() => store.putGateway('gw/+', gw)).toThrow(/cannot be a gateway/);
+  });
+
+  it.each(['gtx-settlement', 'gtx-settlement-1', 'GTX-Settlement-2', 'gtx-settlementx'])('MemoryCredentialStore refuses the reserved gateway id %j', (id) => {
+    expect(() => new MemoryCredentialStore().putGateway(id, newSecret())).toThrow(/reserved for the settlement/);
+  });
+});
+
+describe('identity rules', () => {
+  it('binds a gateway to the client id gtx-gw-<id>, and the settlement to ids starting with gtx-settlement', () => {
+    expect(clientIdAllowed(A, gatewayClientId('gw-a'))).toBe(true);
+    for (const id of ['gw-a', gatewayClientId('gw-b'), 'gtx-gw-gw-a-1', 'GTX-GW-gw-a', '', 'gtx-settlement-1']) expect(clientIdAllowed(A, id), id).toBe(false);
+    expect(clientIdAllowed(settlement, 'gtx-settlement')).toBe(true);
+    expect(clientIdAllowed(settlement, 'gtx-settlement-host-42')).toBe(true);
+    for (const id of ['gtx-gw-gw-a', 'settlement', '']) expect(clientIdAllowed(settlement, id), id).toBe(false);
+  });
+
+  it('gives a gateway principal under a reserved name nothing at all', () => {
+    const reserved: Principal = { kind: 'gateway', gatewayId: 'GTX-Settlement-2' };
+    expect(clientIdAllowed(reserved, gatewayClientId('GTX-Settlement-2'))).toBe(false);
+    expect(canPublish(reserved, topics.readings('GTX-Settlement-2'))).toBe(false);
+    expect(canSubscribe(reserved, topics.ack('GTX-Settlement-2'))).toBe(false);
+  });
+
+  it('names one settlement worker gtx-settlement, several gtx-settlement-1 … N', () => {
+    expect(settlementUsernames(1)).toEqual(['gtx-settlement']);
+    expect(settlementUsernames(3)).toEqual(['gtx-settlement-1', 'gtx-settlement-2', 'gtx-settlement-3']);
+    for (const bad of [0, -1, 1.5, 1000]) expect(() => settlementUsernames(bad)).toThrow(/workers/);
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topics } from '../../protocol/index.ts';
+import { gatewayClientId, topics } from '../../protocol/index.ts';
 import { SETTLEMENT_USERNAME } from '../../settlement/broker/acl.ts';
 import { MemoryCredentialStore, newSecret } from '../../settlement/broker/credentials.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../settlement/broker/embedded.ts';
@@ -46,8 +46,14 @@ describe('embedded broker with authentication and ACL (aedes, real mqtt.js clien
     dir.remove();
   });
 
+  /** A gateway's client id is bound to its login (gtx-gw-<id>), the settlement's starts with gtx-settlement. */
+  function clientIdFor(username: string | undefined): string {
+    if (username === SETTLEMENT_USERNAME) return `gtx-settlement-${++n}`;
+    return username ? gatewayClientId(username) : `sec-test-${++n}`;
+  }
+
   function options(username: string | undefined, password: string | undefined, extra: IClientOptions = {}): IClientOptions {
-    return { clientId: `sec-test-${++n}`, reconnectPeriod: 0, connectTimeout: 5_000, ...(username ? { username } : {}), ...(password ? { password } : {}), ...extra };
+    return { clientId: clientIdFor(username), reconnectPeriod: 0, connectTimeout: 5_000, ...(username ? { username } : {}), ...(password ? { password } : {}), ...extra };
   }
 
   async function connect(username: string, password: string, extra: IClientOptions = {}, url = broker.url): Promise<MqttClient> {
@@ -67,7 +73,7 @@ describe('embedded broker with authentication and ACL (aedes, real mqtt.js clien
     return err.code ?? -1;
   }
 
-  const settlement = () => connect(SETTLEMENT_USERNAME, secrets.settlement, { clientId: `gtx-settlement-${++n}` });
+  const settlement = () => connect(SETTLEMENT_USERNAME, secrets.settlement);
 
   /** A listener collecting messages into an array. */
   function collect(c: MqttClient): Array<{ topic: string; payload: string }> {
@@ -101,7 +107,7 @@ describe('embedded broker with authentication and ACL (aedes, real mqtt.js clien
       expect(await refusedWith('gw-a', wrong)).toBe(4);
       const line = await waitFor(() => logLines.find((l) => l.username === 'gw-a' && l.reason === 'wrong password'), 'a warning for the wrong password');
       expect(line).toMatchObject({ level: 40, returnCode: 4 });
-      expect(String(line.clientId)).toMatch(/^sec-test-/);
+      expect(line.clientId).toBe('gtx-gw-gw-a');
       expect(logText.join('')).not.toContain(wrong);
     });
 
@@ -131,6 +137,68 @@ describe('embedded broker with authentication and ACL (aedes, real mqtt.js clien
       store.setGatewayStatus('gw-a', 'revoked');
       expect(await refusedWith('gw-a', secrets.a)).toBe(5);
       store.setGatewayStatus('gw-a', 'active');
+    });
+  });
+
+  describe('client ids bound to logins', () => {
+    const offlineWill = (gw: string) => ({ topic: topics.status(gw), payload: Buffer.from('{"v":1,"state":"offline"}'), qos: 1 as const, retain: true });
+
+    /** A subscriber that sees gw's retained status now, and every status message from then on. */
+    async function statusWatcher(gw: string): Promise<Array<{ topic: string; payload: string }>> {
+      const s = await settlement();
+      const seen = collect(s);
+      await s.subscribeAsync(topics.status(gw), { qos: 1 });
+      return seen;
+    }
+
+    it("refuses gateway B under A's client id (2 'identifier rejected'); A stays connected, online, and its will does not fire", async () => {
+      const a = await connect('gw-a', secrets.a, { will: offlineWill('gw-a') });
+      let aClosed = false;
+      a.on('close', () => (aClosed = true));
+      await a.publishAsync(topics.status('gw-a'), '{"v":1,"state":"online"}', { qos: 1, retain: true });
+      const seen = await statusWatcher('gw-a');
+      await waitFor(() => seen.find((m) => m.payload.includes('online')), "gw-a's retained online status");
+
+      expect(await refusedWith('gw-b', secrets.b, { clientId: gatewayClientId('gw-a') })).toBe(2);
+      const line = await waitFor(() => logLines.find((l) => l.username === 'gw-b' && l.returnCode === 2), 'a warning for the borrowed client id');
+      expect(line).toMatchObject({ level: 40, clientId: 'gtx-gw-gw-a', msg: 'mqtt login refused' });
+      expect(String(line.reason)).toContain('expected gtx-gw-gw-b');
+
+      // A barrier: A's next reading reaches a fresh subscriber, so a will fired by the refusal would have too.
+      const s = await settlement();
+      const readings = collect(s);
+      await s.subscribeAsync(topics.readings('gw-a'), { qos: 1 });
+      await a.publishAsync(topics.readings('gw-a'), 'still here', { qos: 1 });
+      await waitFor(() => readings.find((m) => m.payload === 'still here'), "gw-a's reading after the refusal");
+      expect(aClosed).toBe(false);
+      expect(a.connected).toBe(true);
+      expect(seen.map((m) => m.payload).filter((p) => p.includes('offline'))).toEqual([]);
+      // The retained status a newcomer reads is still online.
+      const later = await statusWatcher('gw-a');
+      await waitFor(() => later.length > 0, "gw-a's retained status");
+      expect(later[0]!.payload).toContain('online');
+    });
+
+    it('refuses a gateway with any other client id, or none (2)', async () => {
+      for (const clientId of ['gw-a', 'gtx-gw-gw-a-2', 'GTX-GW-gw-a', 'sec-test-x', '']) {
+        expect(await refusedWith('gw-a', secrets.a, { clientId }), clientId).toBe(2);
+      }
+    });
+
+    it("refuses the settlement's login under a client id that does not start with gtx-settlement (2)", async () => {
+      expect(await refusedWith(SETTLEMENT_USERNAME, secrets.settlement, { clientId: 'gtx-gw-gw-a' })).toBe(2);
+      expect(await refusedWith(SETTLEMENT_USERNAME, secrets.settlement, { clientId: 'ingest-1' })).toBe(2);
+    });
+
+    it('still lets a gateway take over its own stale connection (a reconnect after a half-open socket)', async () => {
+      const old = await connect('gw-b', secrets.b, { will: offlineWill('gw-b') });
+      const seen = await statusWatcher('gw-b');
+      const oldClosed = closed(old);
+      const fresh = await connect('gw-b', secrets.b);
+      await oldClosed;
+      expect(fresh.connected).toBe(true);
+      // The old connection's will fires, as MQTT says it should when a session is taken over.
+      await waitFor(() => seen.find((m) => m.payload.includes('offline')), "the old gw-b connection's will");
     });
   });
 

@@ -45,11 +45,14 @@ export class EnvelopeFactory {
     this.key = loadPrivateKey(pair.privateKeyPem);
   }
 
-  /** The next reading of `meter` (not yet committed to the chain until `advance`). */
+  /**
+   * The next reading of `meter` (not yet committed to the chain until `advance`). Unless `at`
+   * says otherwise, a meter's first reading is a day old and each next one 10 s later, like a
+   * real meter's (10 Wh per 10 s is 3.6 kW, within any test meter's rated power).
+   */
   nextReading(meter: string, overrides: Partial<Reading> = {}, at?: number): Reading {
     const head = this.heads.get(meter);
-    // A meter's readings are strictly ordered in time, like a real meter's.
-    const tsMs = at ?? Math.max(Date.now(), (head?.tsMs ?? 0) + 1);
+    const tsMs = at ?? (head ? head.tsMs + 10_000 : Date.now() - 86_400_000);
     return {
       meter: meterId(meter),
       seq: (head?.seq ?? 0) + 1,

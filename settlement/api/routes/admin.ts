@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { timingSafeEqual } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { EnrollmentError } from '../../registry/enrollment.ts';
 import type { ApiDeps } from '../server.ts';
+import { ADMINS } from '../auth.ts';
 import { EnrollmentCodeResponse } from './enrollments.ts';
 import { ErrorSchema } from './errors.ts';
 
@@ -15,33 +15,18 @@ const CodeRequest = Type.Object(
   { additionalProperties: false },
 );
 
-function sameKey(given: string | undefined, expected: string): boolean {
-  if (!given) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-/** Admin routes, behind the `x-admin-key` header. Off when no admin key is configured. */
+/** Admin routes: an admin API key (stored, or the configured admin key) on every one. */
 export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
-  const { adminKey, enrollment, ledger, log, onRevoke, codeTtlMs } = deps;
-  app.addHook('onRequest', async (req, reply) => {
-    if (!adminKey) return reply.code(403).send({ code: 'admin_api_off', message: 'no admin key is configured (GTX_ADMIN_KEY or [enrollment] admin_key)' });
-    const given = req.headers['x-admin-key'];
-    if (!sameKey(typeof given === 'string' ? given : undefined, adminKey)) {
-      log.warn({ ip: req.ip, url: req.url }, 'admin request with a wrong or missing key');
-      return reply.code(401).send({ code: 'unauthorized', message: 'missing or wrong x-admin-key' });
-    }
-  });
+  const { enrollment, ledger, log, onRevoke, codeTtlMs } = deps;
 
   app.post<{ Body: Static<typeof CodeRequest> }>(
     '/enrollment-codes',
-    { schema: { body: CodeRequest, response: { 201: EnrollmentCodeResponse, 404: ErrorSchema } } },
+    { config: { roles: ADMINS }, schema: { body: CodeRequest, response: { 201: EnrollmentCodeResponse, 404: ErrorSchema } } },
     async (req, reply) => {
       try {
         const ttlMs = req.body.ttlHours ? req.body.ttlHours * 3600_000 : codeTtlMs;
         const { code, expiresAtMs } = await enrollment.issueCode({ market: req.body.market, owner: req.body.owner, ttlMs });
-        log.info({ market: req.body.market, owner: req.body.owner, expiresAt: new Date(expiresAtMs).toISOString() }, 'installer code issued');
+        log.info({ market: req.body.market, owner: req.body.owner, expiresAt: new Date(expiresAtMs).toISOString(), key: req.principal?.keyId }, 'installer code issued');
         return reply.code(201).send({ code, market: req.body.market, owner: req.body.owner, expiresAt: new Date(expiresAtMs).toISOString() });
       } catch (e) {
         if (e instanceof EnrollmentError) return reply.code(e.status).send({ code: e.code, message: e.message });
@@ -53,6 +38,7 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
   app.post<{ Params: { id: string } }>(
     '/gateways/:id/revoke',
     {
+      config: { roles: ADMINS },
       schema: {
         params: Type.Object({ id: Type.String() }),
         response: { 200: Type.Object({ gateway: Type.String(), status: Type.Literal('revoked'), revokedAt: Type.String() }), 404: ErrorSchema },
@@ -64,7 +50,7 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         return reply.code(404).send({ code: 'unknown_gateway', message: `gateway ${req.params.id} is not registered` });
       }
       onRevoke(req.params.id);
-      log.warn({ gateway: req.params.id }, 'gateway revoked');
+      log.warn({ gateway: req.params.id, key: req.principal?.keyId }, 'gateway revoked');
       return { gateway: req.params.id, status: 'revoked' as const, revokedAt: new Date(at).toISOString() };
     },
   );

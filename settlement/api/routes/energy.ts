@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { ApiDeps } from '../server.ts';
+import { READERS } from '../auth.ts';
 import { ErrorSchema } from './errors.ts';
 
 const Range = Type.Object({
@@ -17,11 +18,12 @@ function parseRange(q: Static<typeof Range>): { fromMs: number; toMs: number } |
   return { fromMs, toMs };
 }
 
-/** Verified energy per interval: what pricing, auctions, RECs and rewards build on. */
+/** Verified energy per interval: what pricing, auctions, RECs and rewards build on. Personal data: API key needed. */
 export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger }) => {
   app.get<{ Params: { market: string }; Querystring: Static<typeof Range> }>(
     '/markets/:market/intervals',
     {
+      config: { roles: READERS },
       schema: {
         querystring: Range,
         response: {
@@ -43,6 +45,7 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
   app.get<{ Params: { meter: string }; Querystring: Static<typeof Range> }>(
     '/meters/:meter/intervals',
     {
+      config: { roles: READERS },
       schema: {
         querystring: Range,
         response: {
@@ -61,7 +64,7 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
 
   app.get<{ Params: { meter: string } }>(
     '/meters/:meter/gaps',
-    { schema: { response: { 200: Type.Array(Type.Object({ fromSeq: Type.Integer(), toSeq: Type.Integer() })) } } },
+    { config: { roles: READERS }, schema: { response: { 200: Type.Array(Type.Object({ fromSeq: Type.Integer(), toSeq: Type.Integer() })) } } },
     async (req) => ledger.gaps(req.params.meter),
   );
 };
