@@ -8,12 +8,14 @@ const USAGE = `gtx — GridTokenX command line
         serve a simulated meter over Modbus TCP
   gtx settlement run [--config FILE]
   gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE]
-  gtx settlement mosquitto-acl --out DIR [--config FILE]
+  gtx settlement mosquitto-acl --out DIR [--port N] [--workers N]
   gtx settlement revoke-gateway --id ID [--config FILE]
+  gtx settlement api-key create --role admin|utility [--label TEXT] | list | revoke --id ID  [--config FILE]
   gtx gateway init --id ID [--data-dir DIR] [--write-config FILE]
   gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
   gtx gateway run --config FILE
   gtx gateway status --config FILE
+  gtx gateway requeue --config FILE [--reason R]
   gtx audit meters [--config FILE]
   gtx audit export --meter ID --out DIR [--config FILE]
   gtx audit verify --meter ID [--from ISO] [--to ISO] [--json] [--config FILE]

@@ -2,7 +2,6 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import {
-  REJECT_REASONS,
   gatewayClientId,
   isRetryable,
   parseAck,
@@ -51,22 +50,9 @@ export interface PublisherOptions {
 const RECONNECT_MS = 1000;
 
 /** A rejection; one from a settlement older than the `retryable` flag is judged by its reason. */
-function readRejection(payload: Buffer): Rejection {
-  try {
-    return parseRejection(payload);
-  } catch (e) {
-    let v: unknown;
-    try {
-      v = JSON.parse(payload.toString());
-    } catch {
-      throw e;
-    }
-    if (typeof v !== 'object' || v === null || 'retryable' in v) throw e;
-    const reason = (v as { reason?: unknown }).reason;
-    const known = REJECT_REASONS.find((r) => r === reason);
-    if (!known) throw e;
-    return parseRejection(JSON.stringify({ ...v, retryable: isRetryable(known) }));
-  }
+function readRejection(payload: Buffer): Rejection & { retryable: boolean } {
+  const rej = parseRejection(payload);
+  return { ...rej, retryable: rej.retryable ?? isRetryable(rej.reason) };
 }
 
 /**

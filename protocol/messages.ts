@@ -65,8 +65,11 @@ export const RejectionSchema = Type.Object({
   id: Type.Union([Sha, Type.Null()]),
   reason: Type.Union(REJECT_REASONS.map((r) => Type.Literal(r))),
   detail: Type.String(),
-  /** Whether sending the same envelope again later may succeed (RETRYABLE_REASONS). */
-  retryable: Type.Boolean(),
+  /**
+   * Whether sending the same envelope again later may succeed (RETRYABLE_REASONS). Always sent
+   * by this release; a reader meeting an older settlement that left it out uses isRetryable.
+   */
+  retryable: Type.Optional(Type.Boolean()),
 });
 export type Rejection = Omit<Static<typeof RejectionSchema>, 'id'> & { id: EnvelopeId | null };
 

@@ -14,6 +14,7 @@ import { EnvelopeVerifier, type EnrolledMeter, type GatewayKey } from './ingest/
 import type { Ledger } from './ledger/ledger.ts';
 import type { MarketId } from './registry/registry.ts';
 import { Enrollment } from './registry/enrollment.ts';
+import { HandoverStore } from './registry/handovers.ts';
 import { ApiKeyStore } from './registry/api-keys.ts';
 import { CommitThread } from './ledger/commit-thread.ts';
 import { DirectWriter, type LedgerWriter } from './ledger/writer.ts';
@@ -45,6 +46,11 @@ export interface Settlement {
   mqttStatus(): BusStatus;
   /** The ledger's one writer: its status for readiness. */
   writer: LedgerWriter;
+  /**
+   * Envelopes (and bytes) between receipt and commit outcome now, and the most envelopes held at
+   * once since start (`peakEnvelopes`, measured on every message, which sampling would miss).
+   */
+  intakeQueue(): { envelopes: number; bytes: number; peakEnvelopes: number };
   /** Periodic jobs (each runs under the ledger's advisory lock; `runOnce()` runs one now). */
   jobs: { gapEstimates: PeriodicJob<{ estimated: number; unestimable: number }>; rejectionRetention: PeriodicJob<{ samples: number; counts: number }> };
   /** Counts and samples refusals; `flush()` writes what it holds. */
@@ -99,13 +105,16 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     (id) => ledger.getGateway(id).then((rec) => (rec ? { status: rec.status, key: loadPublicKey(rec.publicKeyPem) } : undefined)),
     KEY_CACHE_MS,
   );
+  const handovers = new HandoverStore(ledger.db);
   const meterCache = new LookupCache<EnrolledMeter | undefined>(async (id) => {
     const m = await ledger.getMeter(id);
     const market = m && (await ledger.getMarket(m.market));
     if (!m || !market) return undefined;
+    const takeover = (await handovers.forMeter(id)).filter((h) => h.newGateway === m.gateway).at(-1);
     return {
       gateway: m.gateway,
       context: { ratedPowerW: m.ratedPowerW, market: market.id, timeZone: market.timeZone, intervalMs: market.intervalMinutes * 60_000 },
+      ...(takeover ? { fromSeq: takeover.fromSeq } : {}),
     };
   }, KEY_CACHE_MS);
 
@@ -124,7 +133,14 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   const status = new StatusHandler(log);
   const metrics = createMetrics({
     defaultMetrics: true,
-    sources: { connectedGateways: () => status.onlineCount(), influxBacklog: () => influx?.stats().backlog ?? 0 },
+    // Read at scrape time only, after everything below exists.
+    sources: {
+      connectedGateways: () => status.onlineCount(),
+      influxBacklog: () => influx?.stats().backlog ?? 0,
+      intakeQueuedEnvelopes: () => handler.queue().envelopes,
+      rejectionSamplesDropped: () => recorder.samplesDropped,
+      writerRestarts: () => writer.status().restarts,
+    },
   });
   const commitsInFlight = cfg.ingest.commitsInFlight ?? (ledger.engine === 'postgres' ? 2 : 1);
   // Every write goes through one writer: its own thread (ledger/commit-thread.ts), unless the
@@ -194,9 +210,10 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
   });
 
   const inflight = new Set<Promise<void>>();
+  let intakePeak = 0;
   await bus.subscribe([readingsFilter, topics.allStatus], (topic, payload) => {
     if (parseGatewayTopic(topic)?.kind === 'status') return status.handle(topic, payload);
-    return handler.accept(topic, payload, (handled) => {
+    const held = handler.accept(topic, payload, (handled) => {
       const p = handled.catch((e: unknown) => {
         // A ledger or broker failure, not bad input: the gateway will resend after its ack timeout.
         log.error({ err: e, topic }, 'ingest failed; envelope left for the gateway to resend');
@@ -204,6 +221,9 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
     });
+    // The queue only grows here, so its peak is exact.
+    intakePeak = Math.max(intakePeak, handler.queue().envelopes);
+    return held;
   });
   for (const job of Object.values(jobs)) job.start();
   broker?.admitAll();
@@ -244,6 +264,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
         adminKey: cfg.adminKey,
         codeTtlMs: cfg.enrollmentCodeTtlMs,
         onRevoke: revoked,
+        readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
       })
     : undefined;
   if (api && cfg.http) {
@@ -271,6 +292,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     stats: handler.stats,
     mqttStatus: () => bus.status(),
     writer,
+    intakeQueue: () => ({ ...handler.queue(), peakEnvelopes: intakePeak }),
     jobs,
     recorder,
     idle,

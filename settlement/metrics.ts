@@ -9,6 +9,12 @@ export interface MetricSources {
   connectedGateways?: () => number;
   /** Points waiting for InfluxDB. */
   influxBacklog?: () => number;
+  /** Envelopes between receipt and commit outcome (intake pushes back past its limit). */
+  intakeQueuedEnvelopes?: () => number;
+  /** Rejection payload samples not kept because of the sample rate limits, since start. */
+  rejectionSamplesDropped?: () => number;
+  /** Times the ledger writer thread was replaced, since start. */
+  writerRestarts?: () => number;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean; sources?: MetricSources } = {}) {
@@ -60,7 +66,50 @@ export function createMetrics(opts: { defaultMetrics?: boolean; sources?: Metric
       if (sources.connectedGateways) this.set(sources.connectedGateways());
     },
   });
-  return { registry, readingsVerified, envelopesRejected, ingestLatency, dbBatchSize, dbCommitSeconds, influxBacklog, connectedGateways };
+  const intakeQueued = new Gauge({
+    name: 'gtx_intake_queued_envelopes',
+    help: 'Envelopes received and awaiting their commit outcome; past [ingest] max_queued_envelopes the broker stops reading their senders',
+    registers: [registry],
+    collect() {
+      if (sources.intakeQueuedEnvelopes) this.set(sources.intakeQueuedEnvelopes());
+    },
+  });
+  // Totals kept by their owners: a Counter set from the source at each scrape.
+  const rejectionSamplesDropped = new Counter({
+    name: 'gtx_rejection_samples_dropped_total',
+    help: 'Refusals counted without keeping their payload (sample rate limits, [ingest] rejection_samples_per_minute)',
+    registers: [registry],
+    collect() {
+      if (sources.rejectionSamplesDropped) {
+        this.reset();
+        this.inc(sources.rejectionSamplesDropped());
+      }
+    },
+  });
+  const writerRestarts = new Counter({
+    name: 'gtx_ledger_writer_restarts_total',
+    help: 'Times the ledger writer thread died or stalled and was replaced',
+    registers: [registry],
+    collect() {
+      if (sources.writerRestarts) {
+        this.reset();
+        this.inc(sources.writerRestarts());
+      }
+    },
+  });
+  return {
+    registry,
+    readingsVerified,
+    envelopesRejected,
+    ingestLatency,
+    dbBatchSize,
+    dbCommitSeconds,
+    influxBacklog,
+    connectedGateways,
+    intakeQueued,
+    rejectionSamplesDropped,
+    writerRestarts,
+  };
 }
 
 export type SettlementMetrics = ReturnType<typeof createMetrics>;

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { exportMeterEnvelopes } from '../../settlement/audit/export.ts';
 import { verifyMeter, type MeterAuditReport } from '../../settlement/audit/verify.ts';
 import type { SettlementConfig } from '../../settlement/config.ts';
+import type { Ledger } from '../../settlement/ledger/ledger.ts';
 import { parseFlags, required, UsageError } from '../args.ts';
 import { progressBar } from '../progress.ts';
 import { openLedger, settlementConfigFrom } from './settlement.ts';
@@ -13,16 +14,22 @@ gtx audit export --meter ID --out DIR [--config FILE]
       for every stored envelope of the meter, for checking with openssl alone
 gtx audit verify --meter ID [--from ISO] [--to ISO] [--config FILE] [--json]
       re-verifies from the ledger alone every signed envelope of the meter, every stored
-      reading against its signed original, and the meter's hash chain; prints a report
-      (JSON with --json). --from/--to bound reading timestamps: from <= ts < to, as
-      2026-11-01 (UTC midnight) or 2026-11-01T06:00:00Z / +07:00. Exit 0 pass, 1 fail`;
+      reading against its signed original, the meter's hash chain, the commit's rules
+      between each reading and its nearest stored neighbours across gaps (time forward,
+      counters never down, energy within rated power) and who signed around each gateway
+      hand-over; prints a report (JSON with --json). --from/--to bound reading timestamps:
+      from <= ts < to, as 2026-11-01 (UTC midnight) or 2026-11-01T06:00:00Z / +07:00.
+      Exit 0 pass, 1 fail
+
+  All three read an existing ledger and never create one: with none at the configured
+  path they exit 2.`;
 
 export async function run(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   switch (sub) {
     case 'meters': {
       const f = parseFlags(rest, { config: { type: 'string' } }, USAGE);
-      const ledger = await openLedger(settlementConfigFrom(f.config));
+      const ledger = await openExistingLedger(settlementConfigFrom(f.config));
       for (const m of await ledger.meters()) console.log(`${m.meter}\t${m.readings} readings\tlast seq ${m.lastSeq}`);
       await ledger.close();
       return;
@@ -31,7 +38,7 @@ export async function run(argv: string[]): Promise<void> {
       const f = parseFlags(rest, { config: { type: 'string' }, meter: { type: 'string' }, out: { type: 'string' } }, USAGE);
       const meter = required(f.meter, '--meter', USAGE);
       const out = required(f.out, '--out', USAGE);
-      const ledger = await openLedger(settlementConfigFrom(f.config));
+      const ledger = await openExistingLedger(settlementConfigFrom(f.config));
       try {
         const bar = progressBar(`exporting ${meter}`);
         const files = await exportMeterEnvelopes(ledger, meter, out, bar.update);
@@ -73,10 +80,7 @@ async function verify(argv: string[]): Promise<void> {
   }
   const cfg = settlementConfigFrom(f.config);
   const location = ledgerLocation(cfg);
-  if (!cfg.ledger.databaseUrl && !existsSync(cfg.ledger.sqlitePath)) {
-    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath} (name the settlement config with --config FILE)`, USAGE);
-  }
-  const ledger = await openLedger(cfg);
+  const ledger = await openExistingLedger(cfg);
   let report: MeterAuditReport;
   try {
     const bar = progressBar(`verifying ${meter}`);
@@ -100,6 +104,18 @@ async function verify(argv: string[]): Promise<void> {
     console.log(formatReport(report, `${ledger.engine} ${location}`, generatedAt));
   }
   if (!report.ok) process.exitCode = 1;
+}
+
+/**
+ * The configured ledger, if there is one: opening a SQLite path creates the file, and an audit
+ * of a mistyped path must say so rather than report on an empty ledger it made itself.
+ * A PostgreSQL ledger is whatever DATABASE_URL names; an empty one reports no meters.
+ */
+async function openExistingLedger(cfg: SettlementConfig): Promise<Ledger> {
+  if (!cfg.ledger.databaseUrl && !existsSync(cfg.ledger.sqlitePath)) {
+    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath}: check --config / [ledger] sqlite_path, or DATABASE_URL`, USAGE);
+  }
+  return openLedger(cfg);
 }
 
 /**
@@ -177,6 +193,19 @@ export function formatReport(r: MeterAuditReport, ledger: string, generatedAt: s
     }
     if (r.gaps.length > MAX_LISTED) lines.push(`  ... and ${r.gaps.length - MAX_LISTED} more (--json lists all)`);
   }
+  const c = r.chainRules;
+  const energyRule = c.ratedPowerW !== null ? `energy within ${c.ratedPowerW} W rated power` : 'energy check skipped';
+  row(
+    'chain rules',
+    `${plural(c.pairsChecked, 'neighbouring pair')} (${c.acrossGaps} across gaps): time forward, counters never down, ${energyRule}`,
+  );
+  for (const why of c.skipped) lines.push(`  skipped ${why}`);
+  if (r.handovers.length === 0) {
+    row('hand-overs', 'none');
+  } else {
+    row('hand-overs', `${r.handovers.length} (each seq must be signed by the gateway holding the meter then)`);
+    for (const h of r.handovers) lines.push(`  from seq ${h.fromSeq}: ${h.oldGateway} -> ${h.newGateway} (recorded ${h.at})`);
+  }
   lines.push('gateway keys (SHA-256 of the SPKI DER; openssl pkey -pubin -in GW.pem -outform DER | openssl dgst -sha256):');
   for (const g of r.gateways) {
     lines.push(`  ${g.id}  ${g.status}  ${g.keyFingerprint ?? '(no key)'}  ${plural(g.envelopes, 'envelope')}`);
@@ -186,7 +215,8 @@ export function formatReport(r: MeterAuditReport, ledger: string, generatedAt: s
   } else {
     row('failures', String(r.failures.length));
     for (const x of r.failures.slice(0, MAX_LISTED)) {
-      const where = [x.seq !== undefined ? `seq ${x.seq}` : null, x.envelopeId ? `envelope ${x.envelopeId.slice(0, 16)}` : null].filter(Boolean).join(', ');
+      const seq = x.seq === undefined ? null : x.neighbourSeq === undefined ? `seq ${x.seq}` : `seq ${x.seq} (after seq ${x.neighbourSeq})`;
+      const where = [seq, x.envelopeId ? `envelope ${x.envelopeId.slice(0, 16)}` : null].filter(Boolean).join(', ');
       lines.push(`  [${x.kind}] ${where}: ${x.detail}`);
     }
     if (r.failures.length > MAX_LISTED) lines.push(`  ... and ${r.failures.length - MAX_LISTED} more (--json lists all)`);

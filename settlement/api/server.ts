@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { SettlementMetrics } from '../metrics.ts';
-import { healthRoutes } from './routes/health.ts';
+import { healthRoutes, type ReadinessSources } from './routes/health.ts';
 import { meterRoutes } from './routes/meters.ts';
 import { enrollmentRoutes } from './routes/enrollments.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -25,6 +25,8 @@ export interface ApiDeps {
   codeTtlMs: number;
   /** Called after a revocation so caches drop the gateway at once. */
   onRevoke: (gatewayId: string) => void;
+  /** What GET /health/ready checks besides the ledger; absent when the API runs without ingest. */
+  readiness?: ReadinessSources;
 }
 
 /**

@@ -10,23 +10,64 @@ import {
   type EnvelopeId,
   type Reading,
 } from '../../protocol/index.ts';
+import { spanProblem, type ChainLimits, type ChainReading, type ChainRejectReason } from '../chain/rules.ts';
 import type { GatewayStatus, Ledger, StoredEnvelope, StoredReading } from '../ledger/ledger.ts';
+import { HandoverStore, type Handover } from '../registry/handovers.ts';
 
 /**
  * Re-verifies one meter from the ledger alone: every stored envelope holding a reading of the
  * meter is re-parsed from its raw payload and its Ed25519 signature checked against the
  * gateway's registered key (once per envelope), every stored reading row is compared with the
  * reading inside its signed envelope, and the meter's hash chain is walked over the stored rows.
- * Missing seqs are gaps (reported, not failures): the ledger accepts out-of-order fills.
+ * Between each stored reading and the nearest stored one on each side, gap or no gap, the
+ * commit's own rules (chain/rules.ts) are applied again: time forward, counters never down,
+ * energy within rated power. Readings around a gateway hand-over must be signed by the gateway
+ * that held the meter at that seq. Missing seqs are gaps (reported, not failures): the ledger
+ * accepts out-of-order fills.
  */
 
-export type AuditFailureKind = 'bad_signature' | 'unknown_gateway' | 'row_mismatch' | 'hash_mismatch' | 'broken_chain' | 'unparseable';
+/** The commit's span rules that describe stored data; `span_too_long` bounds intake only. */
+export type ChainRuleKind = Extract<ChainRejectReason, 'time_regression' | 'counter_regression' | 'exceeds_rated_power'>;
+
+export type AuditFailureKind =
+  | 'bad_signature'
+  | 'unknown_gateway'
+  | 'row_mismatch'
+  | 'hash_mismatch'
+  | 'broken_chain'
+  | 'unparseable'
+  | ChainRuleKind
+  | 'handover_mismatch';
 
 export interface AuditFailure {
   kind: AuditFailureKind;
   envelopeId?: EnvelopeId;
   seq?: number;
+  /** The stored neighbour `seq` was checked against (broken_chain and the chain rules): the nearest lower stored seq. */
+  neighbourSeq?: number;
   detail: string;
+}
+
+/** How the chain rules were applied. */
+export interface ChainRulesSummary {
+  /** Pairs of neighbouring stored readings checked (the nearest stored reading on each side of a reading in range). */
+  pairsChecked: number;
+  /** Of those, pairs across missing seqs: rules checked, no hash link to check. */
+  acrossGaps: number;
+  /** Rated power (W, from the registry) the energy check used; null: the check was skipped. */
+  ratedPowerW: number | null;
+  /** Checks not made, each with why. */
+  skipped: string[];
+}
+
+/** A recorded hand-over of the meter from a revoked gateway to its replacement. */
+export interface AuditedHandover {
+  oldGateway: string;
+  newGateway: string;
+  /** The first seq the new gateway signs; every lower seq belongs to the old one. */
+  fromSeq: number;
+  /** When it was recorded (the new gateway's enrollment), ISO-8601. */
+  at: string;
 }
 
 export interface SeqGap {
@@ -75,6 +116,9 @@ export interface MeterAuditReport {
   failures: AuditFailure[];
   energy: EnergySummary | null;
   gateways: AuditedGateway[];
+  chainRules: ChainRulesSummary;
+  /** Every recorded hand-over of the meter, in seq order (whatever the range). */
+  handovers: AuditedHandover[];
   ok: boolean;
 }
 
@@ -288,6 +332,7 @@ export async function verifyMeter(ledger: Ledger, meter: string, opts: VerifyMet
           failures.push({
             kind: 'broken_chain',
             seq: row.seq,
+            neighbourSeq: before.seq,
             envelopeId: row.envelopeId,
             detail: `prev ${row.prev} is not the stored hash of seq ${row.seq - 1} (${before.hash})`,
           });
@@ -316,7 +361,49 @@ export async function verifyMeter(ledger: Ledger, meter: string, opts: VerifyMet
     }
   }
 
-  // 5. Gaps between the stored seqs in scope (and before the first one when the range is open).
+  // 5. The commit's rules between each stored reading in scope and its nearest stored neighbour
+  //    on each side, across gaps too (a gap used to switch every check off). Stored values are
+  //    checked: they are what interval energy was booked from; an edited row is also a row_mismatch.
+  const meterRecord = await ledger.getMeter(meter);
+  const limits: ChainLimits = meterRecord ? { ratedPowerW: meterRecord.ratedPowerW } : {};
+  const chainRules: ChainRulesSummary = {
+    pairsChecked: 0,
+    acrossGaps: 0,
+    ratedPowerW: meterRecord?.ratedPowerW ?? null,
+    skipped: meterRecord ? [] : [`exceeds_rated_power: meter ${meter} is not in the registry, so its rated power is unknown`],
+  };
+  const scopedSeqs = new Set(scopedRows.map((r) => r.seq));
+  for (let i = 1; i < rows.length; i++) {
+    const a = rows[i - 1]!;
+    const b = rows[i]!;
+    if (!scopedSeqs.has(a.seq) && !scopedSeqs.has(b.seq)) continue;
+    chainRules.pairsChecked++;
+    if (b.seq > a.seq + 1) chainRules.acrossGaps++;
+    // No maxSpanMs: the backfill window is an intake rule, not a property of stored data.
+    const p = spanProblem(chainReadingOf(a), chainReadingOf(b), limits);
+    if (p && isChainRuleKind(p.reason)) {
+      failures.push({ kind: p.reason, seq: b.seq, neighbourSeq: a.seq, envelopeId: b.envelopeId, detail: p.detail });
+    }
+  }
+
+  // 6. Hand-overs: each seq belongs to the gateway that held the meter then; the signed
+  //    envelope's gateway says who signed (the row's own column is checked in step 4).
+  const handoverRecords = await new HandoverStore(ledger.db).forMeter(meter);
+  const owners = ownersFrom(handoverRecords);
+  for (const h of owners.inconsistent) {
+    failures.push({ kind: 'handover_mismatch', seq: h.record.fromSeq, detail: h.detail });
+  }
+  if (owners.segments.length > 0) {
+    for (const row of scopedRows) {
+      const owner = owners.ownerAt(row.seq);
+      const signer = parsed.get(row.envelopeId)?.env?.gateway ?? row.gateway;
+      if (signer !== owner.gateway) {
+        failures.push({ kind: 'handover_mismatch', seq: row.seq, envelopeId: row.envelopeId, detail: `signed by ${signer}, but seq ${row.seq} ${owner.why}` });
+      }
+    }
+  }
+
+  // 7. Gaps between the stored seqs in scope (and before the first one when the range is open).
   const signedSeqs = new Set<number>();
   for (const id of scopedEnvelopeIds) {
     if (verdicts.get(id) === 'authentic') for (const seq of parsed.get(id)!.meterReadings.keys()) signedSeqs.add(seq);
@@ -366,7 +453,62 @@ export async function verifyMeter(ledger: Ledger, meter: string, opts: VerifyMet
     gateways: [...gateways.values()]
       .sort((a, b) => a.id.localeCompare(b.id))
       .map((g) => ({ id: g.id, status: g.status, keyFingerprint: g.fingerprint, envelopes: g.envelopes })),
+    chainRules,
+    handovers: handoverRecords.map((h) => ({ oldGateway: h.oldGateway, newGateway: h.newGateway, fromSeq: h.fromSeq, at: new Date(h.atMs).toISOString() })),
     ok: failures.length === 0,
+  };
+}
+
+function chainReadingOf(r: StoredReading): ChainReading {
+  return { seq: r.seq, hash: r.hash, prev: r.prev, tsMs: Date.parse(r.ts), importWh: r.importWh, exportWh: r.exportWh };
+}
+
+function isChainRuleKind(reason: ChainRejectReason): reason is ChainRuleKind {
+  return reason === 'time_regression' || reason === 'counter_regression' || reason === 'exceeds_rated_power';
+}
+
+interface OwnerSegment {
+  /** First seq of the segment; the first segment starts at seq 1. */
+  fromSeq: number;
+  gateway: string;
+  /** Why a seq in it belongs to `gateway`, after "seq N". */
+  why: string;
+}
+
+/**
+ * Who held the meter at each seq, from its hand-overs in seq order: the first one's old gateway
+ * before it, each one's new gateway from its from seq on. A hand-over whose old gateway is not
+ * the one the previous hand-over gave the meter to is a record that disagrees with itself.
+ */
+function ownersFrom(handovers: Handover[]): {
+  segments: OwnerSegment[];
+  inconsistent: Array<{ record: Handover; detail: string }>;
+  ownerAt(seq: number): OwnerSegment;
+} {
+  const segments: OwnerSegment[] = [];
+  const inconsistent: Array<{ record: Handover; detail: string }> = [];
+  const first = handovers[0];
+  if (first) {
+    segments.push({ fromSeq: 1, gateway: first.oldGateway, why: `precedes the hand-over from ${first.oldGateway} to ${first.newGateway} at seq ${first.fromSeq}` });
+  }
+  for (const [i, h] of handovers.entries()) {
+    const before = handovers[i - 1];
+    if (before && before.newGateway !== h.oldGateway) {
+      inconsistent.push({
+        record: h,
+        detail: `the hand-over at seq ${h.fromSeq} names ${h.oldGateway} as the old gateway, but the hand-over at seq ${before.fromSeq} gave the meter to ${before.newGateway}`,
+      });
+    }
+    segments.push({ fromSeq: h.fromSeq, gateway: h.newGateway, why: `is covered by the hand-over from ${h.oldGateway} to ${h.newGateway} from seq ${h.fromSeq} on` });
+  }
+  return {
+    segments,
+    inconsistent,
+    ownerAt(seq) {
+      let owner = segments[0]!;
+      for (const s of segments) if (s.fromSeq <= seq) owner = s;
+      return owner;
+    },
   };
 }
 

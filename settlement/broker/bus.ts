@@ -279,13 +279,51 @@ export class AedesBus implements Bus {
 
   constructor(private readonly aedes: Aedes) {}
 
+  /** Messages of a publishing client held back while intake is full, in arrival order. */
+  private readonly backlog = new Map<string, Array<{ topic: string; payload: Buffer }>>();
+
+  /**
+   * Back-pressure without holding aedes: holding its delivery callback would keep one of its 100
+   * delivery slots per held message, and with them full the broker delivers nothing at all (acks
+   * included). So every message is taken at once; when intake asks to hold, the publishing
+   * client's socket is paused and what it had already sent waits here, in order, until intake
+   * has room, then the client is resumed. At most one socket read per client waits here.
+   */
   async subscribe(filters: string[], onMessage: OnMessage): Promise<void> {
+    const clients = (this.aedes as unknown as { clients: Record<string, { pause(): void; resume(): void } | undefined> }).clients;
+    const deliver = (source: string, m: { topic: string; payload: Buffer }): void => {
+      const hold = onMessage(m.topic, m.payload);
+      if (!hold) return;
+      const client = clients[source];
+      this.backlog.set(source, []);
+      client?.pause();
+      const next = (): void => {
+        const q = this.backlog.get(source)!;
+        while (q.length > 0) {
+          const n = q.shift()!;
+          const h = onMessage(n.topic, n.payload);
+          if (h) {
+            void h.then(next, next);
+            return;
+          }
+        }
+        this.backlog.delete(source);
+        client?.resume();
+      };
+      void hold.then(next, next);
+    };
     const fn = (packet: AedesPublishPacket, cb: () => void) => {
-      if (packet.topic.startsWith('$SYS')) return cb();
-      // aedes calls back the publishing client (which then reads its next packet) only after cb.
-      const held = onMessage(packet.topic, payloadOf(packet.payload));
-      if (held) held.then(() => cb(), () => cb());
-      else cb();
+      cb();
+      if (packet.topic.startsWith('$SYS')) return;
+      const m = { topic: packet.topic, payload: payloadOf(packet.payload) };
+      const source = (packet as { clientId?: string }).clientId;
+      if (!source) {
+        void onMessage(m.topic, m.payload);
+        return;
+      }
+      const q = this.backlog.get(source);
+      if (q) q.push(m);
+      else deliver(source, m);
     };
     for (const filter of filters) {
       await new Promise<void>((resolve) => this.aedes.subscribe(filter, fn, () => resolve()));

@@ -26,6 +26,11 @@ export interface GatewayKey {
 export interface EnrolledMeter {
   gateway: string;
   context: MeterContext;
+  /**
+   * When this gateway took the meter over from a revoked one: its first seq. Lower seqs belong
+   * to the old gateway's chain, so this one may not fill them (registry/handovers.ts).
+   */
+  fromSeq?: number;
 }
 
 export interface VerifierOptions {
@@ -105,13 +110,18 @@ export class EnvelopeVerifier {
         return fail('too_old', `meter ${r.meter} seq ${r.seq}: ${r.ts} is older than the ${Math.round(this.opts.maxBackfillMs / 86_400_000)}-day backfill window (gateway clock wrong?)`, id);
       }
     }
-    const contexts = new Map<string, MeterContext>();
+    const meters = new Map<string, EnrolledMeter>();
     for (const r of env.readings) {
-      if (contexts.has(r.meter)) continue;
-      const m = await this.opts.meter(r.meter);
-      if (!m) return fail('unknown_meter', `meter ${r.meter} is not enrolled`, id);
-      if (m.gateway !== env.gateway) return fail('unknown_meter', `meter ${r.meter} is enrolled by gateway ${m.gateway}, not ${env.gateway}`, id);
-      contexts.set(r.meter, m.context);
+      let m = meters.get(r.meter);
+      if (!m) {
+        m = await this.opts.meter(r.meter);
+        if (!m) return fail('unknown_meter', `meter ${r.meter} is not enrolled`, id);
+        if (m.gateway !== env.gateway) return fail('unknown_meter', `meter ${r.meter} is enrolled by gateway ${m.gateway}, not ${env.gateway}`, id);
+        meters.set(r.meter, m);
+      }
+      if (m.fromSeq !== undefined && r.seq < m.fromSeq) {
+        return fail('seq_regression', `meter ${r.meter} seq ${r.seq}: gateway ${env.gateway} took this meter over at seq ${m.fromSeq}; earlier seqs belong to the gateway it replaced`, id);
+      }
     }
     return {
       ok: true,
@@ -120,7 +130,7 @@ export class EnvelopeVerifier {
         gateway: env.gateway,
         signed: bytes.toString('latin1'),
         sig: env.sig,
-        readings: env.readings.map((r, i) => verifiedReading(r, hashes[i]!, contexts.get(r.meter)!)),
+        readings: env.readings.map((r, i) => verifiedReading(r, hashes[i]!, meters.get(r.meter)!.context)),
         receivedAtMs: this.opts.now(),
       },
     };

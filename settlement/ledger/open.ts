@@ -1,4 +1,5 @@
 import type { Ledger } from './ledger.ts';
+import { MigrationError } from './migrations.ts';
 import { SqliteLedger } from './sqlite.ts';
 
 export interface OpenLedgerOptions {
@@ -17,7 +18,8 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<Ledger> {
     await ledger.migrate();
   } catch (e) {
     await ledger.close().catch(() => undefined);
-    if (!opts.databaseUrl) throw e;
+    // A migration refusal says what to do already; the connection hint would mislead.
+    if (!opts.databaseUrl || e instanceof MigrationError) throw e;
     throw new Error(`PostgreSQL ledger at ${redactPassword(opts.databaseUrl)}: ${(e as Error).message} (check DATABASE_URL or [ledger] database_url)`, {
       cause: e,
     });

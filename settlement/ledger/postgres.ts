@@ -12,9 +12,8 @@ import type {
 import { runMigrations } from './migrations.ts';
 import { postgresDb, type LedgerDb } from '../store/database.ts';
 import { EnergySums, MemoryChainView, outcomeOf, planEnvelope, type FreshReading } from './plan.ts';
-import { gaps, intervalEnergy, marketIntervals } from './energy-queries.ts';
+import { SharedLedgerQueries } from './shared-queries.ts';
 import { lockKey } from './pg-locks.ts';
-import { rejectionSamples } from './rejection-store.ts';
 import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, toGapRecord, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
 import type {
   CommitOptions,
@@ -99,13 +98,14 @@ export interface PostgresLedgerOptions {
   maxConnections?: number;
 }
 
-export class PostgresLedger implements Ledger {
+export class PostgresLedger extends SharedLedgerQueries implements Ledger {
   readonly engine = 'postgres' as const;
   readonly db: LedgerDb;
   private readonly pool: pg.Pool;
   private closed = false;
 
   constructor(connectionString: string, opts: PostgresLedgerOptions = {}) {
+    super();
     const types = new pg.TypeOverrides();
     types.setTypeParser(INT8_OID, parseInt8);
     this.pool = new pg.Pool({
@@ -487,22 +487,6 @@ export class PostgresLedger implements Ledger {
       receivedAtMs: r.received_at_ms,
       readingCount: r.reading_count,
     }));
-  }
-
-  rejections(limit = 100): Promise<StoredRejection[]> {
-    return rejectionSamples(this.db, limit);
-  }
-
-  intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
-    return intervalEnergy(this.db, meter, fromMs, toMs);
-  }
-
-  marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
-    return marketIntervals(this.db, market, fromMs, toMs);
-  }
-
-  gaps(meter: string): Promise<GapRow[]> {
-    return gaps(this.db, meter);
   }
 
   /**

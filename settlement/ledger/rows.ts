@@ -2,19 +2,12 @@
 // SqliteLedger and PostgresLedger: both engines use the same columns and must answer alike.
 import type { EnergySource, EnvelopeId, GatewayId, MeterId, MeterRole } from '../../protocol/index.ts';
 import type { GapRecord } from './plan.ts';
+import type { MeterGapsTable, MetersTable } from '../store/database.ts';
 import type { Account, AccountId, EnrollmentCodeRecord, EnrollOutcome, Market, MarketId, MeterRecord } from '../registry/registry.ts';
 import type { GatewayRecord, GatewayStatus, StoredReading } from './ledger.ts';
 
 /** A meter_gaps row as both engines read it. */
-export interface GapTableRow {
-  from_seq: number;
-  to_seq: number;
-  opened_at_ms: number;
-  estimated_at_ms: number | null;
-  est_market: string | null;
-  est_interval_ms: number | null;
-  est_time_zone: string | null;
-}
+export type GapTableRow = Omit<MeterGapsTable, 'meter'>;
 
 export function toGapRecord(r: GapTableRow): GapRecord {
   const split =
@@ -61,17 +54,7 @@ export interface CodeRow {
   used_by: string | null;
 }
 
-export interface MeterRow {
-  id: string;
-  gateway: string;
-  model: string;
-  role: MeterRole;
-  rated_power_w: number;
-  energy_source: EnergySource | null;
-  market: string;
-  owner: string;
-  created_at_ms: number;
-}
+export type MeterRow = Omit<MetersTable, 'role' | 'energy_source'> & { role: MeterRole; energy_source: EnergySource | null };
 
 export function toGateway(r: GatewayRow): GatewayRecord {
   return {

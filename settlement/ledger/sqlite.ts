@@ -3,9 +3,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
 import type { ChainReading } from '../chain/rules.ts';
-import { gaps, intervalEnergy, marketIntervals } from './energy-queries.ts';
+import { SharedLedgerQueries } from './shared-queries.ts';
 import { EnergySums, chainReadingOf, outcomeOf, planEnvelope, type ChainView } from './plan.ts';
-import { rejectionSamples, rejectionTotal } from './rejection-store.ts';
+import { rejectionTotal } from './rejection-store.ts';
 import type {
   Account,
   EnrollmentCodeRecord,
@@ -37,7 +37,7 @@ import { commitOptions } from './ledger.ts';
 
 const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 
-export class SqliteLedger implements Ledger {
+export class SqliteLedger extends SharedLedgerQueries implements Ledger {
   readonly engine = 'sqlite' as const;
   private readonly sqlite: Database.Database;
   readonly db: LedgerDb;
@@ -47,6 +47,7 @@ export class SqliteLedger implements Ledger {
    * committing connection checkpoints it (SQLite's default is 1000 pages, ~4 MiB).
    */
   constructor(path: string, opts: { walAutocheckpointPages?: number } = {}) {
+    super();
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.sqlite = new Database(path);
     this.sqlite.pragma('journal_mode = WAL');
@@ -394,22 +395,6 @@ export class SqliteLedger implements Ledger {
       receivedAtMs: r.received_at_ms,
       readingCount: r.reading_count,
     }));
-  }
-
-  rejections(limit = 100): Promise<StoredRejection[]> {
-    return rejectionSamples(this.db, limit);
-  }
-
-  intervalEnergy(meter: string, fromMs: number, toMs: number): Promise<IntervalRow[]> {
-    return intervalEnergy(this.db, meter, fromMs, toMs);
-  }
-
-  marketIntervals(market: string, fromMs: number, toMs: number): Promise<MarketIntervalRow[]> {
-    return marketIntervals(this.db, market, fromMs, toMs);
-  }
-
-  gaps(meter: string): Promise<GapRow[]> {
-    return gaps(this.db, meter);
   }
 
   private readonly heldLocks = new Set<string>();

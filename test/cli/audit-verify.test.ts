@@ -1,7 +1,6 @@
 import Database from 'better-sqlite3';
-import { spawnSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,18 +10,16 @@ import { startSettlement } from '../../settlement/main.ts';
 import { EnvelopeFactory } from '../support/envelopes.ts';
 import { enrollTestGateway } from '../support/registry.ts';
 import { settlementConfig, testLog } from '../support/stack.ts';
+import { gtx, ledgerCopy as copyLedger } from '../support/ledger-copies.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
 
-const GTX = join(import.meta.dirname, '../../bin/gtx.js');
-const { DATABASE_URL: _unused, ...baseEnv } = process.env;
-const gtx = (args: string[]) =>
-  spawnSync(process.execPath, [GTX, ...args], { encoding: 'utf8', env: { ...baseEnv, GTX_LOG_LEVEL: 'warn' } });
-
 type JsonReport = MeterAuditReport & { result: 'PASS' | 'FAIL'; generatedAt: string; ledger: { engine: string; location: string } };
 
-// Readings of meter-a every 15 minutes from T0: seq k is stamped T0 + (k-1) * 15 min.
-const T0 = Date.parse('2026-11-01T00:00:00.000Z');
+// Readings of meter-a every 15 minutes from T0: seq k is stamped T0 + (k-1) * 15 min. T0 is
+// midnight UTC three days ago: a fixed date would fall out of the settlement's backfill window.
+const T0 = Math.floor((Date.now() - 3 * 86_400_000) / 86_400_000) * 86_400_000;
+const DAY0 = new Date(T0).toISOString().slice(0, 10);
 const QUARTER = 15 * 60_000;
 const tsOf = (seq: number) => new Date(T0 + (seq - 1) * QUARTER).toISOString();
 const fingerprint = (pem: string) => createHash('sha256').update(createPublicKey(pem).export({ type: 'spki', format: 'der' })).digest('hex');
@@ -33,22 +30,7 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
   const gwA = new EnvelopeFactory('gw-audit');
   const gwB = new EnvelopeFactory('gw-two');
 
-  /** A copy of the clean ledger, changed by `tamper` through SQLite directly; returns its config file. */
-  function ledgerCopy(name: string, tamper?: (db: Database.Database) => void): string {
-    const d = join(dir.path, name);
-    mkdirSync(join(d, 'data'), { recursive: true });
-    copyFileSync(baseLedger, join(d, 'data', 'ledger.sqlite'));
-    for (const ext of ['-wal', '-shm']) if (existsSync(baseLedger + ext)) copyFileSync(baseLedger + ext, join(d, 'data', `ledger.sqlite${ext}`));
-    if (tamper) {
-      const db = new Database(join(d, 'data', 'ledger.sqlite'));
-      db.pragma('foreign_keys = OFF');
-      tamper(db);
-      db.close();
-    }
-    const config = join(d, 'settlement.toml');
-    writeFileSync(config, `[settlement]\ndata_dir = "data"\n[mqtt]\nlisten = "127.0.0.1:0"\n`);
-    return config;
-  }
+  const ledgerCopy = (name: string, tamper?: (db: Database.Database) => void) => copyLedger(dir.path, baseLedger, name, tamper);
   const envelopeOf = (db: Database.Database, seq: number) =>
     db
       .prepare("SELECT e.id FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = 'meter-a' AND r.seq = ?")
@@ -110,6 +92,9 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     expect(out).toMatch(new RegExp(`^last reading:\\s+seq 24 at ${tsOf(24)}$`, 'm'));
     expect(out).toMatch(/^energy:\s+import 230 Wh \(1010 -> 1240\), export 0 Wh/m);
     expect(out).toMatch(/^gaps:\s+none$/m);
+    expect(out).toMatch(/^chain rules:\s+23 neighbouring pairs \(0 across gaps\): time forward, counters never down, energy within 100000 W rated power$/m);
+    expect(out).toMatch(/^hand-overs:\s+1 \(each seq must be signed by the gateway holding the meter then\)$/m);
+    expect(out).toMatch(/^ {2}from seq 21: gw-audit -> gw-two \(recorded \d{4}-\d{2}-\d{2}T[\d:.]+Z\)$/m);
     expect(out).toMatch(/^failures:\s+none$/m);
     // A revoked key still proves authenticity of what it signed before revocation.
     expect(out).toContain(`gw-audit  revoked  ${fingerprint(gwA.publicKeyPem)}  5 envelopes`);
@@ -138,6 +123,9 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
         { id: 'gw-audit', status: 'revoked', keyFingerprint: fingerprint(gwA.publicKeyPem), envelopes: 5 },
         { id: 'gw-two', status: 'revoked', keyFingerprint: fingerprint(gwB.publicKeyPem), envelopes: 1 },
       ],
+      chainRules: { pairsChecked: 23, acrossGaps: 0, ratedPowerW: 100_000, skipped: [] },
+      // gw-two was enrolled for meter-a after gw-audit's revocation: a recorded hand-over.
+      handovers: [{ oldGateway: 'gw-audit', newGateway: 'gw-two', fromSeq: 21, at: expect.stringMatching(/Z$/) }],
       ok: true,
       result: 'PASS',
       ledger: { engine: 'sqlite', location: join(dir.path, 'json', 'data', 'ledger.sqlite') },
@@ -145,7 +133,7 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     expect(Date.parse(report.generatedAt)).toBeGreaterThan(0);
   });
 
-  it('catches an edited reading row', () => {
+  it('catches an edited reading row, and the stored counters it leaves running backwards', () => {
     let envelopeId = '';
     const config = ledgerCopy('edited-row', (db) => {
       envelopeId = envelopeOf(db, 6);
@@ -154,12 +142,17 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     const text = gtx(['audit', 'verify', '--meter', 'meter-a', '--config', config]);
     expect(text.status).toBe(1);
     expect(text.stdout).toMatch(/\[row_mismatch\] seq 6, envelope [0-9a-f]{16}: importWh stored 2060, signed 1060/);
-    expect(text.stdout).toMatch(/^RESULT: FAIL \(1 problem\)$/m);
+    expect(text.stdout).toMatch(/\[counter_regression\] seq 7 \(after seq 6\), envelope [0-9a-f]{16}: seq 6 → 7: import counter went backwards \(2060 → 1070 Wh\)/);
+    expect(text.stdout).toMatch(/^RESULT: FAIL \(2 problems\)$/m);
     const { status, report } = verifyJson(config);
     expect(status).toBe(1);
     expect(report.ok).toBe(false);
     expect(report.result).toBe('FAIL');
-    expect(report.failures).toEqual([{ kind: 'row_mismatch', seq: 6, envelopeId, detail: 'importWh stored 2060, signed 1060' }]);
+    // Seq 7 is in the same envelope as seq 6 (seq 5-8).
+    expect(report.failures).toEqual([
+      { kind: 'row_mismatch', seq: 6, envelopeId, detail: 'importWh stored 2060, signed 1060' },
+      { kind: 'counter_regression', seq: 7, neighbourSeq: 6, envelopeId, detail: 'seq 6 → 7: import counter went backwards (2060 → 1070 Wh)' },
+    ]);
   });
 
   it('catches a changed byte in a stored envelope as a bad signature', () => {
@@ -190,6 +183,8 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     expect(status).toBe(0);
     expect(report.failures).toEqual([]);
     expect(report.readingsChecked).toBe(21);
+    // The rules still hold across the gaps: each reading met its nearest stored neighbour.
+    expect(report.chainRules).toMatchObject({ pairsChecked: 20, acrossGaps: 2 });
     // The signed envelopes still hold the removed readings: the report says so.
     expect(report.gaps).toEqual([
       { fromSeq: 10, toSeq: 10, signedInLedger: 1 },
@@ -267,7 +262,7 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
       ok: true,
     });
     // A date with an offset means the same instant.
-    const offset = verifyJson(clean, '--from', '2026-11-01T07:00:00+07:00', '--to', '2026-11-01T01:00:00Z');
+    const offset = verifyJson(clean, '--from', `${DAY0}T07:00:00+07:00`, '--to', `${DAY0}T01:00:00Z`);
     expect(offset.report).toMatchObject({ readingsChecked: 4, firstSeq: 1, lastSeq: 4 });
     const text = gtx(['audit', 'verify', '--meter', 'meter-a', '--config', clean, '--from', tsOf(5), '--to', tsOf(13)]);
     expect(text.stdout).toMatch(new RegExp(`^time range:\\s+${tsOf(5)} <= reading ts < ${tsOf(13)}$`, 'm'));
@@ -282,9 +277,13 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     expect(verifyJson(edited, '--from', tsOf(13)).report.ok).toBe(true);
     const inRange = verifyJson(edited, '--from', tsOf(5), '--to', tsOf(13));
     expect(inRange.status).toBe(1);
-    expect(inRange.report.failures).toEqual([expect.objectContaining({ kind: 'row_mismatch', seq: 6, detail: `ts stored 2020-01-01T00:00:00.000Z, signed ${tsOf(6)}` })]);
+    expect(inRange.report.failures).toEqual([
+      expect.objectContaining({ kind: 'row_mismatch', seq: 6, detail: `ts stored 2020-01-01T00:00:00.000Z, signed ${tsOf(6)}` }),
+      // The stored time now runs backwards from seq 5, just outside the edit.
+      expect.objectContaining({ kind: 'time_regression', seq: 6, neighbourSeq: 5 }),
+    ]);
     // An empty range is a pass with nothing checked, and says so.
-    const empty = gtx(['audit', 'verify', '--meter', 'meter-a', '--config', clean, '--from', '2027-01-01']);
+    const empty = gtx(['audit', 'verify', '--meter', 'meter-a', '--config', clean, '--from', new Date(T0 + 7 * 86_400_000).toISOString().slice(0, 10)]);
     expect(empty.status).toBe(0);
     expect(empty.stdout).toMatch(/^readings checked:\s+0 \(no readings of this meter in the range; 24 stored in all\)$/m);
   });
@@ -308,9 +307,19 @@ describe('gtx audit verify', { timeout: 60_000 }, () => {
     mkdirSync(join(dir.path, 'empty'));
     const emptyConfig = join(dir.path, 'empty', 'settlement.toml');
     writeFileSync(emptyConfig, `[settlement]\ndata_dir = "data"\n`);
-    const noLedger = gtx(['audit', 'verify', '--meter', 'meter-a', '--config', emptyConfig]);
-    expect(noLedger.status).toBe(2);
-    expect(noLedger.stderr).toMatch(/no ledger at .*ledger\.sqlite/);
+    // No ledger at the configured path: every audit command says so and creates none.
+    const missing = join(dir.path, 'empty', 'data', 'ledger.sqlite');
+    for (const args of [
+      ['verify', '--meter', 'meter-a'],
+      ['meters'],
+      ['export', '--meter', 'meter-a', '--out', join(dir.path, 'empty', 'out')],
+    ]) {
+      const noLedger = gtx(['audit', ...args, '--config', emptyConfig]);
+      expect(noLedger.status, args.join(' ')).toBe(2);
+      expect(noLedger.stderr).toContain(`gtx: no ledger at ${missing}: check --config / [ledger] sqlite_path, or DATABASE_URL`);
+      expect(noLedger.stderr).not.toMatch(/at .*\.ts:\d+/);
+    }
     expect(existsSync(join(dir.path, 'empty', 'data'))).toBe(false);
+    expect(existsSync(join(dir.path, 'empty', 'out'))).toBe(false);
   });
 });

@@ -14,7 +14,7 @@ import { findBinary, requireOrSkip } from '../support/services.ts';
 import { settlementConfig } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
-import { mosquittoUser, startMosquitto, type MosquittoProcess } from './broker-mosquitto-process.ts';
+import { mosquittoUser, startMosquitto, type MosquittoProcess } from '../support/mosquitto.ts';
 
 const MOSQUITTO = findBinary('mosquitto');
 const GW = 'gw-reconnect';

@@ -12,7 +12,7 @@ import { freePort } from '../support/ports.ts';
 import { findBinary, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
-import { mosquittoUser, startMosquitto, type MosquittoProcess } from './broker-mosquitto-process.ts';
+import { mosquittoUser, startMosquitto, type MosquittoProcess } from '../support/mosquitto.ts';
 
 const MOSQUITTO = findBinary('mosquitto');
 const GTX = join(import.meta.dirname, '../../bin/gtx.js');

@@ -1,10 +1,13 @@
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enroll } from '../../gateway/enroll.ts';
 import { startGateway } from '../../gateway/main.ts';
 import { Outbox } from '../../gateway/outbox.ts';
 import { verifyMeter } from '../../settlement/audit/verify.ts';
 import { HandoverStore } from '../../settlement/registry/handovers.ts';
-import { TEST_MARKET } from '../support/registry.ts';
+import { encodeEnvelope, envelopeIdOf, signedBytes, topics, type Envelope } from '../../protocol/index.ts';
+import { EnvelopeFactory } from '../support/envelopes.ts';
+import { TEST_MARKET, enrollTestGateway } from '../support/registry.ts';
 import { gatewayConfig, startRegisteredGateway, startSimulator, startTestSettlement, testLog } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
@@ -89,5 +92,44 @@ describe('replacing a broken gateway', () => {
 
     const handovers = await new HandoverStore(settlement.ledger.db).forMeter(METER);
     expect(handovers).toEqual([{ meter: METER, oldGateway: 'gw-old', newGateway: 'gw-new', fromSeq: head.seq + 1, atMs: expect.any(Number) }]);
+  });
+
+  it("refuses the new gateway's readings below its hand-over seq: the old chain is not its to fill", async () => {
+    const dir = tempDir('gtx-replace-gap-');
+    cleanups.push(() => dir.remove());
+    const settlement = await startTestSettlement(dir.path);
+    cleanups.push(() => settlement.stop());
+    const oldGw = new EnvelopeFactory('gw-a');
+    await enrollTestGateway(settlement.ledger, 'gw-a', oldGw.publicKeyPem, ['m-h']);
+    const client = await mqtt.connectAsync(settlement.brokerUrl, { clientId: 'replacement-gap-test' });
+    cleanups.push(() => client.endAsync());
+    const replies: Array<{ id: string | null; status?: string; reason?: string }> = [];
+    client.on('message', (_t, p) => replies.push(JSON.parse(p.toString()) as { id: string | null }));
+    await client.subscribeAsync(['gw-a', 'gw-b'].flatMap((g) => [topics.ack(g), topics.reject(g)]));
+    const send = async (gw: string, env: Envelope) => {
+      await client.publishAsync(topics.readings(gw), encodeEnvelope(env), { qos: 1 });
+      const id = envelopeIdOf(signedBytes(env));
+      return waitFor(() => replies.find((r) => r.id === id), `an answer to ${id.slice(0, 8)}`);
+    };
+    // The old gateway's seqs 1, 2 and 5 are stored: 3 and 4 are a gap.
+    const rs = [1, 2, 3, 4, 5].map(() => {
+      const r = oldGw.nextReading('m-h');
+      oldGw.advance(r);
+      return r;
+    });
+    expect((await send('gw-a', oldGw.sign(rs.slice(0, 2)))).status).toBe('accepted');
+    expect((await send('gw-a', oldGw.sign([rs[4]!]))).status).toBe('accepted');
+    expect(await settlement.revokeGateway('gw-a')).toBe(true);
+
+    const newGw = new EnvelopeFactory('gw-b');
+    const { chainHeads } = await enrollTestGateway(settlement.ledger, 'gw-b', newGw.publicKeyPem, ['m-h']);
+    expect(chainHeads.map((h) => h.seq)).toEqual([5]);
+    // A reading that would fit the old gateway's gap, signed by the new one.
+    const splice = newGw.nextReading('m-h', { seq: 3, prev: '1'.repeat(64), importWh: rs[2]!.importWh }, Date.parse(rs[2]!.ts));
+    expect(await send('gw-b', newGw.sign([splice]))).toMatchObject({ reason: 'seq_regression', retryable: false });
+    // Its own chain, from the head on, is welcome.
+    const next = newGw.nextReading('m-h', { seq: 6, prev: chainHeads[0]!.hash, importWh: rs[4]!.importWh + 10 }, Date.parse(rs[4]!.ts) + 10_000);
+    expect((await send('gw-b', newGw.sign([next]))).status).toBe('accepted');
+    expect((await settlement.ledger.readings('m-h')).map((r) => r.seq)).toEqual([1, 2, 5, 6]);
   });
 });

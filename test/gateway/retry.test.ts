@@ -1,28 +1,14 @@
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadGatewayConfig, type GatewayConfig } from '../../gateway/config.ts';
-import { saveCredentials } from '../../gateway/enroll.ts';
-import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway, type GatewayDeps } from '../../gateway/main.ts';
 import { topics, type GatewayStatus } from '../../protocol/index.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
-import { enrollTestGateway } from '../support/registry.ts';
-import { settlementConfig, startSimulator, startTestSettlement, testLog } from '../support/stack.ts';
+import { enrollGatewayConfig, settlementConfig, startSimulator, startTestSettlement, testLog } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
 import { capturedLog } from './captured-log.ts';
 import { gtx, writeGatewayToml } from './gateway-toml.ts';
-
-async function enrollFromConfig(settlement: Settlement, cfg: GatewayConfig): Promise<void> {
-  const key = loadOrCreateKey(cfg.keyFile);
-  const res = await enrollTestGateway(
-    settlement.ledger,
-    cfg.id,
-    key.publicKeyPem,
-    cfg.meters.map((m) => ({ id: m.id, model: m.definition.id, role: m.role, ratedPowerW: m.ratedPowerW, energySource: m.energySource })),
-  );
-  saveCredentials(cfg.dataDir, { ...res.mqtt, url: settlement.brokerUrl });
-}
 
 /** The meter's chain in the ledger is whole: seq 1..n, each linking to the one before. */
 async function expectWholeChain(settlement: Settlement, meter: string, n: number): Promise<void> {
@@ -65,7 +51,7 @@ describe('gateway refusals: retry, dead letters, requeue; clock sanity', () => {
     const { dir, settlement, sim } = await setup({ auth: true, settlementNow: () => Date.now() + settlementSkew });
     const config = writeGatewayToml(dir, { id: 'gw-retry', meter: 'm-retry', meterPort: sim.port });
     const cfg = loadGatewayConfig(config);
-    await enrollFromConfig(settlement, cfg);
+    await enrollGatewayConfig(settlement, cfg);
     const { log, warnings } = capturedLog();
     const { gw, stop } = await run(cfg, { log, retryFirstMs: 300, retryMaxMs: 1_200 });
 
@@ -111,7 +97,7 @@ describe('gateway refusals: retry, dead letters, requeue; clock sanity', () => {
     expect(st.stdout).toMatch(/^ {4}[0-9a-f]{12} {2}\d+ reading\(s\) {2}m-dead seq 1(\.\.\d+)? {2}unknown_gateway {2}\d{4}-\d\d-\d\dT\S+Z {2}gateway gw-dead is not registered$/m);
 
     // The installer enrolls it; new envelopes go in (after settlement's short key cache), then the old ones.
-    await enrollFromConfig(settlement, cfg);
+    await enrollGatewayConfig(settlement, cfg);
     await waitFor(() => gw.stats().acked > 0, 'the first acknowledgement after enrolling', 20_000);
     expect(gtx(['gateway', 'requeue', '--config', config, '--reason', 'broken_chain']).stdout).toMatch(/^requeued 0 dead letter\(s\) refused for broken_chain/);
     let refused = gw.stats().rejected;
@@ -155,7 +141,7 @@ describe('gateway refusals: retry, dead letters, requeue; clock sanity', () => {
     const { dir, settlement, sim } = await setup({ auth: false });
     const config = writeGatewayToml(dir, { id: 'gw-clock', meter: 'm-clock', meterPort: sim.port, url: settlement.brokerUrl });
     const cfg = loadGatewayConfig(config);
-    await enrollFromConfig(settlement, cfg);
+    await enrollGatewayConfig(settlement, cfg);
     // Booted without a real-time clock: 1970 until "NTP" sets it.
     let clockSet = false;
     const wall = () => (clockSet ? Date.now() : Date.now() - Date.parse('2026-01-01T00:00:00Z'));

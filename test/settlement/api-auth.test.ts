@@ -188,8 +188,10 @@ describe.each(engines)('REST API keys on $name', ({ skip, open }) => {
     expect((await call(ADMIN_CALLS[0]!, { 'x-admin-key': keys.utility })).statusCode).toBe(403);
   });
 
-  it.skipIf(skip)('keeps /health, /metrics and enrollment (installer code) open', async () => {
+  it.skipIf(skip)('keeps /health, /health/ready, /metrics and enrollment (installer code) open', async () => {
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    // Not ready here (no broker or writer in this API-only build), but answered without a key.
+    expect([200, 503]).toContain((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode);
     expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
     const code = (await call(ADMIN_CALLS[0]!, bearer(keys.admin))).json<{ code: string }>().code;
     const res = await app.inject({

@@ -1,6 +1,5 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
@@ -19,6 +18,7 @@ import {
 } from '../../settlement/broker/mosquitto.ts';
 import { MosquittoPasswordSync } from '../../settlement/broker/mosquitto-sync.ts';
 import { freePort } from '../support/ports.ts';
+import { mosquittoUser, startMosquitto, type MosquittoProcess } from '../support/mosquitto.ts';
 import { findBinary, requireOrSkip } from '../support/services.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
@@ -126,8 +126,8 @@ describe.skipIf(requireOrSkip('Mosquitto ACL test', !!MOSQUITTO, 'no mosquitto b
   const passwordFile = join(dir.path, 'passwd');
   const pidFile = join(dir.path, 'mosquitto.pid');
   const clients: MqttClient[] = [];
-  const output: string[] = [];
-  let proc: ChildProcess | undefined;
+  let mosq: MosquittoProcess | undefined;
+  let output: string[] = [];
   let url = '';
   let n = 0;
 
@@ -145,38 +145,15 @@ describe.skipIf(requireOrSkip('Mosquitto ACL test', !!MOSQUITTO, 'no mosquitto b
       { mode: 0o600 },
     );
     writeFileSync(aclFile, renderAclFile(), { mode: 0o600 });
-    // Started as root (CI containers), Mosquitto would switch to user "mosquitto", who cannot read a private temp dir.
-    const user = process.getuid?.() === 0 ? 'root' : undefined;
     const conf = join(dir.path, 'mosquitto.conf');
-    writeFileSync(conf, renderMosquittoConfig({ port, host: '127.0.0.1', passwordFile, aclFile, user }));
-    const p = spawn(MOSQUITTO!, ['-c', conf, '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    proc = p;
-    writeFileSync(pidFile, String(p.pid));
-    const keep = (b: Buffer) => output.push(...b.toString().split('\n').filter(Boolean).slice(-200));
-    p.stdout!.on('data', keep);
-    p.stderr!.on('data', keep);
-    let exited = false;
-    p.once('exit', () => (exited = true));
-    await waitFor(
-      async () => {
-        if (exited) throw new Error(`mosquitto exited: ${output.slice(-5).join(' | ')}`);
-        return new Promise<boolean>((resolve) => {
-          const s = tcpConnect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-          s.once('error', () => resolve(false));
-        });
-      },
-      `mosquitto listening on ${port}`,
-      10_000,
-    );
+    writeFileSync(conf, renderMosquittoConfig({ port, host: '127.0.0.1', passwordFile, aclFile, user: mosquittoUser() }));
+    mosq = await startMosquitto(MOSQUITTO!, conf, port, pidFile);
+    output = mosq.output;
   });
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
-    if (proc && proc.exitCode === null && proc.signalCode === null) {
-      const exited = new Promise((r) => proc!.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-    }
+    await mosq?.stop();
     dir.remove();
   });
 
@@ -331,7 +308,7 @@ describe.skipIf(requireOrSkip('Mosquitto ACL test', !!MOSQUITTO, 'no mosquitto b
     const b = await connect('gw-b', secrets.b);
     const gone = new Promise<void>((resolve) => b.once('close', () => resolve()));
     writeFileSync(passwordFile, removeFromPasswordFile(readFileSync(passwordFile, 'utf8'), ['gw-b']), { mode: 0o600 });
-    proc!.kill('SIGHUP');
+    mosq!.reload();
     await gone;
     expect([4, 5]).toContain(await refusedWith('gw-b', secrets.b));
     expect((await connect('gw-a', secrets.a)).connected).toBe(true);

@@ -62,8 +62,11 @@ export function gatewayConfig(
   return cfg;
 }
 
-/** Creates the gateway's key, registers it with the settlement ledger, then starts the gateway. */
-export async function startRegisteredGateway(settlement: Settlement, cfg: GatewayConfig): Promise<Gateway> {
+/**
+ * Creates the gateway's key and registers it and its meters with the settlement ledger, the way
+ * an installer's code does; keeps the MQTT login (with the settlement's broker URL) for the gateway.
+ */
+export async function enrollGatewayConfig(settlement: Settlement, cfg: GatewayConfig): Promise<void> {
   const key = loadOrCreateKey(cfg.keyFile);
   const res = await enrollTestGateway(
     settlement.ledger,
@@ -71,6 +74,11 @@ export async function startRegisteredGateway(settlement: Settlement, cfg: Gatewa
     key.publicKeyPem,
     cfg.meters.map((m) => ({ id: m.id, model: m.definition.id, role: m.role, ratedPowerW: m.ratedPowerW, energySource: m.energySource })),
   );
-  saveCredentials(cfg.dataDir, res.mqtt);
+  saveCredentials(cfg.dataDir, { ...res.mqtt, url: settlement.brokerUrl });
+}
+
+/** enrollGatewayConfig, then starts the gateway. */
+export async function startRegisteredGateway(settlement: Settlement, cfg: GatewayConfig): Promise<Gateway> {
+  await enrollGatewayConfig(settlement, cfg);
   return startGateway(cfg, { log: testLog('gateway') });
 }

@@ -27,7 +27,18 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
       schema: {
         querystring: Range,
         response: {
-          200: Type.Array(Type.Object({ start: Type.String(), supplyWh: Type.Integer(), demandWh: Type.Integer(), meters: Type.Integer() })),
+          200: Type.Array(
+            Type.Object({
+              start: Type.String(),
+              supplyWh: Type.Integer(),
+              demandWh: Type.Integer(),
+              meters: Type.Integer(),
+              /** Part of the interval's energy is estimated across gaps (docs/protocol.md, "Energy across a gap"). */
+              estimated: Type.Boolean(),
+              estimatedSupplyWh: Type.Integer(),
+              estimatedDemandWh: Type.Integer(),
+            }),
+          ),
           400: ErrorSchema,
           404: ErrorSchema,
         },
@@ -38,7 +49,15 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
       if (typeof r === 'string') return reply.code(400).send({ code: 'bad_range', message: r });
       if (!(await ledger.getMarket(req.params.market))) return reply.code(404).send({ code: 'unknown_market', message: `no market ${req.params.market}` });
       const rows = await ledger.marketIntervals(req.params.market, r.fromMs, r.toMs);
-      return rows.map((x) => ({ start: new Date(x.startMs).toISOString(), supplyWh: x.supplyWh, demandWh: x.demandWh, meters: x.meters }));
+      return rows.map((x) => ({
+        start: new Date(x.startMs).toISOString(),
+        supplyWh: x.supplyWh,
+        demandWh: x.demandWh,
+        meters: x.meters,
+        estimated: x.estSupplyWh !== 0 || x.estDemandWh !== 0,
+        estimatedSupplyWh: x.estSupplyWh,
+        estimatedDemandWh: x.estDemandWh,
+      }));
     },
   );
 
@@ -49,7 +68,17 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
       schema: {
         querystring: Range,
         response: {
-          200: Type.Array(Type.Object({ start: Type.String(), importWh: Type.Integer(), exportWh: Type.Integer() })),
+          200: Type.Array(
+            Type.Object({
+              start: Type.String(),
+              importWh: Type.Integer(),
+              exportWh: Type.Integer(),
+              /** Part of importWh / exportWh is estimated across a gap; a late fill makes it exact. */
+              estimated: Type.Boolean(),
+              estimatedImportWh: Type.Integer(),
+              estimatedExportWh: Type.Integer(),
+            }),
+          ),
           400: ErrorSchema,
         },
       },
@@ -58,13 +87,30 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
       const r = parseRange(req.query);
       if (typeof r === 'string') return reply.code(400).send({ code: 'bad_range', message: r });
       const rows = await ledger.intervalEnergy(req.params.meter, r.fromMs, r.toMs);
-      return rows.map((x) => ({ start: new Date(x.startMs).toISOString(), importWh: x.importWh, exportWh: x.exportWh }));
+      return rows.map((x) => ({
+        start: new Date(x.startMs).toISOString(),
+        importWh: x.importWh,
+        exportWh: x.exportWh,
+        estimated: x.estImportWh !== 0 || x.estExportWh !== 0,
+        estimatedImportWh: x.estImportWh,
+        estimatedExportWh: x.estExportWh,
+      }));
     },
   );
 
   app.get<{ Params: { meter: string } }>(
     '/meters/:meter/gaps',
-    { config: { roles: READERS }, schema: { response: { 200: Type.Array(Type.Object({ fromSeq: Type.Integer(), toSeq: Type.Integer() })) } } },
-    async (req) => ledger.gaps(req.params.meter),
+    {
+      config: { roles: READERS },
+      schema: {
+        response: {
+          200: Type.Array(
+            Type.Object({ fromSeq: Type.Integer(), toSeq: Type.Integer(), openedAt: Type.String(), estimated: Type.Boolean() }),
+          ),
+        },
+      },
+    },
+    async (req) =>
+      (await ledger.gaps(req.params.meter)).map((g) => ({ fromSeq: g.fromSeq, toSeq: g.toSeq, openedAt: new Date(g.openedAtMs).toISOString(), estimated: g.estimated })),
   );
 };

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
-import { waitFor } from '../support/wait.ts';
+import { waitFor } from './wait.ts';
 
 /**
  * A real `mosquitto` started by a test with a generated configuration (never the machine's own
