@@ -4,7 +4,7 @@ import { splitIntoIntervals } from '../../settlement/energy/intervals.ts';
 import { estimateDueGaps } from '../../settlement/ledger/gap-estimates.ts';
 import type { CommitOutcome, IntervalRow, Ledger, MeterContext, VerifiedEnvelope } from '../../settlement/ledger/ledger.ts';
 import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
-import { engines, type OpenedLedger } from '../support/ledgers.ts';
+import { engines, skipPostgres, type OpenedLedger } from '../support/ledgers.ts';
 import { TEST_MARKET, enrollTestGateway } from '../support/registry.ts';
 
 /**
@@ -188,19 +188,35 @@ describe.each(engines)('$name ledger: chains across gaps and estimated energy', 
       await commit([rs[1]!]);
       expect(await ledger.intervalEnergy('n', 0, Number.MAX_SAFE_INTEGER)).toEqual(exactIntervals(rs));
     });
+  });
+});
 
-    // SQLite has one writer per file by design (ledger/writer.ts); PostgreSQL workers share one ledger.
-    it.skipIf(engine.name === 'sqlite')('estimates each gap once when two workers run the estimate at the same moment', async () => {
-      const rs = chain(f, 'p', [[0, 1000], [10 * MIN, 1100], [20 * MIN, 1200], [30 * MIN, 1300]]);
-      await commit([rs[0]!], 0);
-      await commit([rs[2]!], 0);
-      await commit([rs[3]!], 0);
-      const other = await opened.reopen();
-      const opts = { nowMs: GRACE, graceMs: GRACE, maxSpanMs: 35 * DAY, limit: 10 };
-      const runs = await Promise.all([estimateDueGaps(ledger.db, ledger.engine, opts), estimateDueGaps(other.db, other.engine, opts)]);
-      expect(runs.reduce((n, r) => n + r.estimated, 0)).toBe(1);
-      const rows = await ledger.intervalEnergy('p', 0, Number.MAX_SAFE_INTEGER);
-      expect([sum(rows, 'importWh'), sum(rows, 'estImportWh')]).toEqual([300, 200]);
-    });
+// SQLite has one writer per file by design (ledger/writer.ts); PostgreSQL workers share one ledger.
+describe.skipIf(skipPostgres)('postgres ledger: two workers estimating gaps', () => {
+  let opened: OpenedLedger;
+  let ledger: Ledger;
+  let f: EnvelopeFactory;
+
+  beforeEach(async () => {
+    opened = await engines.find((e) => e.name === 'postgres')!.open();
+    ledger = opened.ledger;
+    f = new EnvelopeFactory('gw-gaps');
+    await enrollTestGateway(ledger, 'gw-gaps', f.publicKeyPem, [{ id: 'p', model: 'eastron-sdm120', role: 'consumption', ratedPowerW: 10_000 }]);
+  });
+  afterEach(async () => opened.cleanup());
+
+  const commit = async (rs: Reading[], nowMs: number) => (await ledger.commitEnvelopes([verified(f.sign(rs))], { nowMs }))[0];
+
+  it('estimates each gap once when two workers run the estimate at the same moment', async () => {
+    const rs = chain(f, 'p', [[0, 1000], [10 * MIN, 1100], [20 * MIN, 1200], [30 * MIN, 1300]]);
+    await commit([rs[0]!], 0);
+    await commit([rs[2]!], 0);
+    await commit([rs[3]!], 0);
+    const other = await opened.reopen();
+    const opts = { nowMs: GRACE, graceMs: GRACE, maxSpanMs: 35 * DAY, limit: 10 };
+    const runs = await Promise.all([estimateDueGaps(ledger.db, ledger.engine, opts), estimateDueGaps(other.db, other.engine, opts)]);
+    expect(runs.reduce((n, r) => n + r.estimated, 0)).toBe(1);
+    const rows = await ledger.intervalEnergy('p', 0, Number.MAX_SAFE_INTEGER);
+    expect([sum(rows, 'importWh'), sum(rows, 'estImportWh')]).toEqual([300, 200]);
   });
 });
