@@ -1,17 +1,18 @@
-import { UsageError } from './args.ts';
+import { closest } from '../protocol/config-keys.ts';
+import { failureLines, HelpRequested, UsageError } from './args.ts';
 
 const USAGE = `gtx — GridTokenX command line
 
-  gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--fresh]
+  gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--http-port N] [--fresh] [--duration S]
         settlement + embedded broker + simulated homes with gateways (what npm start runs)
   gtx simulate --model sdm120|sdm630 --profile household|pv|prosumer [--port N] ...
         serve a simulated meter over Modbus TCP
-  gtx settlement run [--config FILE]
-  gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE]
+  gtx settlement run [--config FILE] [--data DIR] [--mqtt-listen HOST:PORT] [--http-listen HOST:PORT]
+  gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE] [--data DIR]
+  gtx settlement revoke-gateway --id ID [--config FILE] [--data DIR]
+  gtx settlement api-key create --role admin|utility [--label TEXT] | list | revoke --id ID  [--config FILE] [--data DIR]
   gtx settlement mosquitto-acl --out DIR [--port N] [--workers N]
-  gtx settlement revoke-gateway --id ID [--config FILE]
-  gtx settlement api-key create --role admin|utility [--label TEXT] | list | revoke --id ID  [--config FILE]
-  gtx gateway init --id ID [--data-dir DIR] [--write-config FILE]
+  gtx gateway init --id ID [--data-dir DIR] [--write-config FILE] [--reuse-key]
   gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
   gtx gateway run --config FILE
   gtx gateway status --config FILE
@@ -20,7 +21,8 @@ const USAGE = `gtx — GridTokenX command line
   gtx audit export --meter ID --out DIR [--config FILE]
   gtx audit verify --meter ID [--from ISO] [--to ISO] [--json] [--config FILE]
 
-  Run a command with --help for its options. Logs are JSON on stderr (GTX_LOG_LEVEL=debug|info|warn).`;
+  Every command answers --help with its options. Bad input: one line saying what to change,
+  then "see: gtx COMMAND --help", exit code 2. Logs are JSON on stderr (GTX_LOG_LEVEL=debug|info|warn).`;
 
 const commands: Record<string, () => Promise<{ run(argv: string[]): Promise<void> }>> = {
   demo: () => import('./commands/demo.ts'),
@@ -36,21 +38,20 @@ async function main(argv: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const load = commands[name];
-  if (!load) throw new UsageError(`unknown command "${name}"`, USAGE);
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!load) {
+    const guess = closest(name, Object.keys(commands));
+    throw new UsageError(`unknown command "${name}"; ${guess ? `did you mean ${guess}?` : `one of ${Object.keys(commands).join(', ')}`}`, '');
+  }
   await (await load()).run(rest);
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
-  if (e instanceof UsageError) {
-    console.error(`gtx: ${e.message}\n\n${e.usage}`);
-    process.exitCode = 2;
-  } else if (e instanceof Error && ['ConfigError', 'GatewayConfigError', 'UnknownDeviceError'].includes(e.name)) {
-    console.error(`gtx: ${e.message}`);
-    process.exitCode = 2;
-  } else {
-    console.error(`gtx: ${e instanceof Error ? e.message : String(e)}`);
-    if (process.env.GTX_DEBUG) console.error(e);
-    process.exitCode = 1;
+  if (e instanceof HelpRequested) {
+    console.log(e.usage);
+    return;
   }
+  const { lines, exitCode } = failureLines(e);
+  for (const line of lines) process.stderr.write(`${line}\n`);
+  process.exitCode = exitCode;
 });

@@ -28,6 +28,23 @@ export interface RegisterDef {
   unit: Unit;
 }
 
+/** Inclusive [first, last] 0-based protocol addresses (16-bit words). */
+export type AddressRange = [first: number, last: number];
+
+/**
+ * The addresses the real device answers, per register table, as its vendor documents them.
+ * A simulator serves every address inside (zero where `registers` maps nothing) and refuses
+ * reads that leave them, as the device does, so third-party tools see the same map.
+ */
+export interface RegisterRanges {
+  /** Where the numbers come from: the vendor document and its version. */
+  source: string;
+  /** Input registers (FC 04). */
+  input?: AddressRange[];
+  /** Holding registers (FC 03). */
+  holding?: AddressRange[];
+}
+
 export interface DeviceDefinition {
   /** Stable catalog id, e.g. "eastron-sdm120". */
   id: string;
@@ -40,6 +57,8 @@ export interface DeviceDefinition {
   /** Largest plausible |power| in W; simulators clamp to it, plausibility checks can use it. */
   maxPowerW: number;
   registers: RegisterDef[];
+  /** Documented address ranges; absent = only the addresses `registers` covers. */
+  ranges?: RegisterRanges;
 }
 
 /** Registers (16-bit words) each data type occupies. */
@@ -86,6 +105,17 @@ export const RegisterDefSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const Address = Type.Integer({ minimum: 0, maximum: MAX_ADDRESS });
+export const AddressRangeSchema = Type.Tuple([Address, Address]);
+export const RegisterRangesSchema = Type.Object(
+  {
+    source: Type.String({ minLength: 1 }),
+    input: Type.Optional(Type.Array(AddressRangeSchema, { minItems: 1 })),
+    holding: Type.Optional(Type.Array(AddressRangeSchema, { minItems: 1 })),
+  },
+  { additionalProperties: false },
+);
+
 export const DeviceDefinitionSchema = Type.Object(
   {
     id: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]*$', maxLength: 64 }),
@@ -96,6 +126,7 @@ export const DeviceDefinitionSchema = Type.Object(
     phases: Type.Union([Type.Literal(1), Type.Literal(3)]),
     maxPowerW: Type.Number({ exclusiveMinimum: 0 }),
     registers: Type.Array(RegisterDefSchema, { minItems: 1 }),
+    ranges: Type.Optional(RegisterRangesSchema),
   },
   { additionalProperties: false },
 );
@@ -119,6 +150,9 @@ export class DefinitionError extends Error {
     super(`invalid device definition ${source}: ${field || '(root)'}: ${problem}`);
   }
 }
+
+/** The range table of a function code: 4 = input, 3 = holding. */
+export const RANGE_TABLE: Readonly<Record<FunctionCode, 'input' | 'holding'>> = { 4: 'input', 3: 'holding' };
 
 export function registerWords(reg: Pick<RegisterDef, 'dataType'>): number {
   return WORDS_PER_TYPE[reg.dataType];
@@ -214,7 +248,40 @@ export function validateDefinition(input: unknown, source: string): DeviceDefini
     });
   });
 
+  if (def.ranges !== undefined) checkRanges(def, def.ranges, source);
+
   return def;
+}
+
+/** Ranges in order and apart, and every mapped register inside one: a map the device would refuse is a typo. */
+function checkRanges(def: DeviceDefinition, ranges: RegisterRanges, source: string): void {
+  for (const table of ['input', 'holding'] as const) {
+    const list = ranges[table] ?? [];
+    list.forEach(([first, last], i) => {
+      if (first > last) {
+        throw new DefinitionError(source, `/ranges/${table}/${i}`, `first address ${hex(first)} is after last address ${hex(last)}`);
+      }
+      const previous = list[i - 1];
+      if (previous !== undefined && first <= previous[1]) {
+        throw new DefinitionError(
+          source,
+          `/ranges/${table}/${i}`,
+          `starts at ${hex(first)}, not after the previous range's last address ${hex(previous[1])}: list ranges in address order, apart`,
+        );
+      }
+    });
+  }
+  def.registers.forEach((reg, i) => {
+    const table = RANGE_TABLE[reg.functionCode];
+    const last = reg.address + registerWords(reg) - 1;
+    if (!(ranges[table] ?? []).some(([a, b]) => a <= reg.address && last <= b)) {
+      throw new DefinitionError(
+        source,
+        `/registers/${i}/address`,
+        `${reg.quantity} at ${hex(reg.address)}..${hex(last)} lies outside every documented ${table} range (/ranges/${table})`,
+      );
+    }
+  });
 }
 
 /** Parses JSON text and validates it; a syntax error is reported as a DefinitionError too. */

@@ -1,6 +1,7 @@
 // `gtx simulate`: runs one simulated meter on Modbus TCP until SIGINT/SIGTERM.
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+// The one command-line mechanism of gtx: --help on stdout, bad input as one line and a pointer.
+import { command, failureLines, HelpRequested, parseFlags, UsageError } from '../bin/args.ts';
 import { getDefinition, listDefinitions, UnknownDeviceError } from './catalog.ts';
 import { createSimClock } from './clock.ts';
 import { DEFAULT_TIME_ZONE, isProfileName, localHour, PROFILE_NAMES, type ProfileName } from './profiles.ts';
@@ -37,8 +38,6 @@ export interface SimulateIo {
   statusEveryMs?: number;
 }
 
-class UsageError extends Error {}
-
 interface SimulateArgs {
   definition: DeviceDefinition;
   profile: ProfileName;
@@ -55,56 +54,46 @@ function parseNumber(flag: string, text: string | undefined, check: (n: number) 
   if (text === undefined) return undefined;
   const n = Number(text);
   if (text.trim() === '' || !Number.isFinite(n) || !check(n)) {
-    throw new UsageError(`--${flag} must be ${expected}, got ${JSON.stringify(text)}`);
+    throw new UsageError(`--${flag} must be ${expected}, got ${JSON.stringify(text)}`, SIMULATE.name);
   }
   return n;
 }
 
-function parse(argv: string[]): SimulateArgs | 'help' | 'list' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: 'string' },
-        profile: { type: 'string' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        unit: { type: 'string' },
-        speed: { type: 'string' },
-        seed: { type: 'string' },
-        'rated-w': { type: 'string' },
-        'time-zone': { type: 'string' },
-        list: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    // parseArgs messages are already specific ("Unknown option '--x'"); keep them on one line.
-    throw new UsageError(err instanceof Error ? err.message.replace(/\s*\n\s*/g, ' ') : String(err));
-  }
-  if (values.help) return 'help';
+const SIMULATE = command('simulate', SIMULATE_USAGE, {
+  model: { type: 'string' },
+  profile: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  unit: { type: 'string' },
+  speed: { type: 'string' },
+  seed: { type: 'string' },
+  'rated-w': { type: 'string' },
+  'time-zone': { type: 'string' },
+  list: { type: 'boolean' },
+});
+
+/** The arguments, or 'list'; throws HelpRequested for --help/-h and UsageError for bad input. */
+function parse(argv: string[]): SimulateArgs | 'list' {
+  const values = parseFlags(argv, SIMULATE);
   if (values.list) return 'list';
 
-  if (values.model === undefined) throw new UsageError('--model is required');
-  if (values.profile === undefined) throw new UsageError('--profile is required');
+  if (values.model === undefined) throw new UsageError('--model is required', SIMULATE.name);
+  if (values.profile === undefined) throw new UsageError('--profile is required', SIMULATE.name);
   let definition: DeviceDefinition;
   try {
     definition = getDefinition(values.model);
   } catch (err) {
-    if (err instanceof UnknownDeviceError) throw new UsageError(err.message);
+    if (err instanceof UnknownDeviceError) throw new UsageError(err.message, SIMULATE.name);
     throw err;
   }
   if (!isProfileName(values.profile)) {
-    throw new UsageError(`unknown profile ${JSON.stringify(values.profile)}; use one of ${PROFILE_NAMES.join(', ')}`);
+    throw new UsageError(`unknown profile ${JSON.stringify(values.profile)}; use one of ${PROFILE_NAMES.join(', ')}`, SIMULATE.name);
   }
   const timeZone = values['time-zone'] ?? DEFAULT_TIME_ZONE;
   try {
     localHour(0, timeZone);
   } catch {
-    throw new UsageError(`unknown time zone ${JSON.stringify(timeZone)}; use an IANA name such as Asia/Bangkok`);
+    throw new UsageError(`unknown time zone ${JSON.stringify(timeZone)}; use an IANA name such as Asia/Bangkok`, SIMULATE.name);
   }
   const integer = (lo: number, hi: number) => (n: number) => Number.isInteger(n) && n >= lo && n <= hi;
   return {
@@ -127,18 +116,17 @@ function statusLine(sim: MeterSimulator): string {
 
 /** Runs the command and resolves with its exit code (0 ok, 1 runtime failure, 2 bad usage). */
 export async function simulateCommand(argv: string[], io: SimulateIo): Promise<number> {
-  let args: SimulateArgs | 'help' | 'list';
+  let args: SimulateArgs | 'list';
   try {
     args = parse(argv);
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      io.stdout(err.usage);
+      return 0;
+    }
     if (!(err instanceof UsageError)) throw err;
-    io.stderr(`gtx simulate: ${err.message}`);
-    io.stderr(SIMULATE_USAGE);
+    for (const line of failureLines(err).lines) io.stderr(line);
     return 2;
-  }
-  if (args === 'help') {
-    io.stdout(SIMULATE_USAGE);
-    return 0;
   }
   if (args === 'list') {
     for (const def of listDefinitions()) {

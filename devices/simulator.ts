@@ -2,7 +2,7 @@
 // profile and energy counters that are the integral of that power over simulated time.
 import { createServer } from 'node:net';
 import { ServerTCP, type IServiceVector } from 'modbus-serial';
-import { registerWords, type DeviceDefinition, type FunctionCode, type RegisterDef } from './definition.ts';
+import { RANGE_TABLE, registerWords, type AddressRange, type DeviceDefinition, type FunctionCode, type RegisterDef } from './definition.ts';
 import { decodeBlocks, encodeValue, MAX_REGISTERS_PER_READ, planReads, type DecodedReading } from './decoder.ts';
 import { createProfile, smoothNoise, type PowerProfile, type ProfileName } from './profiles.ts';
 
@@ -87,6 +87,8 @@ export class MeterSimulator {
   private served = 1;
   /** address → register covering it, per function code, to answer any requested range. */
   private readonly map: Map<FunctionCode, Map<number, RegisterDef>>;
+  /** Addresses answered per function code (the definition's documented ranges), in order, adjacent ones merged. */
+  private readonly spaces: Map<FunctionCode, AddressRange[]>;
 
   constructor(options: MeterSimulatorOptions) {
     this.definition = options.definition;
@@ -118,6 +120,7 @@ export class MeterSimulator {
       }
       for (let i = 0; i < registerWords(reg); i++) space.set(reg.address + i, reg);
     }
+    this.spaces = servedRanges(this.definition);
   }
 
   get paused(): boolean {
@@ -220,16 +223,28 @@ export class MeterSimulator {
     if (!Number.isInteger(count) || count < 1 || count > MAX_REGISTERS_PER_READ) {
       throw new ModbusException(MODBUS_EXCEPTION.illegalDataValue, `register count ${count} is outside 1..${MAX_REGISTERS_PER_READ}`);
     }
+    const table = RANGE_TABLE[functionCode];
+    const last = address + count - 1;
+    // Like the real meter: the whole block must lie inside one documented range.
+    const range = this.spaces.get(functionCode)?.find(([first, end]) => first <= address && address <= end);
+    if (range === undefined) {
+      throw new ModbusException(MODBUS_EXCEPTION.illegalDataAddress, `${this.definition.id} has no ${table} register at ${address} (${this.describeRanges(functionCode)})`);
+    }
+    if (last > range[1]) {
+      throw new ModbusException(
+        MODBUS_EXCEPTION.illegalDataAddress,
+        `${this.definition.id}: ${count} ${table} registers from ${address} run past ${range[1]}, the end of the range ${range[0]}..${range[1]}`,
+      );
+    }
     const space = this.map.get(functionCode);
     const encoded = new Map<RegisterDef, number[]>();
     const words: number[] = [];
-    for (let a = address; a < address + count; a++) {
+    for (let a = address; a <= last; a++) {
       const reg = space?.get(a);
+      // Documented but not simulated (reactive power, demand, settings …): zero.
       if (reg === undefined) {
-        throw new ModbusException(
-          MODBUS_EXCEPTION.illegalDataAddress,
-          `${this.definition.id} has no ${functionCode === 4 ? 'input' : 'holding'} register at ${a}`,
-        );
+        words.push(0);
+        continue;
       }
       let regWords = encoded.get(reg);
       if (regWords === undefined) {
@@ -239,6 +254,11 @@ export class MeterSimulator {
       words.push(regWords[a - reg.address] ?? 0);
     }
     return words;
+  }
+
+  private describeRanges(functionCode: FunctionCode): string {
+    const ranges = this.spaces.get(functionCode) ?? [];
+    return ranges.length === 0 ? `it has no ${RANGE_TABLE[functionCode]} registers` : `it answers ${ranges.map(([a, b]) => `${a}..${b}`).join(', ')}`;
   }
 
   private serve(functionCode: FunctionCode, address: number, count: number, unitId: number): number[] {
@@ -256,8 +276,9 @@ export class MeterSimulator {
     this.served = unitId;
 
     // Each vector entry has the (addr[, length], unitID) arity that modbus-serial treats as synchronous.
+    // Eastron meters have no coils or discrete inputs; this simulator also takes no writes (settings).
     const reject = (): never => {
-      throw new ModbusException(MODBUS_EXCEPTION.illegalDataAddress, 'no coils, discrete inputs or writable registers');
+      throw new ModbusException(MODBUS_EXCEPTION.illegalFunction, 'no coils, discrete inputs or writable registers');
     };
     const vector: IServiceVector = {
       getInputRegister: (addr: number, unitID: number) => this.serve(4, addr, 1, unitID)[0] ?? 0,
@@ -303,6 +324,29 @@ export class MeterSimulator {
     if (server === undefined) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/**
+ * What the simulator answers per function code: the definition's documented ranges, or, without
+ * them, just the addresses its registers cover. Sorted, with touching ranges merged, since a
+ * block read across the seam of two adjacent ranges is still inside the device's map.
+ */
+export function servedRanges(def: DeviceDefinition): Map<FunctionCode, AddressRange[]> {
+  const out = new Map<FunctionCode, AddressRange[]>();
+  for (const fc of [3, 4] as const) {
+    const listed: AddressRange[] = def.ranges
+      ? (def.ranges[RANGE_TABLE[fc]] ?? []).map(([a, b]) => [a, b])
+      : def.registers.filter((r) => r.functionCode === fc).map((r) => [r.address, r.address + registerWords(r) - 1]);
+    listed.sort((x, y) => x[0] - y[0]);
+    const merged: AddressRange[] = [];
+    for (const [a, b] of listed) {
+      const prev = merged[merged.length - 1];
+      if (prev !== undefined && a <= prev[1] + 1) prev[1] = Math.max(prev[1], b);
+      else merged.push([a, b]);
+    }
+    out.set(fc, merged);
+  }
+  return out;
 }
 
 function listen(vector: IServiceVector, host: string, port: number): Promise<ServerTCP> {

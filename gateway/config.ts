@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { getDefinition } from '../devices/catalog.ts';
 import type { DeviceDefinition } from '../devices/definition.ts';
+import { unknownConfigKey, type ConfigShape } from '../protocol/config-keys.ts';
 import {
   ENERGY_SOURCES,
   METER_ROLES,
@@ -74,13 +75,26 @@ export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
 
 type Table = Record<string, unknown>;
 
+/** Every table and key loadGatewayConfig reads; anything else in the file is refused. */
+export const GATEWAY_CONFIG_SHAPE: ConfigShape = {
+  gateway: { kind: 'table', keys: ['id', 'data_dir', 'key_file', 'poll_interval_s', 'batch_max_readings', 'batch_max_age_s'] },
+  mqtt: { kind: 'table', keys: ['url', 'username', 'password', 'ack_timeout_s', 'max_in_flight'] },
+  meters: {
+    kind: 'array',
+    keys: ['id', 'model', 'transport', 'host', 'port', 'unit_id', 'timeout_s', 'role', 'energy_source', 'rated_power_w'],
+  },
+};
+
 export function loadGatewayConfig(path: string): GatewayConfig {
   let doc: Table;
   try {
     doc = parseToml(readFileSync(path, 'utf8')) as Table;
   } catch (e) {
-    throw new GatewayConfigError(`${path}: ${(e as Error).message}`);
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new GatewayConfigError(`${path}: ${missing ? 'no such file' : (e as Error).message}`);
   }
+  const unknown = unknownConfigKey(doc, GATEWAY_CONFIG_SHAPE, path);
+  if (unknown) throw new GatewayConfigError(unknown);
   const base = dirname(resolve(path));
   const fail = (where: string, msg: string): never => {
     throw new GatewayConfigError(`${path} ${where}: ${msg}`);

@@ -54,6 +54,9 @@ export interface Enrolled extends EnrollmentResponse {
  * another goes on at seq + 1 instead of restarting at 1 (which settlement refuses).
  */
 export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: string): Promise<Enrolled> {
+  if (!/^https?:\/\//i.test(settlementUrl) || !URL.canParse(settlementUrl)) {
+    throw new EnrollError(`the settlement URL must start with http:// or https://, e.g. http://127.0.0.1:8080; got "${settlementUrl}"`);
+  }
   const url = new URL(ENROLLMENT_PATH, settlementUrl);
   let res: Response;
   try {
@@ -61,13 +64,17 @@ export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: st
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(enrollmentRequest(cfg, code)),
-      signal: AbortSignal.timeout(15_000),
+      signal: AbortSignal.timeout(ENROLL_TIMEOUT_MS),
     });
   } catch (e) {
-    throw new EnrollError(`cannot reach settlement at ${url.origin}: ${(e as Error).message}`);
+    throw new EnrollError(unreachable(e, url));
   }
   const body = (await res.json().catch(() => ({}))) as { message?: string; code?: string };
-  if (!res.ok) throw new EnrollError(`settlement refused the enrollment (${res.status} ${body.code ?? ''}): ${body.message ?? res.statusText}`);
+  if (!res.ok) {
+    throw new EnrollError(
+      `settlement at ${url.origin} refused the enrollment: ${body.code ?? `HTTP ${res.status}`}: ${body.message ?? res.statusText} (HTTP ${res.status})`,
+    );
+  }
   // A settlement from before chainHeads still enrolled us (the code is spent): keep its login.
   const answer: unknown = { chainHeads: [], ...body };
   if (!Value.Check(EnrollmentResponseSchema, answer)) throw new EnrollError('settlement answered with an unexpected enrollment response');
@@ -83,6 +90,32 @@ export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: st
     outbox.close();
   }
   return { ...answer, brokerUrl, heads };
+}
+
+const ENROLL_TIMEOUT_MS = 15_000;
+
+/** Why the settlement could not be asked, in words that say what to check. */
+function unreachable(e: unknown, url: URL): string {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  const at = url.origin;
+  if (err.name === 'TimeoutError' || err.name === 'AbortError') {
+    return `no answer from ${at} within ${ENROLL_TIMEOUT_MS / 1000} s: is this the settlement's [http] address, and does a firewall let it through?`;
+  }
+  switch (err.cause?.code) {
+    case 'ECONNREFUSED':
+      return `nothing listens at ${at}: is the settlement running, and is this its [http] address?`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot find the host ${url.hostname} (of ${at}): check the host name in --url, or use the settlement's IP address`;
+    case 'ECONNRESET':
+    case 'EPROTO':
+      return `${at} closed the connection: is this the settlement's [http] address (http:// vs https://)?`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `no route to ${at}: check the network between this gateway and the settlement`;
+    default:
+      return `cannot reach settlement at ${at}: ${err.cause?.message ?? err.message}`;
+  }
 }
 
 const isUnspecified = (host: string) => host === '0.0.0.0' || host === '[::]';

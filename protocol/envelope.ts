@@ -60,6 +60,20 @@ export type UnsignedEnvelope = Omit<Branded<Static<typeof UnsignedEnvelopeSchema
 };
 export type Envelope = UnsignedEnvelope & { sig: string };
 
+/**
+ * For code that writes or copies a schema's members by hand, for speed (signature.ts,
+ * signedBytesOfValidEnvelope; the settlement's verifiedReading): throws at load time when the
+ * schema's members and the hand-written list differ, so that a field added to the schema can
+ * never be dropped silently.
+ */
+export function assertMembers(what: string, schema: { properties: Record<string, unknown> }, written: readonly string[]): void {
+  const want = Object.keys(schema.properties).sort();
+  const have = [...written].sort();
+  if (want.join() !== have.join()) {
+    throw new Error(`${what} handles the members ${have.join(', ')} but the schema has ${want.join(', ')}: update it with the schema`);
+  }
+}
+
 const envelopeCheck = TypeCompiler.Compile(EnvelopeSchema);
 const unsignedCheck = TypeCompiler.Compile(UnsignedEnvelopeSchema);
 

@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalBytes, canonicalJson } from './canonical.ts';
 import { sha256Hex } from './hash.ts';
-import { GENESIS_PREV, unsigned, type Envelope, type Reading, type UnsignedEnvelope } from './envelope.ts';
+import { GENESIS_PREV, ReadingSchema, UnsignedEnvelopeSchema, assertMembers, unsigned, type Envelope, type Reading, type UnsignedEnvelope } from './envelope.ts';
 import type { EnvelopeId } from './ids.ts';
 
 export interface GatewayKeyPair {
@@ -129,6 +129,12 @@ export function payloadOf(signed: string, sig: string): string {
   const cut = signed.lastIndexOf(',"v":');
   return signed.slice(0, cut) + ',"sig":"' + sig + '"' + signed.slice(cut);
 }
+
+// The members signedBytesOfValidEnvelope writes, checked against the schema when this loads.
+assertMembers('signedBytesOfValidEnvelope (readings)', ReadingSchema, [
+  'currentMilliA', 'exportWh', 'frequencyMilliHz', 'importWh', 'meter', 'powerW', 'prev', 'seq', 'ts', 'voltageMilliV',
+]);
+assertMembers('signedBytesOfValidEnvelope (envelope)', UnsignedEnvelopeSchema, ['gateway', 'readings', 'v']);
 
 /** Chain link: SHA-256 (hex) of a reading's canonical bytes; the next reading's `prev`. */
 export function readingHash(r: Reading): string {

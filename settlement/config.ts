@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { unknownConfigKey, type ConfigShape } from '../protocol/config-keys.ts';
 import { DEFAULT_MAX_BACKFILL_MS } from './ledger/ledger.ts';
 
 /** Settlement configuration: `config/settlement.toml`, every key optional. See README. */
@@ -150,14 +151,61 @@ export function parseListen(s: string, where: string): { host: string; port: num
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** Every table and key loadSettlementConfig reads; anything else in the file is refused. */
+export const SETTLEMENT_CONFIG_SHAPE: ConfigShape = {
+  settlement: { kind: 'table', keys: ['data_dir', 'log_level'] },
+  ledger: { kind: 'table', keys: ['sqlite_path', 'database_url'] },
+  markets: { kind: 'array', keys: ['id', 'name', 'time_zone', 'interval_minutes'] },
+  enrollment: { kind: 'table', keys: ['code_ttl_hours', 'admin_key'] },
+  mqtt: {
+    kind: 'table',
+    keys: [
+      'listen',
+      'auth',
+      'tls_listen',
+      'tls_key_file',
+      'tls_cert_file',
+      'url',
+      'username',
+      'password',
+      'shared_group',
+      'mosquitto_password_file',
+      'mosquitto_pid_file',
+      'client_id',
+    ],
+  },
+  ingest: {
+    kind: 'table',
+    keys: [
+      'max_payload_bytes',
+      'max_clock_skew_s',
+      'commit_batch_max',
+      'commits_in_flight',
+      'max_backfill_days',
+      'gap_grace_s',
+      'commit_timeout_s',
+      'max_queued_envelopes',
+      'max_queued_mib',
+      'rejection_samples_per_minute',
+      'rejection_sample_bytes',
+      'rejection_retention_days',
+    ],
+  },
+  http: { kind: 'table', keys: ['listen', 'enabled'] },
+  influxdb: { kind: 'table', keys: ['url', 'database', 'flush_interval_ms', 'max_backlog_points'] },
+};
+
 /** Reads a settlement TOML file; relative paths are relative to the file's folder. */
 export function loadSettlementConfig(path: string): SettlementConfig {
   let doc: Table;
   try {
     doc = parseToml(readFileSync(path, 'utf8')) as Table;
   } catch (e) {
-    throw new ConfigError(`${path}: ${(e as Error).message}`);
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new ConfigError(`${path}: ${missing ? 'no such file' : (e as Error).message}`);
   }
+  const unknown = unknownConfigKey(doc, SETTLEMENT_CONFIG_SHAPE, path);
+  if (unknown) throw new ConfigError(unknown);
   const base = dirname(resolve(path));
   const s = table(doc, 'settlement', path);
   const dataDir = resolve(base, str(s, 'data_dir', `${path} [settlement]`) ?? './data');

@@ -71,12 +71,24 @@ export interface SettlementDeps {
 const KEY_CACHE_MS = 2_000;
 
 export async function startSettlement(cfg: SettlementConfig, deps: SettlementDeps = {}): Promise<Settlement> {
+  // What was opened before a failure (a port in use, say) is closed again, newest first.
+  const undo: Array<() => Promise<unknown>> = [];
+  try {
+    return await assemble(cfg, deps, undo);
+  } catch (e) {
+    for (const u of undo.reverse()) await u().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array<() => Promise<unknown>>): Promise<Settlement> {
   const now = deps.now ?? Date.now;
   const log = deps.log ?? createLogger('settlement', cfg.logLevel);
   // Before anything is opened or bound: a short admin key refuses the start (ConfigError).
   checkAdminKey(cfg.adminKey);
 
   const ledger: Ledger = await openLedger(cfg.ledger);
+  undo.push(() => ledger.close());
   for (const m of cfg.markets) await ledger.putMarket({ ...m, id: m.id as MarketId });
 
   // The settlement subscribes inside its embedded broker; its MQTT user's secret is random and
@@ -95,6 +107,8 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
       // Nobody gets in before the settlement's own subscriptions exist (admitAll below).
       holdFor: '',
     });
+    const opened = broker;
+    undo.push(() => opened.close());
     brokerUrl = broker.url;
     log.info({ url: brokerUrl, tls: broker.tlsUrl, auth: cfg.mqtt.auth }, 'embedded MQTT broker listening');
   } else {
@@ -130,6 +144,7 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     ? new InfluxSink({ ...cfg.influxdb, log: log.child({ component: 'influx' }), now })
     : undefined;
   await influx?.start();
+  if (influx) undo.push(() => influx.stop());
   const status = new StatusHandler(log);
   const metrics = createMetrics({
     defaultMetrics: true,
@@ -172,7 +187,9 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     samplesPerMinute: cfg.ingest.rejectionSamplesPerMinute,
     sampleBytes: cfg.ingest.rejectionSampleBytes,
   });
+  undo.push(() => writer.close());
   recorder.start();
+  undo.push(() => recorder.stop());
   const jobs = {
     gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),
     rejectionRetention: rejectionRetention({ ledger, writer, log, now, retentionMs: cfg.ingest.rejectionRetentionMs }),
@@ -225,7 +242,9 @@ export async function startSettlement(cfg: SettlementConfig, deps: SettlementDep
     intakePeak = Math.max(intakePeak, handler.queue().envelopes);
     return held;
   });
+  undo.push(() => bus.close());
   for (const job of Object.values(jobs)) job.start();
+  undo.push(() => Promise.all(Object.values(jobs).map((j) => j.stop())));
   broker?.admitAll();
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 

@@ -3,7 +3,7 @@ import { exportMeterEnvelopes } from '../../settlement/audit/export.ts';
 import { verifyMeter, type MeterAuditReport } from '../../settlement/audit/verify.ts';
 import type { SettlementConfig } from '../../settlement/config.ts';
 import type { Ledger } from '../../settlement/ledger/ledger.ts';
-import { parseFlags, required, UsageError } from '../args.ts';
+import { command, parseFlags, required, runSubcommand, UsageError } from '../args.ts';
 import { progressBar } from '../progress.ts';
 import { openLedger, settlementConfigFrom } from './settlement.ts';
 
@@ -24,27 +24,42 @@ gtx audit verify --meter ID [--from ISO] [--to ISO] [--config FILE] [--json]
   All three read an existing ledger and never create one: with none at the configured
   path they exit 2.`;
 
+// One usage text for the three: --help on any of them shows it (bin/args.ts).
+const METERS = command('audit meters', USAGE, { config: { type: 'string' } });
+const EXPORT = command('audit export', USAGE, { config: { type: 'string' }, meter: { type: 'string' }, out: { type: 'string' } });
+const VERIFY = command('audit verify', USAGE, {
+  config: { type: 'string' },
+  meter: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  json: { type: 'boolean' },
+});
+
 export async function run(argv: string[]): Promise<void> {
-  const [sub, ...rest] = argv;
+  // --help, and a missing or unknown command, are handled as for every gtx command.
+  return runSubcommand({ name: 'audit', usage: USAGE }, argv, { meters: (rest) => read('meters', rest), export: (rest) => read('export', rest), verify });
+}
+
+async function read(sub: 'meters' | 'export', rest: string[]): Promise<void> {
   switch (sub) {
     case 'meters': {
-      const f = parseFlags(rest, { config: { type: 'string' } }, USAGE);
+      const f = parseFlags(rest, METERS);
       const ledger = await openExistingLedger(settlementConfigFrom(f.config));
       for (const m of await ledger.meters()) console.log(`${m.meter}\t${m.readings} readings\tlast seq ${m.lastSeq}`);
       await ledger.close();
       return;
     }
     case 'export': {
-      const f = parseFlags(rest, { config: { type: 'string' }, meter: { type: 'string' }, out: { type: 'string' } }, USAGE);
-      const meter = required(f.meter, '--meter', USAGE);
-      const out = required(f.out, '--out', USAGE);
+      const f = parseFlags(rest, EXPORT);
+      const meter = required(f.meter, '--meter', EXPORT);
+      const out = required(f.out, '--out', EXPORT);
       const ledger = await openExistingLedger(settlementConfigFrom(f.config));
       try {
         const bar = progressBar(`exporting ${meter}`);
         const files = await exportMeterEnvelopes(ledger, meter, out, bar.update);
         bar.done();
         if (files.length === 0) {
-          throw new UsageError(`no envelopes for meter ${meter} in the ledger (gtx audit meters lists the known ids)`, USAGE);
+          throw new UsageError(`no envelopes for meter ${meter} in the ledger (gtx audit meters lists the known ids)`, EXPORT.name);
         }
         const bad = files.filter((x) => !x.verified);
         console.log(`wrote ${files.length} envelopes of meter ${meter} to ${out} (${files.length - bad.length} verified, ${bad.length} failed)`);
@@ -59,24 +74,16 @@ export async function run(argv: string[]): Promise<void> {
       }
       return;
     }
-    case 'verify':
-      return verify(rest);
-    default:
-      throw new UsageError(sub ? `unknown audit command "${sub}"` : 'audit needs a command', USAGE);
   }
 }
 
 async function verify(argv: string[]): Promise<void> {
-  const f = parseFlags(
-    argv,
-    { config: { type: 'string' }, meter: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, json: { type: 'boolean' } },
-    USAGE,
-  );
-  const meter = required(f.meter, '--meter', USAGE);
+  const f = parseFlags(argv, VERIFY);
+  const meter = required(f.meter, '--meter', VERIFY);
   const fromMs = f.from === undefined ? undefined : parseInstant(f.from, '--from');
   const toMs = f.to === undefined ? undefined : parseInstant(f.to, '--to');
   if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) {
-    throw new UsageError(`--from (${f.from}) must be before --to (${f.to})`, USAGE);
+    throw new UsageError(`--from (${f.from}) must be before --to (${f.to})`, VERIFY.name);
   }
   const cfg = settlementConfigFrom(f.config);
   const location = ledgerLocation(cfg);
@@ -94,7 +101,7 @@ async function verify(argv: string[]): Promise<void> {
     await ledger.close();
   }
   if (report.readingsInLedger === 0) {
-    throw new UsageError(`meter ${meter} has no readings in the ledger at ${location} (gtx audit meters lists the known ids)`, USAGE);
+    throw new UsageError(`meter ${meter} has no readings in the ledger at ${location} (gtx audit meters lists the known ids)`, VERIFY.name);
   }
   const generatedAt = new Date().toISOString();
   if (f.json) {
@@ -113,7 +120,7 @@ async function verify(argv: string[]): Promise<void> {
  */
 async function openExistingLedger(cfg: SettlementConfig): Promise<Ledger> {
   if (!cfg.ledger.databaseUrl && !existsSync(cfg.ledger.sqlitePath)) {
-    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath}: check --config / [ledger] sqlite_path, or DATABASE_URL`, USAGE);
+    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath}: check --config / [ledger] sqlite_path, or DATABASE_URL`, 'audit');
   }
   return openLedger(cfg);
 }
@@ -125,7 +132,7 @@ async function openExistingLedger(cfg: SettlementConfig): Promise<Ledger> {
 function parseInstant(s: string, flag: string): number {
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.exec(s);
   const bad = (why: string): UsageError =>
-    new UsageError(`${flag} "${s}" is not ${why}: use a date like 2026-11-01 (UTC) or a date-time with a zone like 2026-11-01T06:00:00Z`, USAGE);
+    new UsageError(`${flag} "${s}" is not ${why}: use a date like 2026-11-01 (UTC) or a date-time with a zone like 2026-11-01T06:00:00Z`, VERIFY.name);
   if (!m) throw bad('an ISO-8601 date or date-time with a zone');
   const [y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0] = m.slice(1, 7).map((x) => Number(x ?? 0));
   const day = new Date(Date.UTC(y, mo - 1, d));

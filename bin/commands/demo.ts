@@ -14,9 +14,12 @@ import { meterId } from '../../protocol/index.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { ApiKeyStore } from '../../settlement/registry/api-keys.ts';
-import { parseFlags, positiveNumber, UsageError } from '../args.ts';
+import { command, parseFlags, portNumber, positiveNumber, UsageError } from '../args.ts';
+import { untilStopSignal } from '../stop-signal.ts';
 
-const USAGE = `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--http-port N] [--fresh] [--duration S]
+const DEMO = command(
+  'demo',
+  `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--http-port N] [--fresh] [--duration S]
 
   --data DIR       where the ledger and the gateways' keys and outboxes live (default ./data)
   --homes N        simulated homes, one meter and one gateway each (default 4; every other home has rooftop PV)
@@ -24,7 +27,17 @@ const USAGE = `gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--
   --mqtt-port N    embedded broker port (default 1883; a free port is taken if it is busy)
   --http-port N    REST API and /metrics port (default 8080; likewise)
   --fresh          delete DIR first
-  --duration S     stop by itself after S seconds (default: run until Ctrl-C)`;
+  --duration S     stop by itself after S seconds (default: run until Ctrl-C or SIGTERM)`,
+  {
+    data: { type: 'string' },
+    homes: { type: 'string' },
+    speed: { type: 'string' },
+    'mqtt-port': { type: 'string' },
+    'http-port': { type: 'string' },
+    fresh: { type: 'boolean' },
+    duration: { type: 'string' },
+  },
+);
 
 const HOMES: Array<{ model: string; profile: ProfileName }> = [
   { model: 'sdm120', profile: 'household' },
@@ -54,33 +67,14 @@ async function portIsFree(port: number): Promise<boolean> {
 }
 
 export async function run(argv: string[]): Promise<void> {
-  const f = parseFlags(
-    argv,
-    {
-      data: { type: 'string' },
-      homes: { type: 'string' },
-      speed: { type: 'string' },
-      'mqtt-port': { type: 'string' },
-      'http-port': { type: 'string' },
-      fresh: { type: 'boolean' },
-      duration: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-    USAGE,
-  );
-  if (f.help) {
-    console.log(USAGE);
-    return;
-  }
+  const f = parseFlags(argv, DEMO);
   const dataDir = resolve(f.data ?? './data');
-  const homes = positiveNumber(f.homes, '--homes', USAGE, 4);
-  if (!Number.isInteger(homes) || homes > 64) throw new UsageError('--homes must be a whole number from 1 to 64', USAGE);
-  const speed = positiveNumber(f.speed, '--speed', USAGE, 1);
-  const mqttPort = f['mqtt-port'] === undefined ? 1883 : Number(f['mqtt-port']);
-  if (!Number.isInteger(mqttPort) || mqttPort < 0 || mqttPort > 65535) throw new UsageError('--mqtt-port must be 0-65535', USAGE);
-  const httpPort = f['http-port'] === undefined ? 8080 : Number(f['http-port']);
-  if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new UsageError('--http-port must be 0-65535', USAGE);
-  const duration = f.duration === undefined ? undefined : positiveNumber(f.duration, '--duration', USAGE, 0);
+  const homes = positiveNumber(f.homes, '--homes', DEMO, 4);
+  if (!Number.isInteger(homes) || homes > 64) throw new UsageError(`--homes must be a whole number from 1 to 64, got "${f.homes}"`, DEMO.name);
+  const speed = positiveNumber(f.speed, '--speed', DEMO, 1);
+  const mqttPort = portNumber(f['mqtt-port'], '--mqtt-port', DEMO, 1883);
+  const httpPort = portNumber(f['http-port'], '--http-port', DEMO, 8080);
+  const duration = f.duration === undefined ? undefined : positiveNumber(f.duration, '--duration', DEMO, 0);
   if (f.fresh) rmSync(dataDir, { recursive: true, force: true });
 
   const clock = createSimClock({ speed });
@@ -173,11 +167,7 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls}`);
   }, 3_000);
 
-  await new Promise<void>((resolveStop) => {
-    process.once('SIGINT', resolveStop);
-    process.once('SIGTERM', resolveStop);
-    if (duration) setTimeout(resolveStop, duration * 1000).unref();
-  });
+  await untilStopSignal(duration ? { signal: AbortSignal.timeout(duration * 1000) } : {});
   clearInterval(status);
   console.log('stopping…');
   await Promise.all(gateways.map((g) => g.stop({ drainMs: 3_000 })));

@@ -1,133 +1,175 @@
-import { existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { RELEASE_FLOOR_MS, iso, type ClockState } from '../../gateway/clock.ts';
 import { gatewayDefaults, loadGatewayConfig } from '../../gateway/config.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway } from '../../gateway/main.ts';
-import { brokerSettings, enroll, EnrollError } from '../../gateway/enroll.ts';
+import { brokerSettings, enroll } from '../../gateway/enroll.ts';
 import { Outbox } from '../../gateway/outbox.ts';
 import type { AckWait } from '../../gateway/publisher.ts';
-import { REJECT_REASONS, gatewayId } from '../../protocol/index.ts';
-import { parseFlags, required, UsageError } from '../args.ts';
+import { REJECT_REASONS, gatewayId, type GatewayId } from '../../protocol/index.ts';
+import { CliError, command, parseFlags, required, runSubcommand, UsageError } from '../args.ts';
+import { untilStopSignal } from '../stop-signal.ts';
 
-const USAGE = `gtx gateway init --id ID [--data-dir DIR] [--write-config FILE]
+const INIT = command(
+  'gateway init',
+  `gtx gateway init --id ID [--data-dir DIR] [--write-config FILE] [--reuse-key]
       create the gateway key (mode 0600) and write its public key next to it
-gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
+
+  --id ID              the gateway's id: letters, digits, '.', '_' or '-' (part of its MQTT topics)
+  --data-dir DIR       key, outbox and MQTT login (default ./data/gateways/ID)
+  --write-config FILE  also write a config for this gateway to FILE (add its [[meters]] to it)
+  --reuse-key          keep a key that already exists in DIR (without it, init refuses: the id is in use)`,
+  { id: { type: 'string' }, 'data-dir': { type: 'string' }, 'write-config': { type: 'string' }, 'reuse-key': { type: 'boolean' } },
+);
+const ENROLL = command(
+  'gateway enroll',
+  `gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
       register this gateway and its meters with the installer's one-time code; saves the MQTT
       login and broker URL, and continues each meter's chain where settlement has it
-gtx gateway run --config FILE
-      poll the configured meters and publish signed readings
-gtx gateway status --config FILE
+
+  --config FILE   the gateway's TOML (gtx gateway init --write-config makes one)
+  --url URL       the settlement's HTTP address ([http] listen there), e.g. http://127.0.0.1:8080
+  --code CODE     the one-time installer code (gtx settlement enroll-code)`,
+  { config: { type: 'string' }, url: { type: 'string' }, code: { type: 'string' } },
+);
+const RUN = command(
+  'gateway run',
+  `gtx gateway run --config FILE
+      poll the configured meters and publish signed readings until Ctrl-C (SIGINT) or SIGTERM,
+      then stop cleanly (exit 0), waiting up to 5 s for outstanding acknowledgements`,
+  { config: { type: 'string' } },
+);
+const STATUS = command(
+  'gateway status',
+  `gtx gateway status --config FILE
       broker, clock, outbox depth, last ack, envelopes waiting to be retried, dead letters,
-      and each meter's last seq
-gtx gateway requeue --config FILE [--reason REASON]
+      and each meter's last seq`,
+  { config: { type: 'string' } },
+);
+const REQUEUE = command(
+  'gateway requeue',
+  `gtx gateway requeue --config FILE [--reason REASON]
       move dead letters (all, or those refused for REASON) back into the outbox, in their
-      original order; works while the gateway runs`;
+      original order; works while the gateway runs`,
+  { config: { type: 'string' }, reason: { type: 'string' } },
+);
+const GATEWAY = {
+  name: 'gateway',
+  usage: [INIT, ENROLL, RUN, STATUS, REQUEUE].map((c) => c.usage.split('\n\n')[0]!).join('\n') + '\n\n  gtx gateway COMMAND --help shows a command\'s options.',
+};
 
 export async function run(argv: string[]): Promise<void> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
-    console.log(USAGE);
+  return runSubcommand(GATEWAY, argv, { init, enroll: enrollCommand, run: runGateway, status, requeue });
+}
+
+async function init(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, INIT);
+  let id: GatewayId;
+  try {
+    id = gatewayId(required(f.id, '--id', INIT));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--id: ${(e as Error).message}`, INIT.name);
+  }
+  const dataDir = resolve(f['data-dir'] ?? `./data/gateways/${id}`);
+  const cfg = gatewayDefaults(id, dataDir);
+  const out = f['write-config'];
+  // Refuse before creating anything, so a failed init leaves nothing behind.
+  if (out && existsSync(out)) throw new CliError(`${out} exists; not overwriting it: choose another --write-config FILE, or remove it`);
+  const existed = existsSync(cfg.keyFile);
+  if (existed && !f['reuse-key']) {
+    // Two gateways with one key and id would be one gateway to settlement (and the second enrollment is refused).
+    throw new CliError(
+      `gateway key already exists at ${cfg.keyFile}; this id is in use on this machine: choose another --id or --data-dir, or pass --reuse-key to keep it`,
+    );
+  }
+  const key = loadOrCreateKey(cfg.keyFile);
+  const pubFile = join(dataDir, 'gateway.pub.pem');
+  writeFileSync(pubFile, key.publicKeyPem);
+  console.log(`${existed ? 'kept existing' : 'created'} key ${cfg.keyFile} (mode 0600)`);
+  console.log(`public key ${pubFile}`);
+  if (out) {
+    mkdirSync(dirname(resolve(out)), { recursive: true });
+    // data_dir relative to the config file, as the loader reads it: the pair can be moved together.
+    const rel = relative(dirname(resolve(out)), dataDir) || '.';
+    writeFileSync(out, configTemplate(id, rel));
+    console.log(`wrote ${out}: add your meters under [[meters]], then enroll: gtx gateway enroll --config ${out} --url URL --code CODE`);
+  } else {
+    console.log('enroll with an installer code: gtx gateway enroll --config FILE --url URL --code CODE');
+  }
+}
+
+async function enrollCommand(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, ENROLL);
+  const config = required(f.config, '--config', ENROLL);
+  const url = required(f.url, '--url', ENROLL);
+  const code = required(f.code, '--code', ENROLL);
+  if (!/^https?:\/\//i.test(url)) throw new UsageError('--url must start with http:// or https://, e.g. http://127.0.0.1:8080', ENROLL.name);
+  if (!URL.canParse(url)) throw new UsageError(`--url "${url}" is not a URL, e.g. http://127.0.0.1:8080`, ENROLL.name);
+  const cfg = loadGatewayConfig(config);
+  if (cfg.meters.length === 0) throw new CliError(`${config} has no [[meters]] to enroll: add one per meter (see config/gateway.toml)`);
+  // EnrollError (unreachable settlement, refusal) is one line and exit code 2 (bin/args.ts).
+  const res = await enroll(cfg, url, code);
+  console.log(`gateway ${res.gateway} enrolled in ${res.market} for ${res.owner}: meters ${res.meters.join(', ')}`);
+  for (const h of res.heads) {
+    if (h.action === 'raised') console.log(`meter ${h.meter}: continues settlement's chain at seq ${h.ledgerSeq + 1}`);
+    if (h.unsent.envelopes > 0) {
+      console.error(
+        `gtx: warning: the outbox still holds ${h.unsent.envelopes} unsent envelope(s) of meter ${h.meter} (seq ${h.unsent.fromSeq}..${h.unsent.toSeq}) ` +
+          `sealed before this enrollment; settlement will refuse those it already has (see gtx gateway status)`,
+      );
+    }
+  }
+  console.log(`MQTT login and broker ${res.brokerUrl} saved in ${cfg.dataDir} (mode 0600); start it with: gtx gateway run --config ${config}`);
+  if (cfg.mqtt.url && cfg.mqtt.url !== res.brokerUrl) {
+    console.error(`gtx: warning: ${config} sets [mqtt] url = "${cfg.mqtt.url}", so the gateway uses that, not ${res.brokerUrl}; remove it to use settlement's`);
+  }
+}
+
+async function runGateway(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, RUN);
+  const config = required(f.config, '--config', RUN);
+  const cfg = loadGatewayConfig(config);
+  if (cfg.meters.length === 0) throw new CliError(`${config} has no [[meters]]: add one per meter (see config/gateway.toml)`);
+  const gw = await startGateway(cfg);
+  console.log(`gateway ${gw.id} running with ${cfg.meters.length} meter(s), broker ${gw.brokerUrl} (Ctrl-C or SIGTERM stops it)`);
+  await untilStopSignal();
+  await gw.stop({ drainMs: 5_000 });
+  console.log('gateway stopped');
+}
+
+async function status(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, STATUS);
+  const config = required(f.config, '--config', STATUS);
+  const cfg = loadGatewayConfig(config);
+  if (!existsSync(cfg.outboxFile)) {
+    console.log(`gateway ${cfg.id}: no outbox yet at ${cfg.outboxFile} (never run)`);
     return;
   }
-  switch (sub) {
-    case 'init': {
-      const f = parseFlags(rest, { id: { type: 'string' }, 'data-dir': { type: 'string' }, 'write-config': { type: 'string' } }, USAGE);
-      const id = gatewayId(required(f.id, '--id', USAGE));
-      const dataDir = resolve(f['data-dir'] ?? `./data/gateways/${id}`);
-      const cfg = gatewayDefaults(id, dataDir);
-      const key = loadOrCreateKey(cfg.keyFile);
-      const pubFile = join(dataDir, 'gateway.pub.pem');
-      writeFileSync(pubFile, key.publicKeyPem);
-      console.log(`${key.created ? 'created' : 'kept existing'} key ${cfg.keyFile} (mode 0600)`);
-      console.log(`public key ${pubFile}; enroll with an installer code: gtx gateway enroll --config FILE --url URL --code CODE`);
-      const out = f['write-config'];
-      if (out) {
-        if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`, USAGE);
-        writeFileSync(out, configTemplate(id, dataDir));
-        console.log(`wrote ${out}: add your meters under [[meters]]`);
-      }
-      return;
-    }
-    case 'enroll': {
-      const f = parseFlags(rest, { config: { type: 'string' }, url: { type: 'string' }, code: { type: 'string' } }, USAGE);
-      const cfg = loadGatewayConfig(required(f.config, '--config', USAGE));
-      if (cfg.meters.length === 0) throw new UsageError(`${f.config} has no [[meters]] to enroll`, USAGE);
-      try {
-        const res = await enroll(cfg, required(f.url, '--url', USAGE), required(f.code, '--code', USAGE));
-        console.log(`gateway ${res.gateway} enrolled in ${res.market} for ${res.owner}: meters ${res.meters.join(', ')}`);
-        for (const h of res.heads) {
-          if (h.action === 'raised') console.log(`meter ${h.meter}: continues settlement's chain at seq ${h.ledgerSeq + 1}`);
-          if (h.unsent.envelopes > 0) {
-            console.error(
-              `gtx: warning: the outbox still holds ${h.unsent.envelopes} unsent envelope(s) of meter ${h.meter} (seq ${h.unsent.fromSeq}..${h.unsent.toSeq}) ` +
-                `sealed before this enrollment; settlement will refuse those it already has (see gtx gateway status)`,
-            );
-          }
-        }
-        console.log(`MQTT login and broker ${res.brokerUrl} saved in ${cfg.dataDir} (mode 0600); start it with: gtx gateway run --config ${f.config}`);
-        if (cfg.mqtt.url && cfg.mqtt.url !== res.brokerUrl) {
-          console.error(`gtx: warning: ${f.config} sets [mqtt] url = "${cfg.mqtt.url}", so the gateway uses that, not ${res.brokerUrl}; remove it to use settlement's`);
-        }
-      } catch (e) {
-        if (e instanceof EnrollError) {
-          console.error(`gtx: ${e.message}`);
-          process.exitCode = 1;
-          return;
-        }
-        throw e;
-      }
-      return;
-    }
-    case 'run': {
-      const f = parseFlags(rest, { config: { type: 'string' } }, USAGE);
-      const cfg = loadGatewayConfig(required(f.config, '--config', USAGE));
-      if (cfg.meters.length === 0) throw new UsageError(`${f.config} has no [[meters]]`, USAGE);
-      const gw = await startGateway(cfg);
-      console.log(`gateway ${gw.id} running with ${cfg.meters.length} meter(s), broker ${gw.brokerUrl} (Ctrl-C stops)`);
-      await new Promise<void>((r) => {
-        process.once('SIGINT', r);
-        process.once('SIGTERM', r);
-      });
-      await gw.stop({ drainMs: 5_000 });
-      return;
-    }
-    case 'status': {
-      const f = parseFlags(rest, { config: { type: 'string' } }, USAGE);
-      const config = required(f.config, '--config', USAGE);
-      const cfg = loadGatewayConfig(config);
-      if (!existsSync(cfg.outboxFile)) {
-        console.log(`gateway ${cfg.id}: no outbox yet at ${cfg.outboxFile} (never run)`);
-        return;
-      }
-      const outbox = new Outbox(cfg.outboxFile);
-      try {
-        printStatus(cfg.id, config, brokerSettings(cfg), cfg.mqtt.ackTimeoutMs, outbox);
-      } finally {
-        outbox.close();
-      }
-      return;
-    }
-    case 'requeue': {
-      const f = parseFlags(rest, { config: { type: 'string' }, reason: { type: 'string' } }, USAGE);
-      const config = required(f.config, '--config', USAGE);
-      const reason = f.reason;
-      if (reason !== undefined && !(REJECT_REASONS as readonly string[]).includes(reason)) {
-        throw new UsageError(`--reason "${reason}" is not a refusal reason (one of ${REJECT_REASONS.join(', ')})`, USAGE);
-      }
-      const cfg = loadGatewayConfig(config);
-      if (!existsSync(cfg.outboxFile)) throw new UsageError(`no outbox at ${cfg.outboxFile}: this gateway has never run`, USAGE);
-      const outbox = new Outbox(cfg.outboxFile);
-      try {
-        const moved = outbox.requeue(reason);
-        console.log(`requeued ${moved} dead letter(s)${reason ? ` refused for ${reason}` : ''}; ${outbox.depth()} envelope(s) now in the outbox`);
-      } finally {
-        outbox.close();
-      }
-      return;
-    }
-    default:
-      throw new UsageError(`unknown gateway command "${sub}"`, USAGE);
+  const outbox = new Outbox(cfg.outboxFile);
+  try {
+    printStatus(cfg.id, config, brokerSettings(cfg), cfg.mqtt.ackTimeoutMs, outbox);
+  } finally {
+    outbox.close();
+  }
+}
+
+async function requeue(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, REQUEUE);
+  const config = required(f.config, '--config', REQUEUE);
+  const reason = f.reason;
+  if (reason !== undefined && !(REJECT_REASONS as readonly string[]).includes(reason)) {
+    throw new UsageError(`--reason "${reason}" is not a refusal reason (one of ${REJECT_REASONS.join(', ')})`, REQUEUE.name);
+  }
+  const cfg = loadGatewayConfig(config);
+  if (!existsSync(cfg.outboxFile)) throw new CliError(`no outbox at ${cfg.outboxFile}: this gateway has never run`);
+  const outbox = new Outbox(cfg.outboxFile);
+  try {
+    const moved = outbox.requeue(reason);
+    console.log(`requeued ${moved} dead letter(s)${reason ? ` refused for ${reason}` : ''}; ${outbox.depth()} envelope(s) now in the outbox`);
+  } finally {
+    outbox.close();
   }
 }
 
@@ -189,7 +231,7 @@ function printStatus(id: string, config: string, broker: ReturnType<typeof broke
 function configTemplate(id: string, dataDir: string): string {
   return `[gateway]
 id = "${id}"
-data_dir = "${dataDir}"
+data_dir = ${JSON.stringify(dataDir)}   # key, outbox and MQTT login; relative to this file
 poll_interval_s = 5
 batch_max_readings = 16
 batch_max_age_s = 10

@@ -12,6 +12,7 @@ import type { Enrollment } from '../registry/enrollment.ts';
 import type { ApiKeyStore } from '../registry/api-keys.ts';
 import { checkAdminKey } from '../config.ts';
 import { registerAuth } from './auth.ts';
+import { clientErrorAnswer, registerErrorAnswers } from './routes/errors.ts';
 
 export interface ApiDeps {
   ledger: Ledger;
@@ -30,15 +31,23 @@ export interface ApiDeps {
 }
 
 /**
- * The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route, and
- * every route declaring who may call it (auth.ts).
+ * The settlement's HTTP server: one plugin per resource, TypeBox schemas on every route, every
+ * route declaring who may call it (auth.ts), and every non-2xx answer `{"code","message"}`
+ * (routes/errors.ts).
  */
 export function buildApi(deps: ApiDeps): FastifyInstance {
   checkAdminKey(deps.adminKey);
   // Request lines only at debug; errors and warnings from routes still show, unless the parent is quieter (error, silent).
   const parentLevel = deps.log.levelVal;
   const apiLog = deps.log.child({ component: 'api' }, { level: parentLevel <= 20 || parentLevel > 40 ? deps.log.level : 'warn' });
-  const app = Fastify({ loggerInstance: apiLog as FastifyBaseLogger }).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify({
+    loggerInstance: apiLog as FastifyBaseLogger,
+    // Validation errors carry the schema and value, so an answer can quote the field's value and examples (errors.ts).
+    ajv: { customOptions: { verbose: true } },
+    clientErrorHandler: clientErrorAnswer,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  // Before any route: both watch routes being added (onRoute).
+  registerErrorAnswers(app);
   registerAuth(app, { apiKeys: deps.apiKeys, adminKey: deps.adminKey, log: apiLog });
   app.register(healthRoutes, deps);
   app.register(meterRoutes, { ...deps, prefix: '/api/v1' });

@@ -1,6 +1,7 @@
 // WAL checkpoints of a SQLite ledger on a thread of their own (see commit-worker-main.ts):
 // copying WAL pages into the database file and syncing it no longer happens inside a commit.
-// Plain JavaScript: it needs nothing but better-sqlite3.
+// Plain JavaScript: it needs nothing but better-sqlite3, and runs as it is from the sources
+// (tests) and from dist/ (bin/build.js copies it there).
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 

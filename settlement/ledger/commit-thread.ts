@@ -3,6 +3,7 @@ import type { UnsignedEnvelope } from '../../protocol/index.ts';
 import type { EstimateOptions } from './gap-estimates.ts';
 import { commitOptions, verifiedReading, type CommitOptions, type CommitOutcome, type MeterContext, type RejectionBatch, type VerifiedEnvelope } from './ledger.ts';
 import { WriterClosed, WriterDied, WriterStalled, type LedgerWriter, type WriterResult, type WriterStatus, type WriterTask } from './writer.ts';
+import { workerEntry } from './worker-entry.ts';
 
 /**
  * A verified envelope as it crosses to the commit thread. Copying reading objects between
@@ -121,7 +122,7 @@ export class CommitThread implements LedgerWriter {
   private ready!: Promise<void>;
 
   private start(): void {
-    const worker = new Worker(new URL('./commit-worker.js', import.meta.url), { workerData: this.opts, execArgv: [] });
+    const worker = new Worker(workerEntry(import.meta.url, './commit-worker-main.js', './commit-worker.js'), { workerData: this.opts, execArgv: [] });
     this.worker = worker;
     let markReady!: () => void;
     this.ready = new Promise<void>((resolve) => (markReady = resolve));

@@ -1,4 +1,4 @@
-import type { EnvelopeId, GatewayId, MeterId, Reading, RejectReason } from '../../protocol/index.ts';
+import { ReadingSchema, assertMembers, type EnvelopeId, type GatewayId, type MeterId, type Reading, type RejectReason } from '../../protocol/index.ts';
 import type { ChainRejectReason } from '../chain/rules.ts';
 import type { RegistryStore } from '../registry/registry.ts';
 import type { LedgerDb } from '../store/database.ts';
@@ -95,6 +95,9 @@ export type VerifiedReading = VerifiedEnvelope['readings'][number];
  * A verified reading from a schema-checked one, field by field (the schema admits no others):
  * on the ingest path an object spread cost ~20 µs per 16-reading envelope, this under 1 µs.
  */
+// The members verifiedReading copies, checked against the schema when this loads.
+assertMembers('verifiedReading', ReadingSchema, ['meter', 'seq', 'ts', 'importWh', 'exportWh', 'powerW', 'prev', 'voltageMilliV', 'currentMilliA', 'frequencyMilliHz']);
+
 export function verifiedReading(r: Reading, hash: string, context: MeterContext): VerifiedReading {
   return {
     meter: r.meter,

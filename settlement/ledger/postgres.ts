@@ -1,36 +1,11 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
-import type {
-  Account,
-  EnrollmentCodeRecord,
-  EnrollOutcome,
-  Market,
-  MeterRecord,
-  RegistryStore,
-} from '../registry/registry.ts';
 import { runMigrations } from './migrations.ts';
 import { postgresDb, type LedgerDb } from '../store/database.ts';
 import { EnergySums, MemoryChainView, outcomeOf, planEnvelope, type FreshReading } from './plan.ts';
 import { SharedLedgerQueries } from './shared-queries.ts';
 import { lockKey } from './pg-locks.ts';
-import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, toGapRecord, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type Refusal, type ReadingRow } from './rows.ts';
-import type {
-  CommitOptions,
-  CommitOutcome,
-  GapRow,
-  GatewayRecord,
-  GatewayStatus,
-  IntervalRow,
-  Ledger,
-  LedgerCounts,
-  MarketIntervalRow,
-  RejectionRecord,
-  StoredEnvelope,
-  StoredReading,
-  StoredRejection,
-  VerifiedEnvelope,
-} from './ledger.ts';
+import { toGapRecord } from './rows.ts';
+import type { CommitOptions, CommitOutcome, Ledger, VerifiedEnvelope } from './ledger.ts';
 import { commitOptions } from './ledger.ts';
 
 /**
@@ -61,16 +36,14 @@ import { commitOptions } from './ledger.ts';
  * server from then on); a connection's search_path, hence its schema, is fixed by the
  * connection string, so a name never spans two schemas.
  *
- * Enrollment claims its code with a conditional UPDATE (… WHERE used_at_ms IS NULL): of two
- * enrollments with one code, the second waits on the row lock, then finds the code used.
+ * The registry and the read queries are shared with SQLite (shared-queries.ts); this file is the
+ * PostgreSQL readings store: the batch commit, migrations on this engine, the job lock.
  */
 
-const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 const INT8_OID = 20;
 /** deadlock_detected, serialization_failure, unique_violation: rerun the transaction. */
 const RETRYABLE_SQLSTATES = new Set(['40P01', '40001', '23505']);
 const MAX_TRANSACTION_ATTEMPTS = 5;
-
 
 /** BIGINT columns hold Wh, ms instants and seqs, all safe integers: read them as numbers. */
 function parseInt8(s: string): number {
@@ -78,9 +51,6 @@ function parseInt8(s: string): number {
   if (!Number.isSafeInteger(n)) throw new RangeError(`BIGINT ${s} is outside the safe integer range`);
   return n;
 }
-
-/** PostgreSQL text cannot hold U+0000; a rejection's detail can (JSON.parse quotes the input). */
-const pgText = (s: string) => s.replaceAll('\u0000', '\uFFFD');
 
 /** Fewer rows inserted than decided: another transaction got there first. Rerun the batch. */
 class LostRace extends Error {
@@ -162,175 +132,6 @@ export class PostgresLedger extends SharedLedgerQueries implements Ledger {
     if (this.closed) return;
     this.closed = true;
     await this.pool.end();
-  }
-
-  /** Replaces the record except its first registration time; absent optional fields become null. */
-  async putGateway(rec: GatewayRecord): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status,
-         mqtt_secret_hash = excluded.mqtt_secret_hash, revoked_at_ms = excluded.revoked_at_ms`,
-      [rec.id, rec.publicKeyPem, rec.status, rec.createdAtMs, rec.mqttSecretHash ?? null, rec.revokedAtMs ?? null],
-    );
-  }
-
-  async getGateway(id: string): Promise<GatewayRecord | undefined> {
-    const { rows } = await this.pool.query<GatewayRow>(`SELECT ${GATEWAY_COLUMNS} FROM gateways WHERE id = $1`, [id]);
-    return rows[0] && toGateway(rows[0]);
-  }
-
-  /**
-   * Revoking stamps `atMs` (a gateway revoked again keeps its first stamp); any other status
-   * clears the stamp. False when the gateway is unknown.
-   */
-  async setGatewayStatus(id: string, status: GatewayStatus, atMs: number): Promise<boolean> {
-    const res = await this.pool.query(
-      `UPDATE gateways SET status = $2::text, revoked_at_ms = CASE
-         WHEN $2::text <> 'revoked' THEN NULL
-         WHEN status = 'revoked' AND revoked_at_ms IS NOT NULL THEN revoked_at_ms
-         ELSE $3::bigint END
-       WHERE id = $1`,
-      [id, status, atMs],
-    );
-    return (res.rowCount ?? 0) > 0;
-  }
-
-  // ---- registry -------------------------------------------------------------------------
-
-  /** Creates or renames/re-zones a market; its creation time is the first put's. */
-  async putMarket(m: Market): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO markets (id, name, time_zone, interval_minutes, created_at_ms) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, interval_minutes = excluded.interval_minutes`,
-      [m.id, m.name, m.timeZone, m.intervalMinutes, Date.now()],
-    );
-  }
-
-  async getMarket(id: string): Promise<Market | undefined> {
-    const { rows } = await this.pool.query<MarketRow>('SELECT id, name, time_zone, interval_minutes FROM markets WHERE id = $1', [id]);
-    return rows[0] && toMarket(rows[0]);
-  }
-
-  async listMarkets(): Promise<Market[]> {
-    const { rows } = await this.pool.query<MarketRow>('SELECT id, name, time_zone, interval_minutes FROM markets ORDER BY id');
-    return rows.map(toMarket);
-  }
-
-  async putAccount(a: Account): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO accounts (id, name, created_at_ms) VALUES ($1, $2, $3)
-       ON CONFLICT (id) DO UPDATE SET name = excluded.name`,
-      [a.id, a.name, a.createdAtMs],
-    );
-  }
-
-  async getAccount(id: string): Promise<Account | undefined> {
-    const { rows } = await this.pool.query<AccountRow>('SELECT id, name, created_at_ms FROM accounts WHERE id = $1', [id]);
-    return rows[0] && toAccount(rows[0]);
-  }
-
-  async putEnrollmentCode(c: EnrollmentCodeRecord): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO enrollment_codes (code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (code_hash) DO UPDATE SET market = excluded.market, owner = excluded.owner, created_at_ms = excluded.created_at_ms,
-         expires_at_ms = excluded.expires_at_ms, used_at_ms = excluded.used_at_ms, used_by = excluded.used_by`,
-      [c.codeHash, c.market, c.owner, c.createdAtMs, c.expiresAtMs, c.usedAtMs, c.usedBy],
-    );
-  }
-
-  async getEnrollmentCode(codeHash: string): Promise<EnrollmentCodeRecord | undefined> {
-    const { rows } = await this.pool.query<CodeRow>(`SELECT ${CODE_COLUMNS} FROM enrollment_codes WHERE code_hash = $1`, [codeHash]);
-    return rows[0] && toCode(rows[0]);
-  }
-
-  /**
-   * One transaction, checked in this order: the code exists, is unused and unexpired at
-   * `nowMs`; the gateway id is new; no meter id is enrolled. Then the gateway (active) and its
-   * meters are stored. A refusal rolls everything back, the claim on the code included.
-   *
-   * Race-safe: the code is claimed first by a conditional UPDATE, so a concurrent enrollment
-   * with the same code waits for this one and then sees the code used (or, if this one was
-   * refused and rolled back, gets the code itself). Two enrollments with different codes that
-   * insert the same gateway or meter id collide on the primary key (unique_violation): the
-   * loser's transaction is rerun and then refused as gateway_exists or meter_taken.
-   */
-  async enroll(input: Parameters<RegistryStore['enroll']>[0]): Promise<EnrollOutcome> {
-    try {
-      return await this.transaction(async (c): Promise<EnrollOutcome> => {
-        const claimed = await c.query(
-          `UPDATE enrollment_codes SET used_at_ms = $2, used_by = $3
-           WHERE code_hash = $1 AND used_at_ms IS NULL AND expires_at_ms > $2`,
-          [input.codeHash, input.nowMs, input.gateway],
-        );
-        if (claimed.rowCount === 0) {
-          const { rows } = await c.query<CodeRow>(`SELECT ${CODE_COLUMNS} FROM enrollment_codes WHERE code_hash = $1`, [input.codeHash]);
-          const problem = refuseCode(rows[0] && toCode(rows[0]), input.nowMs);
-          // Unused and unexpired, yet not claimed: a concurrent claim rolled back in between.
-          if (!problem) throw new LostRace(`enrollment code ${input.codeHash} changed while being claimed`);
-          throw new EnrollRefused(problem);
-        }
-        const gw = await c.query<GatewayRow>(`SELECT ${GATEWAY_COLUMNS} FROM gateways WHERE id = $1`, [input.gateway]);
-        if (gw.rows[0]) throw new EnrollRefused(refuseGateway(toGateway(gw.rows[0])));
-        const ids = input.meters.map((m): string => m.id);
-        // A meter of a revoked gateway may move to its replacement; any other owner keeps it.
-        const taken = await c.query<{ id: string; gateway: string }>(
-          `SELECT m.id, m.gateway FROM meters m JOIN gateways g ON g.id = m.gateway
-           WHERE m.id = ANY($1::text[]) AND g.status <> 'revoked' ORDER BY m.id`,
-          [ids],
-        );
-        const meterProblem = refuseMeters(ids, taken.rows);
-        if (meterProblem) throw new EnrollRefused(meterProblem);
-
-        await c.query(
-          `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms)
-           VALUES ($1, $2, 'active', $3, $4, NULL)`,
-          [input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash],
-        );
-        // Taking over only a revoked gateway's meter; a meter enrolled concurrently by a live
-        // gateway makes the row count short, and the rerun reports it as meter_taken.
-        const stored = await c.query(
-          `INSERT INTO meters AS cur (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
-           SELECT id, $1, model, role, rated_power_w, energy_source, market, owner, created_at_ms
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[])
-             AS m(id, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
-           ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, model = excluded.model, role = excluded.role,
-             rated_power_w = excluded.rated_power_w, energy_source = excluded.energy_source, market = excluded.market,
-             owner = excluded.owner
-           WHERE (SELECT g.status FROM gateways g WHERE g.id = cur.gateway) = 'revoked'`,
-          [
-            input.gateway,
-            ids,
-            input.meters.map((m) => m.model),
-            input.meters.map((m) => m.role),
-            input.meters.map((m) => m.ratedPowerW),
-            input.meters.map((m) => m.energySource),
-            input.meters.map((m) => m.market),
-            input.meters.map((m) => m.owner),
-            input.meters.map((m) => m.createdAtMs),
-          ],
-        );
-        if (stored.rowCount !== ids.length) throw new LostRace(`a meter of gateway ${input.gateway} was enrolled concurrently`);
-        return { ok: true };
-      });
-    } catch (e) {
-      if (e instanceof EnrollRefused) return e.outcome;
-      throw e;
-    }
-  }
-
-  async getMeter(id: string): Promise<MeterRecord | undefined> {
-    const { rows } = await this.pool.query<MeterRow>(`SELECT ${METER_COLUMNS} FROM meters WHERE id = $1`, [id]);
-    return rows[0] && toMeter(rows[0]);
-  }
-
-  async listMeters(filter: { gateway?: string; market?: string } = {}): Promise<MeterRecord[]> {
-    const { rows } = await this.pool.query<MeterRow>(
-      `SELECT ${METER_COLUMNS} FROM meters
-       WHERE ($1::text IS NULL OR gateway = $1) AND ($2::text IS NULL OR market = $2) ORDER BY id`,
-      [filter.gateway ?? null, filter.market ?? null],
-    );
-    return rows.map(toMeter);
   }
 
   async commitEnvelopes(batch: VerifiedEnvelope[], options?: CommitOptions): Promise<CommitOutcome[]> {
@@ -447,48 +248,6 @@ export class PostgresLedger extends SharedLedgerQueries implements Ledger {
     });
   }
 
-  async counts(): Promise<LedgerCounts> {
-    const { rows } = await this.pool.query<LedgerCounts>(
-      `SELECT (SELECT count(*) FROM envelopes) AS envelopes, (SELECT count(*) FROM readings) AS readings,
-              (SELECT coalesce(sum(count), 0)::bigint FROM rejection_counts) AS rejections`,
-    );
-    return rows[0]!;
-  }
-
-  async meters(): Promise<Array<{ meter: MeterId; readings: number; lastSeq: number }>> {
-    const { rows } = await this.pool.query<{ meter: string; n: number; last: number }>(
-      'SELECT meter, count(*) AS n, max(seq) AS last FROM readings GROUP BY meter ORDER BY meter',
-    );
-    return rows.map((r) => ({ meter: r.meter as MeterId, readings: r.n, lastSeq: r.last }));
-  }
-
-  async readings(meter: string): Promise<StoredReading[]> {
-    // The envelope's hex id under the column name rows.ts reads (readings keep only its ref).
-    const { rows } = await this.pool.query<ReadingRow>(
-      `SELECT r.meter, r.seq, e.id AS envelope_id, r.gateway, r.ts_ms, r.import_wh, r.export_wh, r.power_w,
-              r.voltage_mv, r.current_ma, r.frequency_mhz, r.prev, r.hash, r.received_at_ms
-       FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = $1 ORDER BY r.seq`,
-      [meter],
-    );
-    return rows.map(toStoredReading);
-  }
-
-  async envelopesWithMeter(meter: string): Promise<StoredEnvelope[]> {
-    const { rows } = await this.pool.query<{ id: string; gateway: string; signed: string; sig: Buffer; received_at_ms: number; reading_count: number }>(
-      `SELECT e.id, e.gateway, e.signed, e.sig, e.received_at_ms, e.reading_count FROM envelopes e
-       WHERE e.ref IN (SELECT envelope_ref FROM readings WHERE meter = $1) ORDER BY e.received_at_ms, e.id`,
-      [meter],
-    );
-    return rows.map((r) => ({
-      id: r.id as EnvelopeId,
-      gateway: r.gateway as GatewayId,
-      signed: r.signed,
-      sig: r.sig,
-      receivedAtMs: r.received_at_ms,
-      readingCount: r.reading_count,
-    }));
-  }
-
   /**
    * A session advisory lock on a connection held for the duration of `fn`: every worker on
    * this database schema competes for the same lock. If the process dies, the server drops
@@ -545,19 +304,6 @@ export class PostgresLedger extends SharedLedgerQueries implements Ledger {
     }
   }
 }
-
-/** An enrollment refusal, thrown out of the transaction so that it rolls back. */
-class EnrollRefused extends Error {
-  constructor(readonly outcome: Refusal) {
-    super(outcome.detail);
-  }
-}
-
-const GATEWAY_COLUMNS = 'id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms';
-const CODE_COLUMNS = 'code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by';
-const METER_COLUMNS = 'id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms';
-
-const keyOf = (meter: string, seq: number) => `${meter}\n${seq}`;
 
 // The statements of a batch commit, prepared once per pooled connection (named statements).
 // Each connection's search_path is fixed when it connects, so a name always means one schema.

@@ -2,7 +2,7 @@
 // SqliteLedger and PostgresLedger: both engines use the same columns and must answer alike.
 import type { EnergySource, EnvelopeId, GatewayId, MeterId, MeterRole } from '../../protocol/index.ts';
 import type { GapRecord } from './plan.ts';
-import type { MeterGapsTable, MetersTable } from '../store/database.ts';
+import type { AccountsTable, EnrollmentCodesTable, MeterGapsTable, MetersTable } from '../store/database.ts';
 import type { Account, AccountId, EnrollmentCodeRecord, EnrollOutcome, Market, MarketId, MeterRecord } from '../registry/registry.ts';
 import type { GatewayRecord, GatewayStatus, StoredReading } from './ledger.ts';
 
@@ -38,21 +38,8 @@ export interface MarketRow {
   interval_minutes: number;
 }
 
-export interface AccountRow {
-  id: string;
-  name: string;
-  created_at_ms: number;
-}
-
-export interface CodeRow {
-  code_hash: string;
-  market: string;
-  owner: string;
-  created_at_ms: number;
-  expires_at_ms: number;
-  used_at_ms: number | null;
-  used_by: string | null;
-}
+export type AccountRow = AccountsTable;
+export type CodeRow = EnrollmentCodesTable;
 
 export type MeterRow = Omit<MetersTable, 'role' | 'energy_source'> & { role: MeterRole; energy_source: EnergySource | null };
 

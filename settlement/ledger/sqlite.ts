@@ -1,41 +1,15 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { EnvelopeId, GatewayId, MeterId } from '../../protocol/index.ts';
 import type { ChainReading } from '../chain/rules.ts';
 import { SharedLedgerQueries } from './shared-queries.ts';
 import { EnergySums, chainReadingOf, outcomeOf, planEnvelope, type ChainView } from './plan.ts';
-import { rejectionTotal } from './rejection-store.ts';
-import type {
-  Account,
-  EnrollmentCodeRecord,
-  EnrollOutcome,
-  Market,
-  MeterRecord,
-  RegistryStore,
-} from '../registry/registry.ts';
 import { runMigrations } from './migrations.ts';
 import { sqliteDb, type LedgerDb } from '../store/database.ts';
-import { toGateway, toMarket, toAccount, toCode, toMeter, refuseCode, refuseGateway, refuseMeters, toStoredReading, toGapRecord, type GapTableRow, type GatewayRow, type MarketRow, type AccountRow, type CodeRow, type MeterRow, type ReadingRow } from './rows.ts';
-import type {
-  CommitOptions,
-  CommitOutcome,
-  GapRow,
-  GatewayRecord,
-  GatewayStatus,
-  IntervalRow,
-  Ledger,
-  LedgerCounts,
-  MarketIntervalRow,
-  RejectionRecord,
-  StoredEnvelope,
-  StoredReading,
-  StoredRejection,
-  VerifiedEnvelope,
-} from './ledger.ts';
+import { toGapRecord, type GapTableRow } from './rows.ts';
+import type { CommitOptions, CommitOutcome, Ledger, VerifiedEnvelope } from './ledger.ts';
 import { commitOptions } from './ledger.ts';
 
-const MAX_STORED_REJECTED_PAYLOAD = 64 * 1024;
 
 export class SqliteLedger extends SharedLedgerQueries implements Ledger {
   readonly engine = 'sqlite' as const;
@@ -90,150 +64,6 @@ export class SqliteLedger extends SharedLedgerQueries implements Ledger {
 
   async close(): Promise<void> {
     if (this.sqlite.open) this.sqlite.close();
-  }
-
-  /** Replaces the record except its first registration time; absent optional fields become null. */
-  async putGateway(rec: GatewayRecord): Promise<void> {
-    this.sqlite
-      .prepare(
-        `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET public_key_pem = excluded.public_key_pem, status = excluded.status,
-           mqtt_secret_hash = excluded.mqtt_secret_hash, revoked_at_ms = excluded.revoked_at_ms`,
-      )
-      .run(rec.id, rec.publicKeyPem, rec.status, rec.createdAtMs, rec.mqttSecretHash ?? null, rec.revokedAtMs ?? null);
-  }
-
-  async getGateway(id: string): Promise<GatewayRecord | undefined> {
-    const row = this.sqlite.prepare('SELECT * FROM gateways WHERE id = ?').get(id) as GatewayRow | undefined;
-    return row && toGateway(row);
-  }
-
-  /**
-   * Revoking stamps `atMs` (a gateway revoked again keeps its first stamp); any other status
-   * clears the stamp. False when the gateway is unknown.
-   */
-  async setGatewayStatus(id: string, status: GatewayStatus, atMs: number): Promise<boolean> {
-    const res = this.sqlite
-      .prepare(
-        `UPDATE gateways SET status = @status, revoked_at_ms = CASE
-           WHEN @status <> 'revoked' THEN NULL
-           WHEN status = 'revoked' AND revoked_at_ms IS NOT NULL THEN revoked_at_ms
-           ELSE @atMs END
-         WHERE id = @id`,
-      )
-      .run({ id, status, atMs });
-    return res.changes > 0;
-  }
-
-  // ---- registry -------------------------------------------------------------------------
-
-  /** Creates or renames/re-zones a market; its creation time is the first put's. */
-  async putMarket(m: Market): Promise<void> {
-    this.sqlite
-      .prepare(
-        `INSERT INTO markets (id, name, time_zone, interval_minutes, created_at_ms) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, interval_minutes = excluded.interval_minutes`,
-      )
-      .run(m.id, m.name, m.timeZone, m.intervalMinutes, Date.now());
-  }
-
-  async getMarket(id: string): Promise<Market | undefined> {
-    const row = this.sqlite.prepare('SELECT * FROM markets WHERE id = ?').get(id) as MarketRow | undefined;
-    return row && toMarket(row);
-  }
-
-  async listMarkets(): Promise<Market[]> {
-    return (this.sqlite.prepare('SELECT * FROM markets ORDER BY id').all() as MarketRow[]).map(toMarket);
-  }
-
-  async putAccount(a: Account): Promise<void> {
-    this.sqlite
-      .prepare(
-        `INSERT INTO accounts (id, name, created_at_ms) VALUES (?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name`,
-      )
-      .run(a.id, a.name, a.createdAtMs);
-  }
-
-  async getAccount(id: string): Promise<Account | undefined> {
-    const row = this.sqlite.prepare('SELECT * FROM accounts WHERE id = ?').get(id) as AccountRow | undefined;
-    return row && toAccount(row);
-  }
-
-  async putEnrollmentCode(c: EnrollmentCodeRecord): Promise<void> {
-    this.sqlite
-      .prepare(
-        `INSERT INTO enrollment_codes (code_hash, market, owner, created_at_ms, expires_at_ms, used_at_ms, used_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (code_hash) DO UPDATE SET market = excluded.market, owner = excluded.owner, created_at_ms = excluded.created_at_ms,
-           expires_at_ms = excluded.expires_at_ms, used_at_ms = excluded.used_at_ms, used_by = excluded.used_by`,
-      )
-      .run(c.codeHash, c.market, c.owner, c.createdAtMs, c.expiresAtMs, c.usedAtMs, c.usedBy);
-  }
-
-  async getEnrollmentCode(codeHash: string): Promise<EnrollmentCodeRecord | undefined> {
-    const row = this.sqlite.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(codeHash) as CodeRow | undefined;
-    return row && toCode(row);
-  }
-
-  /**
-   * One transaction, checked in this order: the code exists, is unused and unexpired at
-   * `nowMs`; the gateway id is new; no meter id is enrolled. Then the code is marked used and
-   * the gateway (active) and its meters are stored. A refusal writes nothing. better-sqlite3
-   * runs the whole transaction synchronously, so no other enrollment can interleave.
-   */
-  async enroll(input: Parameters<RegistryStore['enroll']>[0]): Promise<EnrollOutcome> {
-    const run = this.sqlite.transaction((): EnrollOutcome => {
-      const code = this.sqlite.prepare('SELECT * FROM enrollment_codes WHERE code_hash = ?').get(input.codeHash) as CodeRow | undefined;
-      const codeProblem = refuseCode(code && toCode(code), input.nowMs);
-      if (codeProblem) return codeProblem;
-      const gw = this.sqlite.prepare('SELECT * FROM gateways WHERE id = ?').get(input.gateway) as GatewayRow | undefined;
-      if (gw) return refuseGateway(toGateway(gw));
-      const ids = input.meters.map((m): string => m.id);
-      const taken = this.sqlite
-        // A meter of a revoked gateway may move to its replacement; any other owner keeps it.
-        .prepare(
-          `SELECT m.id, m.gateway FROM meters m JOIN gateways g ON g.id = m.gateway
-           WHERE m.id IN (SELECT value FROM json_each(?)) AND g.status <> 'revoked' ORDER BY m.id`,
-        )
-        .all(JSON.stringify(ids)) as Array<{ id: string; gateway: string }>;
-      const meterProblem = refuseMeters(ids, taken);
-      if (meterProblem) return meterProblem;
-
-      this.sqlite.prepare('UPDATE enrollment_codes SET used_at_ms = ?, used_by = ? WHERE code_hash = ?').run(input.nowMs, input.gateway, input.codeHash);
-      this.sqlite
-        .prepare(
-          `INSERT INTO gateways (id, public_key_pem, status, created_at_ms, mqtt_secret_hash, revoked_at_ms)
-           VALUES (?, ?, 'active', ?, ?, NULL)`,
-        )
-        .run(input.gateway, input.publicKeyPem, input.nowMs, input.mqttSecretHash);
-      const insertMeter = this.sqlite.prepare(
-        `INSERT INTO meters (id, gateway, model, role, rated_power_w, energy_source, market, owner, created_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, model = excluded.model, role = excluded.role,
-           rated_power_w = excluded.rated_power_w, energy_source = excluded.energy_source, market = excluded.market,
-           owner = excluded.owner`,
-      );
-      for (const m of input.meters) {
-        insertMeter.run(m.id, input.gateway, m.model, m.role, m.ratedPowerW, m.energySource, m.market, m.owner, m.createdAtMs);
-      }
-      return { ok: true };
-    });
-    return run();
-  }
-
-  async getMeter(id: string): Promise<MeterRecord | undefined> {
-    const row = this.sqlite.prepare('SELECT * FROM meters WHERE id = ?').get(id) as MeterRow | undefined;
-    return row && toMeter(row);
-  }
-
-  async listMeters(filter: { gateway?: string; market?: string } = {}): Promise<MeterRecord[]> {
-    const rows = this.sqlite
-      .prepare(
-        `SELECT * FROM meters WHERE (@gateway IS NULL OR gateway = @gateway) AND (@market IS NULL OR market = @market) ORDER BY id`,
-      )
-      .all({ gateway: filter.gateway ?? null, market: filter.market ?? null }) as MeterRow[];
-    return rows.map(toMeter);
   }
 
   private stmts?: ReturnType<SqliteLedger['prepare']>;
@@ -352,49 +182,6 @@ export class SqliteLedger extends SharedLedgerQueries implements Ledger {
       this.heads.clear();
       throw e;
     }
-  }
-
-  async counts(): Promise<LedgerCounts> {
-    const one = (sql: string) => this.sqlite.prepare(sql).pluck().get() as number;
-    return {
-      envelopes: one('SELECT count(*) FROM envelopes'),
-      readings: one('SELECT count(*) FROM readings'),
-      rejections: await rejectionTotal(this.db),
-    };
-  }
-
-  async meters(): Promise<Array<{ meter: MeterId; readings: number; lastSeq: number }>> {
-    return (
-      this.sqlite.prepare('SELECT meter, count(*) AS n, max(seq) AS last FROM readings GROUP BY meter ORDER BY meter').all() as Array<{
-        meter: string;
-        n: number;
-        last: number;
-      }>
-    ).map((r) => ({ meter: r.meter as MeterId, readings: r.n, lastSeq: r.last }));
-  }
-
-  async readings(meter: string): Promise<StoredReading[]> {
-    const rows = this.sqlite
-      .prepare('SELECT r.*, e.id AS envelope_id FROM readings r JOIN envelopes e ON e.ref = r.envelope_ref WHERE r.meter = ? ORDER BY r.seq')
-      .all(meter) as ReadingRow[];
-    return rows.map(toStoredReading);
-  }
-
-  async envelopesWithMeter(meter: string): Promise<StoredEnvelope[]> {
-    const rows = this.sqlite
-      .prepare(
-        `SELECT e.id, e.gateway, e.signed, e.sig, e.received_at_ms, e.reading_count FROM envelopes e
-         WHERE e.ref IN (SELECT envelope_ref FROM readings WHERE meter = ?) ORDER BY e.received_at_ms, e.id`,
-      )
-      .all(meter) as Array<{ id: string; gateway: string; signed: string; sig: Buffer; received_at_ms: number; reading_count: number }>;
-    return rows.map((r) => ({
-      id: r.id as EnvelopeId,
-      gateway: r.gateway as GatewayId,
-      signed: r.signed,
-      sig: r.sig,
-      receivedAtMs: r.received_at_ms,
-      readingCount: r.reading_count,
-    }));
   }
 
   private readonly heldLocks = new Set<string>();

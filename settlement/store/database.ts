@@ -117,7 +117,35 @@ export interface MarketsTable {
   created_at_ms: number;
 }
 
+export interface GatewaysTable {
+  id: string;
+  public_key_pem: string;
+  status: 'pending' | 'active' | 'revoked';
+  created_at_ms: number;
+  mqtt_secret_hash: string | null;
+  revoked_at_ms: number | null;
+}
+
+export interface AccountsTable {
+  id: string;
+  name: string;
+  created_at_ms: number;
+}
+
+export interface EnrollmentCodesTable {
+  code_hash: string;
+  market: string;
+  owner: string;
+  created_at_ms: number;
+  expires_at_ms: number;
+  used_at_ms: number | null;
+  used_by: string | null;
+}
+
 export interface LedgerSchema {
+  gateways: GatewaysTable;
+  accounts: AccountsTable;
+  enrollment_codes: EnrollmentCodesTable;
   meters: MetersTable;
   markets: MarketsTable;
   api_keys: ApiKeysTable;

@@ -82,6 +82,26 @@ describe('definition validation', () => {
     expect(run).toThrow(message);
   });
 
+  const withRanges = (ranges: unknown): unknown => ({ ...good(), ranges });
+  const rangeCases: [string, unknown, RegExp][] = [
+    ['ranges without their source', { input: [[0, 9]] }, /\/ranges\/source: /],
+    ['a range whose first address is after its last', { source: 'doc', input: [[9, 0]] }, /\/ranges\/input\/0: first address 0x0009 is after last address 0x0000/],
+    ['overlapping ranges', { source: 'doc', input: [[0, 9], [9, 20]] }, /\/ranges\/input\/1: starts at 0x0009, not after the previous range's last address 0x0009/],
+    ['a range past address 0xffff', { source: 'doc', input: [[0, 0x10000]] }, /\/ranges\/input\/0\/1: /],
+    ['a range that is not a pair', { source: 'doc', input: [[0, 1, 2]] }, /\/ranges\/input\/0: /],
+    ['an unknown register table', { source: 'doc', input: [[0, 9]], coils: [[0, 9]] }, /\/ranges\/coils: unknown field/],
+    ['a mapped register outside the ranges', { source: 'doc', input: [[0, 3]] }, /\/registers\/2\/address: power at 0x0004\.\.0x0004 lies outside every documented input range/],
+    ['a register straddling the end of a range', { source: 'doc', input: [[0, 2], [4, 4]] }, /\/registers\/1\/address: exportEnergy at 0x0002\.\.0x0003 lies outside/],
+    ['input registers with only holding ranges', { source: 'doc', holding: [[0, 9]] }, /\/registers\/0\/address: importEnergy .* outside every documented input range \(\/ranges\/input\)/],
+  ];
+  it.each(rangeCases)('refuses %s with the field named', (_label, ranges, message) => {
+    expect(() => validateDefinition(withRanges(ranges), 'my-meter.json')).toThrow(message);
+  });
+
+  it('accepts documented ranges that cover the mapped registers, touching or apart', () => {
+    expect(validateDefinition(withRanges({ source: 'vendor doc v1', input: [[0, 3], [4, 4], [100, 200]], holding: [[0, 1]] }), 'x').ranges?.input).toHaveLength(3);
+  });
+
   it('allows the same address under different function codes (separate address spaces)', () => {
     const d = good();
     d.registers[2] = { ...d.registers[2]!, address: 0, functionCode: 3 };

@@ -23,7 +23,7 @@ describe('kill -9 of the settlement under sustained load', () => {
     dir.remove();
   });
 
-  it('loses nothing acknowledged and counts nothing twice', async () => {
+  it('loses nothing acknowledged and counts nothing twice', { timeout: 120_000 }, async () => {
     const port = await freePort();
     const config = join(dir.path, 'settlement.toml');
     writeFileSync(config, `[settlement]\ndata_dir = "data"\n[mqtt]\nlisten = "127.0.0.1:${port}"\n[http]\nenabled = false\n`);
@@ -65,8 +65,11 @@ describe('kill -9 of the settlement under sustained load', () => {
     });
 
     const readings = async () => (await ledger.counts()).readings;
-    await waitFor(async () => (await readings()) >= 40, 'sustained ingest before the kill', 30_000);
-    const ackedBefore = gateways.reduce((a, g) => a + g.stats().acked, 0);
+    const acked = () => gateways.reduce((a, g) => a + g.stats().acked, 0);
+    // The state the test needs before the kill: ingest under way, and acks already back at the
+    // gateways (a busy machine can commit 40 readings before the first ack is read).
+    await waitFor(async () => (await readings()) >= 40 && acked() >= 4, 'sustained ingest and acks before the kill', 30_000);
+    const ackedBefore = acked();
     const killed = new Promise((r) => child!.once('exit', r));
     child!.kill('SIGKILL');
     await killed;

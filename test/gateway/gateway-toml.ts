@@ -1,14 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-
-export const GTX = join(import.meta.dirname, '../../bin/gtx.js');
+import { gtxSync } from '../support/cli.ts';
 
 /** Runs the real CLI (`node bin/gtx.js …`) and returns its exit code and output. */
-export function gtx(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [GTX, ...args], { encoding: 'utf8', env: { ...process.env, GTX_LOG_LEVEL: 'warn' }, timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+export const gtx = (args: string[]) => gtxSync(args);
 
 /**
  * A gateway config file for one simulated sdm120 meter with fast polling, so the CLI

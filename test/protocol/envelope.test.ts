@@ -1,6 +1,9 @@
+import { Type } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
 import {
   GENESIS_PREV,
+  ReadingSchema,
+  assertMembers,
   asEnvelope,
   isRealInstant,
   canonicalJson,
@@ -176,5 +179,17 @@ describe('signed bytes written directly for a schema-checked envelope', () => {
       expect(fast.bytes.equals(signedBytes(env))).toBe(true);
       expect(fast.hashes).toEqual(readings.map(readingHash));
     }
+  });
+});
+
+describe('hand-written member lists', () => {
+  it('are checked against the schema when their module loads: a member added to the schema cannot be dropped silently', () => {
+    const written = ['currentMilliA', 'exportWh', 'frequencyMilliHz', 'importWh', 'meter', 'powerW', 'prev', 'seq', 'ts', 'voltageMilliV'];
+    expect(() => assertMembers('signedBytesOfValidEnvelope (readings)', ReadingSchema, written)).not.toThrow();
+    // What the check says the day someone adds a field to the reading schema and not to the writer.
+    const grown = Type.Object({ ...ReadingSchema.properties, reactiveVarh: Type.Integer() });
+    expect(() => assertMembers('signedBytesOfValidEnvelope (readings)', grown, written)).toThrow(
+      /signedBytesOfValidEnvelope \(readings\) handles the members .* but the schema has .*reactiveVarh.*: update it with the schema/,
+    );
   });
 });

@@ -1,18 +1,14 @@
 import Database from 'better-sqlite3';
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envelopeIdOf, readingHash, signedBytes, type Reading } from '../../protocol/index.ts';
+import { gtxSync } from './cli.ts';
 import type { EnvelopeFactory } from './envelopes.ts';
 
 /** Audit tests: tamper with copies of a real SQLite ledger behind the interface's back, then run the CLI on them. */
 
-const GTX = join(import.meta.dirname, '../../bin/gtx.js');
-// The audit reads the ledger the config names: a DATABASE_URL in the environment would win.
-const { DATABASE_URL: _ignored, ...env } = process.env;
-
-/** `node bin/gtx.js …` on SQLite ledgers only, with warnings and errors on stderr. */
-export const gtx = (args: string[]) => spawnSync(process.execPath, [GTX, ...args], { encoding: 'utf8', env: { ...env, GTX_LOG_LEVEL: 'warn' } });
+/** `node bin/gtx.js …` on SQLite ledgers only (the audit reads the ledger the config names; a DATABASE_URL would win). */
+export const gtx = (args: string[]) => gtxSync(args, { withoutDatabaseUrl: true });
 
 /**
  * A copy of the SQLite ledger at `baseLedger` (with its WAL) under `dir/name/data`, changed by

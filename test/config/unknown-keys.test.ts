@@ -1,0 +1,84 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { GatewayConfigError, loadGatewayConfig } from '../../gateway/config.ts';
+import { closest } from '../../protocol/config-keys.ts';
+import { ConfigError, loadSettlementConfig } from '../../settlement/config.ts';
+import { tempDir } from '../support/tmp.ts';
+
+/** Both loaders refuse what they do not know, naming file, table and key (protocol/config-keys.ts). */
+
+const dir = tempDir('gtx-config-keys-');
+afterAll(() => dir.remove());
+
+let n = 0;
+function file(name: string, text: string): string {
+  const path = join(dir.path, `${n++}-${name}`);
+  writeFileSync(path, text);
+  return path;
+}
+
+const meter = `[[meters]]
+id = "m-1"
+model = "sdm120"
+host = "127.0.0.1"
+`;
+
+describe('config/settlement.toml refuses unknown keys', () => {
+  const cases: Array<[string, string, string]> = [
+    ['a typo at the top level', 'log_level = "debug"\n', ': log_level must be inside a table; did you mean log_level under [settlement]?'],
+    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
+    ['a typo in a table', '[ledger]\nsqlite_pth = "x.sqlite"\n', ' [ledger]: unknown key sqlite_pth; did you mean sqlite_path?'],
+    ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled'],
+    [
+      'a typo in an array-of-tables entry',
+      '[[markets]]\nid = "a"\n[[markets]]\nid = "b"\ntimezone = "Asia/Bangkok"\n',
+      ' [[markets]] #2: unknown key timezone; did you mean time_zone?',
+    ],
+    ['an unknown table', '[ledgr]\nsqlite_path = "x.sqlite"\n', ': unknown table [ledgr]; did you mean [ledger]?'],
+    ['an unknown table with no close match', '[pricing]\nx = 1\n', ': unknown table [pricing]; known tables: [settlement], [ledger], [[markets]], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
+    ['a table inside a table', '[mqtt.tls]\nport = 8883\n', ' [mqtt]: unknown table [mqtt.tls]; known keys: listen, auth, tls_listen, tls_key_file, tls_cert_file, url, username, password, shared_group, mosquitto_password_file, mosquitto_pid_file, client_id'],
+    ['a dash for an underscore', '[ingest]\nmax-payload-bytes = 4096\n', ' [ingest]: unknown key max-payload-bytes; did you mean max_payload_bytes?'],
+  ];
+  it.each(cases)('%s', (_what, text, message) => {
+    const path = file('settlement.toml', text);
+    expect(() => loadSettlementConfig(path)).toThrow(ConfigError);
+    expect(() => loadSettlementConfig(path)).toThrow(new ConfigError(`${path}${message}`));
+  });
+
+  it('still loads every key it documents', () => {
+    const path = file(
+      'settlement.toml',
+      `[settlement]\ndata_dir = "d"\nlog_level = "warn"\n[ledger]\nsqlite_path = "l.sqlite"\n[[markets]]\nid = "m"\nname = "M"\ntime_zone = "UTC"\ninterval_minutes = 60\n` +
+        `[enrollment]\ncode_ttl_hours = 2\n[mqtt]\nlisten = "127.0.0.1:0"\nauth = false\nclient_id = "c"\n[http]\nenabled = false\n` +
+        `[influxdb]\nurl = "http://127.0.0.1:8086"\ndatabase = "d"\nflush_interval_ms = 100\nmax_backlog_points = 1000\n`,
+    );
+    const cfg = loadSettlementConfig(path);
+    expect(cfg.markets).toEqual([{ id: 'm', name: 'M', timeZone: 'UTC', intervalMinutes: 60 }]);
+    expect(cfg.http).toBeNull();
+  });
+});
+
+describe('a gateway TOML refuses unknown keys', () => {
+  const cases: Array<[string, string, string]> = [
+    ['a key at the top level', 'id = "gw-1"\n', ': id must be inside a table; did you mean id under [gateway]?'],
+    ['a typo in a table', '[gateway]\nid = "gw-1"\npoll_intervall_s = 1\n', ' [gateway]: unknown key poll_intervall_s; did you mean poll_interval_s?'],
+    ['a typo in [mqtt]', '[gateway]\nid = "gw-1"\n[mqtt]\nurll = "mqtt://x"\n', ' [mqtt]: unknown key urll; did you mean url?'],
+    ['a typo in the second [[meters]] entry', `[gateway]\nid = "gw-1"\n${meter}[[meters]]\nid = "m-2"\nmodel = "sdm120"\nhots = "127.0.0.1"\n`, ' [[meters]] #2: unknown key hots; did you mean host?'],
+    ['an unknown array of tables', '[gateway]\nid = "gw-1"\n[[meter]]\nid = "m-1"\n', ': unknown table [[meter]]; did you mean [[meters]]?'],
+    ['an unknown table', '[gateway]\nid = "gw-1"\n[modbus]\nbaud = 9600\n', ': unknown table [modbus]; known tables: [gateway], [mqtt], [[meters]]'],
+  ];
+  it.each(cases)('%s', (_what, text, message) => {
+    const path = file('gw.toml', text);
+    expect(() => loadGatewayConfig(path)).toThrow(new GatewayConfigError(`${path}${message}`));
+  });
+});
+
+describe('closest', () => {
+  it('suggests only what is close', () => {
+    expect(closest('sqlite_pth', ['sqlite_path', 'database_url'])).toBe('sqlite_path');
+    expect(closest('SQLITE-PATH', ['sqlite_path'])).toBe('sqlite_path');
+    expect(closest('port', ['listen', 'enabled', 'host'])).toBeUndefined();
+    expect(closest('settlment', ['demo', 'settlement', 'gateway'])).toBe('settlement');
+  });
+});
