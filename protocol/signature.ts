@@ -74,7 +74,7 @@ export function verifySignatureAsync(bytes: Buffer, sigBase64: string, publicKey
  * concatenation. This runs for every envelope received; test/protocol/envelope.test.ts checks
  * it against `signedBytes` and `readingHash` on generated envelopes. Not for unchecked input.
  */
-export function signedBytesOfValidEnvelope(env: Envelope): { bytes: Buffer; hashes: string[] } {
+export function signedBytesOfValidEnvelope(env: Envelope): { text: string; bytes: Buffer; hashes: string[] } {
   const hashes: string[] = [];
   let text = '{"gateway":"' + env.gateway + '","readings":[';
   for (let i = 0; i < env.readings.length; i++) {
@@ -93,7 +93,7 @@ export function signedBytesOfValidEnvelope(env: Envelope): { bytes: Buffer; hash
     text += i === 0 ? t : ',' + t;
   }
   text += '],"v":' + env.v + '}';
-  return { bytes: Buffer.from(text, 'latin1'), hashes };
+  return { text, bytes: Buffer.from(text, 'latin1'), hashes };
 }
 
 /**

@@ -1,5 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Aedes, AedesPublishPacket } from 'aedes';
+import { gatewayClientId, parseGatewayTopic } from '../../protocol/index.ts';
 import type { Logger } from 'pino';
 import { createLogger } from '../logger.ts';
 
@@ -332,13 +333,39 @@ export class AedesBus implements Bus {
     this.subscribedAtMs = Date.now();
   }
 
+  /** Sockets corked for the replies of this turn of the event loop (see publish). */
+  private corked: Array<{ uncork(): void }> = [];
+
+  /**
+   * A reply to a gateway (its ack or reject topic) is written to that gateway's socket, which
+   * is corked until the next turn of the event loop: the replies of one batch commit then go out
+   * in one write per gateway instead of one write (a syscall, on the loop) per envelope. A
+   * gateway's client id is bound to its login (acl.ts), so its socket is found by it.
+   */
   publish(topic: string, payload: string, opts: PublishOptions = {}): Promise<void> {
+    const gw = parseGatewayTopic(topic);
+    if (gw && (gw.kind === 'ack' || gw.kind === 'reject')) this.cork(gatewayClientId(gw.gateway));
     return new Promise((resolve, reject) =>
       this.aedes.publish(
         { cmd: 'publish', topic, payload: Buffer.from(payload), qos: opts.qos ?? 1, retain: opts.retain ?? false, dup: false },
         (err?: Error) => (err ? reject(err) : resolve()),
       ),
     );
+  }
+
+  private cork(clientId: string): void {
+    const conn = (this.aedes as unknown as { clients: Record<string, { conn?: { cork?(): void; uncork(): void; writableCorked?: number } } | undefined> }).clients[clientId]?.conn;
+    if (!conn?.cork || (conn.writableCorked ?? 0) > 0) return;
+    conn.cork();
+    if (this.corked.push(conn) === 1) {
+      // aedes writes a QoS 0 delivery in a setImmediate of its own (client.js, deliverQoS0),
+      // queued after this one: uncork in the turn after, once those writes are in.
+      setImmediate(() =>
+        setImmediate(() => {
+          for (const c of this.corked.splice(0)) c.uncork();
+        }),
+      );
+    }
   }
 
   /** In process there is no link to lose: up once subscribe() has resolved, until close(). */

@@ -78,7 +78,7 @@ export class EnvelopeVerifier {
       throw e;
     }
     // The schema passed, so the signed bytes can be written directly (see the function).
-    const { bytes, hashes } = signedBytesOfValidEnvelope(env);
+    const { text, bytes, hashes } = signedBytesOfValidEnvelope(env);
     const id = envelopeIdOf(bytes);
     // Only the canonical form is accepted, so that the archive (the signed bytes) and the
     // payload say the same: no whitespace, key order, number spelling or duplicate key of
@@ -128,7 +128,7 @@ export class EnvelopeVerifier {
       envelope: {
         id,
         gateway: env.gateway,
-        signed: bytes.toString('latin1'),
+        signed: text,
         sig: env.sig,
         readings: env.readings.map((r, i) => verifiedReading(r, hashes[i]!, meters.get(r.meter)!.context)),
         receivedAtMs: this.opts.now(),
