@@ -239,7 +239,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
       void p.finally(() => inflight.delete(p));
     });
     // The queue only grows here, so its peak is exact.
-    intakePeak = Math.max(intakePeak, handler.queue().envelopes);
+    if (handler.queuedEnvelopes > intakePeak) intakePeak = handler.queuedEnvelopes;
     return held;
   });
   undo.push(() => bus.close());

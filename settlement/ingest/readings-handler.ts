@@ -73,6 +73,11 @@ export class ReadingsHandler {
     },
   ) {}
 
+  /** Envelopes between receipt and commit outcome (read on every message: no allocation). */
+  get queuedEnvelopes(): number {
+    return this.queued;
+  }
+
   /** Envelopes and bytes between receipt and commit outcome. */
   queue(): { envelopes: number; bytes: number } {
     return { envelopes: this.queued, bytes: this.queuedBytes };
