@@ -49,19 +49,28 @@ export type ChainDecision = { kind: 'new' } | { kind: 'duplicate' } | { kind: 'r
 const RATED_POWER_TOLERANCE = 1.1;
 const RATED_POWER_SLACK_WH = 16;
 
+// The two answers without details are shared (decideReading runs for every committed reading;
+// decisions are never changed by their callers).
+const NEW: ChainDecision = Object.freeze({ kind: 'new' });
+const DUPLICATE: ChainDecision = Object.freeze({ kind: 'duplicate' });
+
 export function decideReading(meter: string, r: ChainReading, n: ChainNeighbours, limits: ChainLimits = {}): ChainDecision {
-  const refuse = (reason: ChainRejectReason, detail: string): ChainDecision => ({ kind: 'reject', reason, detail: `meter ${meter}: ${detail}` });
   if (n.same) {
-    if (n.same.hash === r.hash) return { kind: 'duplicate' };
-    return refuse('seq_regression', `seq ${r.seq} is already in the ledger with different content`);
+    if (n.same.hash === r.hash) return DUPLICATE;
+    return refuse(meter, 'seq_regression', `seq ${r.seq} is already in the ledger with different content`);
   }
-  if (r.seq === 1 && r.prev !== GENESIS_PREV) return refuse('broken_chain', 'seq 1 must have the genesis prev');
-  if (r.seq > 1 && r.prev === GENESIS_PREV) return refuse('seq_regression', `genesis prev at seq ${r.seq} (meter history restarted?)`);
+  if (r.seq === 1 && r.prev !== GENESIS_PREV) return refuse(meter, 'broken_chain', 'seq 1 must have the genesis prev');
+  if (r.seq > 1 && r.prev === GENESIS_PREV) return refuse(meter, 'seq_regression', `genesis prev at seq ${r.seq} (meter history restarted?)`);
   const { below, above } = n;
-  if (below && below.seq === r.seq - 1 && below.hash !== r.prev) return refuse('broken_chain', `prev of seq ${r.seq} does not match the hash of seq ${r.seq - 1}`);
-  if (above && above.seq === r.seq + 1 && above.prev !== r.hash) return refuse('broken_chain', `seq ${r.seq + 1} does not link to this seq ${r.seq}`);
+  if (below && below.seq === r.seq - 1 && below.hash !== r.prev) return refuse(meter, 'broken_chain', `prev of seq ${r.seq} does not match the hash of seq ${r.seq - 1}`);
+  if (above && above.seq === r.seq + 1 && above.prev !== r.hash) return refuse(meter, 'broken_chain', `seq ${r.seq + 1} does not link to this seq ${r.seq}`);
   const p = (below && spanProblem(below, r, limits)) || (above && spanProblem(r, above, limits));
-  return p ? refuse(p.reason, p.detail) : { kind: 'new' };
+  return p ? refuse(meter, p.reason, p.detail) : NEW;
+}
+
+// A function of the module rather than a closure made in every decideReading call.
+function refuse(meter: string, reason: ChainRejectReason, detail: string): ChainDecision {
+  return { kind: 'reject', reason, detail: `meter ${meter}: ${detail}` };
 }
 
 /** What is wrong with the span from reading `a` to the later (higher seq) reading `b`, if anything. */

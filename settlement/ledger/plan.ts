@@ -4,10 +4,11 @@ import { decideReading, type ChainReading } from '../chain/rules.ts';
 import { splitIntoIntervals } from '../energy/intervals.ts';
 import type { CommitOptions, CommitOutcome, MeterContext, VerifiedEnvelope, VerifiedReading } from './ledger.ts';
 
-/** A reading that will be stored, with its timestamp parsed once. */
+/** A reading that will be stored, with its timestamp parsed once and its view as a chain link. */
 export interface FreshReading {
   reading: VerifiedReading;
   tsMs: number;
+  chain: ChainReading;
 }
 
 /** Energy to add to one (meter, interval) row: exact (consecutive readings) and estimated (across a gap). */
@@ -96,11 +97,11 @@ export function planEnvelope(env: VerifiedEnvelope, view: ChainView, opts: PlanO
       duplicates++;
       continue;
     }
-    fresh.push({ reading: r, tsMs });
+    fresh.push({ reading: r, tsMs, chain: candidate });
     local.add(r.meter, candidate);
 
-    const ctx = r.context;
-    const split: EstimateSplit = { market: ctx.market, intervalMs: ctx.intervalMs, timeZone: ctx.timeZone };
+    // The meter's context carries the split's three fields: exact energy is split by it as it is.
+    const ctx: EstimateSplit = r.context;
     // The span below → above was a gap (they were neighbours): it closes, its estimate goes.
     let parent: GapRecord | undefined;
     if (below && above) {
@@ -112,11 +113,17 @@ export function planEnvelope(env: VerifiedEnvelope, view: ChainView, opts: PlanO
     }
     const reestimate = parent?.estimate ? opts.nowMs : null;
     const openedAtMs = parent?.openedAtMs ?? opts.nowMs;
-    for (const [a, b] of [[below, candidate], [candidate, above]] as const) {
+    // The spans below → candidate and candidate → above (a loop without arrays: this runs for
+    // every committed reading, and the usual one has only the first span, one seq long).
+    for (let side = 0; side < 2; side++) {
+      const a = side === 0 ? below : candidate;
+      const b = side === 0 ? candidate : above;
       if (!a || !b) continue;
       if (b.seq === a.seq + 1) {
-        addSplit(energy, r.meter, a, b, split, 1, false);
+        addSplit(energy, r.meter, a, b, ctx, 1, false);
       } else {
+        // A gap keeps its own copy of the split: it is stored, and the context is the registry's.
+        const split: EstimateSplit = { market: ctx.market, intervalMs: ctx.intervalMs, timeZone: ctx.timeZone };
         const gap: GapRecord = { fromSeq: a.seq, toSeq: b.seq, openedAtMs, estimate: reestimate === null ? null : { atMs: reestimate, split } };
         gaps.push(local.open(r.meter, gap));
         if (gap.estimate) addSplit(energy, r.meter, a, b, split, 1, true);
@@ -233,7 +240,7 @@ export class MemoryChainView implements ChainView {
 
   /** Makes an accepted envelope's plan visible to the envelopes planned after it. */
   apply(plan: Extract<EnvelopePlan, { status: 'accepted' }>): void {
-    for (const f of plan.fresh) this.put(f.reading.meter, chainReadingOf(f.reading, f.tsMs));
+    for (const f of plan.fresh) this.put(f.reading.meter, f.chain);
     for (const op of plan.gaps) {
       if (op.kind === 'open') this.gaps.set(keyOf(op.meter, op.gap.fromSeq), op.gap);
       else this.gaps.set(keyOf(op.meter, op.fromSeq), null);

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ChainReading } from '../chain/rules.ts';
 import { SharedLedgerQueries } from './shared-queries.ts';
-import { EnergySums, chainReadingOf, outcomeOf, planEnvelope, type ChainView } from './plan.ts';
+import { EnergySums, outcomeOf, planEnvelope, type ChainView } from './plan.ts';
 import { runMigrations } from './migrations.ts';
 import { sqliteDb, type LedgerDb } from '../store/database.ts';
 import { toGapRecord, type GapTableRow } from './rows.ts';
@@ -151,13 +151,13 @@ export class SqliteLedger extends SharedLedgerQueries implements Ledger {
         const plan = planEnvelope(env, this.view, opts);
         if (plan.status !== 'accepted') return outcomeOf(env, plan);
         const ref = s.insertEnvelope.run(env.id, env.gateway, env.receivedAtMs, env.readings.length, env.signed, Buffer.from(env.sig, 'base64')).lastInsertRowid;
-        for (const { reading: r, tsMs } of plan.fresh) {
+        for (const { reading: r, tsMs, chain } of plan.fresh) {
           s.insertReading.run(
             r.meter, r.seq, ref, env.gateway, tsMs, r.importWh, r.exportWh, r.powerW,
             r.voltageMilliV ?? null, r.currentMilliA ?? null, r.frequencyMilliHz ?? null, r.prev, r.hash, env.receivedAtMs,
           );
           const h = this.headOf(r.meter);
-          if (r.seq > h.seq) this.heads.set(r.meter, { seq: r.seq, reading: chainReadingOf(r, tsMs) });
+          if (r.seq > h.seq) this.heads.set(r.meter, { seq: r.seq, reading: chain });
         }
         for (const op of plan.gaps) {
           if (op.kind === 'close') s.closeGap.run(op.meter, op.fromSeq);
