@@ -71,8 +71,11 @@ async function measure(launcher: Launcher, seconds: number, meters: number, poll
     writeFileSync(config, lines.join('\n'));
     await enrollGatewayConfig(settlement, loadGatewayConfig(config));
 
-    const args = [LAUNCHERS[launcher].file, 'gateway', 'run', '--config', config];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GTX_LOG_LEVEL: 'warn' } });
+    // The compiled CLI starts as installed (its first line names node and its flags); the tsx
+    // launcher as node's script.
+    const cli = ['gateway', 'run', '--config', config];
+    const [exe, args] = launcher === 'dist' ? [LAUNCHERS.dist.file, cli] : [process.execPath, [LAUNCHERS.tsx.file, ...cli]];
+    const child = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GTX_LOG_LEVEL: 'warn' } });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
@@ -94,7 +97,7 @@ async function measure(launcher: Launcher, seconds: number, meters: number, poll
     const rejected = Object.values(settlement.stats.rejected).reduce((a, b) => a + (b ?? 0), 0);
     return {
       launcher,
-      command: `node ${args.map((a) => a.replace(ROOT, '').replace(dir.path, '$TMP')).join(' ')}`,
+      command: [launcher === 'dist' ? exe : 'node', ...args].map((a) => a.replace(ROOT, '').replace(dir.path, '$TMP')).join(' '),
       rss,
       peakRss: last.hwm,
       cpuSeconds: cpu,

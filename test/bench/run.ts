@@ -20,6 +20,7 @@ import { gatewayDefaults } from '../../gateway/config.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { postgresUrl } from '../support/services.ts';
 import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
+import { settlementNodeFlags } from './node-flags.ts';
 import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext } from './report.ts';
 
 const USAGE =
@@ -86,8 +87,11 @@ async function main(): Promise<number> {
   // A smoke run never lands in docs/benchmarks.md unless asked to.
   const out = values.out ? resolve(values.out) : values.quick ? undefined : resolve(repo, 'docs/benchmarks.md');
 
+  // The settlement runs in this process: it must run with the V8 flags it is deployed with.
+  const missing = settlementNodeFlags(repo).filter((f) => !process.execArgv.includes(f));
+  if (missing.length) fail(`the settlement runs with ${missing.join(' ')} (bin/gtx.js, first line); run this as \`npm run bench\` or pass the flag to node`);
   const viaNpm = process.env.npm_lifecycle_event === 'bench';
-  const resolvedCommand = ['node --expose-gc --import tsx test/bench/run.ts', ...argv].join(' ');
+  const resolvedCommand = ['node', ...process.execArgv.filter((a) => a.startsWith('--') && a !== '--import'), '--import tsx test/bench/run.ts', ...argv].join(' ');
   const ctx: RunContext = {
     command: viaNpm ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ') : resolvedCommand,
     resolvedCommand,

@@ -4,6 +4,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workerEntry } from '../../settlement/ledger/worker-entry.ts';
 import { tempDir } from '../support/tmp.ts';
+import { settlementNodeFlags } from '../bench/node-flags.ts';
 
 /**
  * What `gtx` runs is dist/ (npm run build; npm test builds first): compiled JavaScript with no
@@ -38,6 +39,15 @@ describe('the build (dist/)', () => {
         expect(readFileSync(join(DIST, file), 'utf8'), `${file} is read at run time: bin/build.js copies it to dist/`).toBe(readFileSync(join(ROOT, file), 'utf8'));
       }
     }
+  });
+
+  it('runs with the V8 flags of the first line of bin/gtx.js in the benchmark too', () => {
+    const flags = settlementNodeFlags(ROOT);
+    expect(flags).toContain('--max-semi-space-size=32');
+    const scripts = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>;
+    // The ingest benchmark runs the settlement in its own process, so node must get them there.
+    for (const f of flags) expect(scripts.bench).toContain(f);
+    expect(scripts.start).toBe('./bin/gtx.js demo');
   });
 
   it('starts workers from compiled modules when compiled, from the tsx shim when TypeScript', () => {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.ts';
 import { startSimulator } from '../support/stack.ts';
@@ -9,8 +10,9 @@ import { waitFor } from '../support/wait.ts';
 import { writeGatewayToml } from '../gateway/gateway-toml.ts';
 
 /**
- * `node bin/gtx.js settlement run` and `gateway run` are one process each that stops cleanly on
- * SIGTERM and SIGINT (exit 0, "… stopped"); a port already in use is one line naming the flag.
+ * `./bin/gtx.js settlement run` and `gateway run`, started as the README starts them, are one
+ * process each (node with the flags of the file's first line) that stops cleanly on SIGTERM and
+ * SIGINT (exit 0, "… stopped"); a port already in use is one line naming the flag.
  */
 
 const GTX = join(import.meta.dirname, '../../bin/gtx.js');
@@ -32,7 +34,8 @@ function start(args: string[]): Service {
   const env: NodeJS.ProcessEnv = { ...process.env, GTX_LOG_LEVEL: 'info' };
   delete env.DATABASE_URL;
   delete env.GTX_ADMIN_KEY;
-  const child = spawn(process.execPath, [GTX, ...args], { cwd: dir.path, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The file itself, as a user or a supervisor runs it (its first line: env -S node --flags).
+  const child = spawn(GTX, args, { cwd: dir.path, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   let err = '';
@@ -49,6 +52,10 @@ describe('gtx settlement run', () => {
     const s = start(['settlement', 'run', '--data', join(dir.path, `data-${sig}`), '--mqtt-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
     const api = await waitFor(() => /settlement running: broker mqtt:\/\/127\.0\.0\.1:\d+, API (http:\/\/\S+),/.exec(s.out())?.[1], 'the settlement to say it runs', 30_000);
     expect((await fetch(`${api}/health`)).status).toBe(200);
+    // env handed over to node: the pid a supervisor signals is node, running with the V8 flag.
+    const cmdline = readFileSync(`/proc/${s.child.pid}/cmdline`, 'utf8').split('\0');
+    expect(basename(cmdline[0]!)).toMatch(/^node/);
+    expect(cmdline).toContain('--max-semi-space-size=32');
     const sentAt = Date.now();
     s.child.kill(sig);
     if (sig === 'SIGINT') s.child.kill('SIGINT'); // npm forwards a Ctrl-C the terminal also sent: a repeat must not cut the stop short
