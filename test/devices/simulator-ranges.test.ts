@@ -7,7 +7,7 @@ import { getDefinition } from '../../devices/catalog.ts';
 import { decodeRegisters } from '../../devices/decoder.ts';
 import { registerWords, validateDefinition, type DeviceDefinition } from '../../devices/definition.ts';
 import type { MeterSimulator } from '../../devices/simulator.ts';
-import { useModbus, type ModbusClient } from '../support/modbus.ts';
+import { modbusError, useModbus, type ModbusClient } from '../support/modbus.ts';
 import { findBinary, requireOrSkip } from '../support/services.ts';
 
 const modbus = useModbus();
@@ -24,15 +24,6 @@ async function serve(definition: DeviceDefinition): Promise<{ sim: MeterSimulato
 }
 
 const connect = (port: number): Promise<Client> => modbus.connect(port);
-
-async function modbusError(p: Promise<unknown>): Promise<number | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return typeof err === 'object' && err !== null && 'modbusCode' in err && typeof err.modbusCode === 'number' ? err.modbusCode : -1;
-  }
-  return undefined;
-}
 
 /** Reads [first, last] in blocks of at most 125 registers, as a polling tool does. */
 async function sweep(read: (address: number, count: number) => Promise<number[]>, first: number, last: number): Promise<number[]> {

@@ -6,7 +6,7 @@ import { createSimClock } from '../../devices/clock.ts';
 import { decodeRegisters, type DecodedReading } from '../../devices/decoder.ts';
 import { pvProfile } from '../../devices/profiles.ts';
 import { MeterSimulator } from '../../devices/simulator.ts';
-import { useModbus, type ModbusClient } from '../support/modbus.ts';
+import { modbusError, useModbus, type ModbusClient } from '../support/modbus.ts';
 
 const { serve, connect } = useModbus();
 type Client = ModbusClient;
@@ -15,15 +15,6 @@ function readOver(client: Client, sim: MeterSimulator): Promise<DecodedReading> 
   return decodeRegisters(sim.definition, async (fc, address, count) =>
     (fc === 4 ? await client.readInputRegisters(address, count) : await client.readHoldingRegisters(address, count)).data,
   );
-}
-
-async function modbusError(p: Promise<unknown>): Promise<number | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return typeof err === 'object' && err !== null && 'modbusCode' in err && typeof err.modbusCode === 'number' ? err.modbusCode : -1;
-  }
-  return undefined;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

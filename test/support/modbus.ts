@@ -37,3 +37,13 @@ export function useModbus(): {
     },
   };
 }
+
+/** The Modbus exception code a request failed with (-1: failed otherwise), or undefined if it succeeded. */
+export async function modbusError(p: Promise<unknown>): Promise<number | undefined> {
+  try {
+    await p;
+  } catch (err) {
+    return typeof err === 'object' && err !== null && 'modbusCode' in err && typeof err.modbusCode === 'number' ? err.modbusCode : -1;
+  }
+  return undefined;
+}
