@@ -38,11 +38,24 @@ export const topics = {
  */
 export const REPLY_QOS = 0;
 
-const gatewayTopicRe = /^gtx\/v1\/gw\/([^/+#]+)\/(readings|status|ack|reject)$/;
+const GATEWAY_PREFIX = `${TOPIC_ROOT}/gw/`;
+const gatewayTopicRe = new RegExp(`^${GATEWAY_PREFIX.replaceAll('/', '\\/')}([^/+#]+)\\/(readings|status|ack|reject)$`);
 
 /** Splits a per-gateway topic into its gateway id and kind; null for any other topic. */
 export function parseGatewayTopic(topic: string): { gateway: string; kind: GatewayTopicKind } | null {
   const m = gatewayTopicRe.exec(topic);
   if (!m) return null;
   return { gateway: m[1]!, kind: m[2] as GatewayTopicKind };
+}
+
+/**
+ * The gateway a settlement reply goes to (its `ack` or `reject` topic), or undefined for any
+ * other topic (as parseGatewayTopic would say). The embedded broker asks for every reply it
+ * publishes, so the prefix and suffix are compared as strings before the id is looked at.
+ */
+export function replyTopicGateway(topic: string): string | undefined {
+  const end = topic.endsWith('/ack') ? topic.length - 4 : topic.endsWith('/reject') ? topic.length - 7 : -1;
+  if (end <= GATEWAY_PREFIX.length || !topic.startsWith(GATEWAY_PREFIX)) return undefined;
+  const gateway = topic.slice(GATEWAY_PREFIX.length, end);
+  return /[/+#]/.test(gateway) ? undefined : gateway;
 }

@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Aedes, AedesPublishPacket } from 'aedes';
-import { TOPIC_ROOT, gatewayClientId } from '../../protocol/index.ts';
+import { gatewayClientId, replyTopicGateway } from '../../protocol/index.ts';
 import type { Logger } from 'pino';
 import { createLogger } from '../logger.ts';
 
@@ -274,14 +274,6 @@ export class ClientBus implements Bus {
   }
 }
 
-/** The gateway a reply topic (`…/gw/<id>/ack` or `…/reject`) goes to; checked without a regex, once per envelope. */
-function replyGateway(topic: string): string | undefined {
-  const end = topic.endsWith('/ack') ? topic.length - 4 : topic.endsWith('/reject') ? topic.length - 7 : -1;
-  if (end < 0 || !topic.startsWith(GATEWAY_TOPIC_PREFIX)) return undefined;
-  return topic.slice(GATEWAY_TOPIC_PREFIX.length, end);
-}
-const GATEWAY_TOPIC_PREFIX = `${TOPIC_ROOT}/gw/`;
-
 export class AedesBus implements Bus {
   private readonly subs: Array<{ filter: string; fn: (packet: AedesPublishPacket, cb: () => void) => void }> = [];
   private subscribedAtMs: number | null = null;
@@ -351,7 +343,7 @@ export class AedesBus implements Bus {
    * gateway's client id is bound to its login (acl.ts), so its socket is found by it.
    */
   publish(topic: string, payload: string, opts: PublishOptions = {}): Promise<void> {
-    const gateway = replyGateway(topic);
+    const gateway = replyTopicGateway(topic);
     if (gateway !== undefined) this.cork(gatewayClientId(gateway));
     return new Promise((resolve, reject) =>
       this.aedes.publish(
