@@ -4,6 +4,7 @@
  * docs/benchmarks.md. After every phase the ledger must hold exactly what was sent.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { settlementNodeFlags } from './node-flags.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,9 +169,9 @@ export async function runIngest(engine: Engine, opts: IngestOptions): Promise<En
 
   // The load generator holds 32 gateways' unacknowledged envelopes, as the settlement does: with
   // V8's default young generation its own collections delayed the acks it timestamps (p99 at
-  // half load 52–111 ms against 40–53 ms with this flag, docs/benchmarks.md).
+  // half load 52–111 ms against 40–53 ms with the settlement's flags, docs/benchmarks.md).
   const child = fork(fileURLToPath(new URL('./load.ts', import.meta.url)), [], {
-    execArgv: ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=32'],
+    execArgv: ['--import', 'tsx', '--expose-gc', ...settlementNodeFlags(fileURLToPath(new URL('../../', import.meta.url)))],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     // Structured clone: Infinity ("until the pool is used up") survives the trip.
     serialization: 'advanced',
