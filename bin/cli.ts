@@ -17,6 +17,9 @@ const USAGE = `gtx — GridTokenX command line
   gtx gateway run --config FILE
   gtx gateway status --config FILE
   gtx gateway requeue --config FILE [--reason R]
+  gtx market price --supply WH --demand WH [--config FILE]
+  gtx market clear --book FILE|-
+  gtx market deposit|withdraw --account ID --amount DECIMAL [--currency C] | balances | auction --market ID | check
   gtx audit meters [--config FILE]
   gtx audit export --meter ID --out DIR [--config FILE]
   gtx audit verify --meter ID [--from ISO] [--to ISO] [--json] [--config FILE]
@@ -30,6 +33,7 @@ const commands: Record<string, () => Promise<{ run(argv: string[]): Promise<void
   settlement: () => import('./commands/settlement.ts'),
   gateway: () => import('./commands/gateway.ts'),
   audit: () => import('./commands/audit.ts'),
+  market: () => import('./commands/market.ts'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -103,3 +103,50 @@ function parseWith<T>(check: { Check(v: unknown): boolean }, payload: Buffer | s
 
 export const parseAck = (p: Buffer | string): Ack => parseWith<Ack>(ackCheck, p, 'ack');
 export const parseRejection = (p: Buffer | string): Rejection => parseWith<Rejection>(rejectionCheck, p, 'rejection');
+
+/**
+ * Money on the wire: a decimal string in the currency's major unit with exactly its minor digits
+ * ("4.00" THB per kWh), never a JSON number, so it is exact on every platform.
+ */
+const Decimal = Type.String({ pattern: '^-?(0|[1-9][0-9]*)\\.[0-9]{2}$' });
+
+/**
+ * Settlement → anyone, retained on the market's price topic (`PriceSignalUpdated`): the
+ * indicative price from the metered supply and demand of the market's last complete interval.
+ */
+export const PriceSignalMessageSchema = Type.Object({
+  v: Type.Literal(1),
+  event: Type.Literal('PriceSignalUpdated'),
+  market: Type.String(),
+  /** `currency` per kWh, e.g. "4.00". */
+  price: Decimal,
+  /** The previous signal's price; null for a market's first signal. */
+  old_price: Type.Union([Decimal, Type.Null()]),
+  currency: Type.String(),
+  /** Metered supply / demand, clamped to [min_ratio, 1/min_ratio]. */
+  ratio: Type.Number(),
+  supply_wh: Type.Integer({ minimum: 0 }),
+  demand_wh: Type.Integer({ minimum: 0 }),
+  /** Start of the interval the supply and demand were metered in (ISO-8601, UTC). */
+  interval_start: Type.Union([Type.String(), Type.Null()]),
+  computed_at: Type.String(),
+  valid_until: Type.String(),
+});
+export type PriceSignalMessage = Static<typeof PriceSignalMessageSchema>;
+
+/** Settlement → anyone on the market's auction topic (`AuctionCompleted`), once per auction. */
+export const AuctionCompletedMessageSchema = Type.Object({
+  v: Type.Literal(1),
+  event: Type.Literal('AuctionCompleted'),
+  market: Type.String(),
+  auction_id: Type.String(),
+  delivery_start: Type.String(),
+  delivery_end: Type.String(),
+  /** `currency` per kWh; null when bids and asks did not cross. */
+  clearing_price: Type.Union([Decimal, Type.Null()]),
+  currency: Type.String(),
+  total_volume_wh: Type.Integer({ minimum: 0 }),
+  trades_count: Type.Integer({ minimum: 0 }),
+  orders_count: Type.Integer({ minimum: 0 }),
+});
+export type AuctionCompletedMessage = Static<typeof AuctionCompletedMessageSchema>;

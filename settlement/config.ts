@@ -4,6 +4,12 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { unknownConfigKey, type ConfigShape } from '../protocol/config-keys.ts';
 import { DEFAULT_MAX_BACKFILL_MS } from './ledger/ledger.ts';
+import { feeFromConfig, ratesFromConfig } from './market/conversion.ts';
+import type { StableCredits } from './market/market.ts';
+import { priceFromConfig, scaledFromNumber } from './market/money.ts';
+import { assertPricingParams } from './market/pricing.ts';
+import { PPM, parseClock, type MarketRules } from './market/rules.ts';
+import { CURRENCIES, type Currency } from './market/types.ts';
 
 /** Settlement configuration: `config/settlement.toml`, every key optional. See README. */
 export interface SettlementConfig {
@@ -52,8 +58,10 @@ export interface SettlementConfig {
     /** Rejection samples and counts older than this are deleted. */
     rejectionRetentionMs: number;
   };
-  /** Markets this settlement runs; upserted into the registry at start. */
-  markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number }>;
+  /** Markets this settlement runs; upserted into the registry at start, each with its trading rules. */
+  markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number; rules: MarketRules }>;
+  /** [stable_credits]: the currencies balances are kept in, conversion rates and fee. */
+  credits: StableCredits;
   /**
    * A configured admin API key (`Authorization: Bearer …`, or the older `x-admin-key` header), at
    * least 32 characters (checkAdminKey); null = only admin keys stored in the ledger
@@ -112,7 +120,8 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
     },
     http: { host: '127.0.0.1', port: 8080 },
     influxdb: null,
-    markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15 }],
+    markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: marketRules({}, {}, 'THB', 'defaults') }],
+    credits: defaultCredits(),
     // An empty GTX_ADMIN_KEY counts as unset.
     adminKey: process.env.GTX_ADMIN_KEY || null,
     enrollmentCodeTtlMs: 7 * 24 * 3600_000,
@@ -151,11 +160,103 @@ export function parseListen(s: string, where: string): { host: string; port: num
   return { host: (m[1] ?? m[2])!, port };
 }
 
+// ---- the market: [dynamic_pricing], [auction], [stable_credits] -------------------------------
+
+const PRICING_KEYS = ['p_balance', 'p_con', 'k', 'update_interval', 'min_ratio'] as const;
+const AUCTION_KEYS = ['interval_minutes', 'market_open', 'market_close', 'min_volume', 'max_price_deviation'] as const;
+const CREDITS_KEYS = ['supported_currencies', 'default_currency', 'conversion_fee', 'rates'] as const;
+
+/** Example rates (per unit of the first currency); set your own under [stable_credits.rates]. */
+const DEFAULT_RATES = { THB_USD: 0.028, THB_EUR: 0.026, USD_THB: 35.5, EUR_THB: 38.5, USD_EUR: 0.92, EUR_USD: 1.08 };
+
+function defaultCredits(): StableCredits {
+  return { currencies: [...CURRENCIES], defaultCurrency: 'THB', rates: ratesFromConfig(DEFAULT_RATES), fee: feeFromConfig(0.001) };
+}
+
+function num(t: Table, key: string, where: string): number | undefined {
+  const v = t[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${where}: ${key} must be a number`);
+  return v;
+}
+
+/** A config call that throws RangeError (money.ts, pricing.ts …) as a ConfigError naming the place. */
+function checked<T>(where: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new ConfigError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * One market's rules: the file's [dynamic_pricing] and [auction] (`top`), overridden by the
+ * market's own [markets.dynamic_pricing] / [markets.auction] (`own`). Defaults as in
+ * config/settlement.toml.
+ */
+function marketRules(top: { pricing?: Table; auction?: Table }, own: { pricing?: Table; auction?: Table }, currency: Currency, where: string, energyMinutes = 15): MarketRules {
+  const pick = (section: 'pricing' | 'auction', key: string) => (own[section]?.[key] !== undefined ? own[section] : top[section]) ?? {};
+  const wp = `${where} [dynamic_pricing]`;
+  const wa = `${where} [auction]`;
+  const p = (key: string) => num(pick('pricing', key), key, wp);
+  const a = (key: string) => pick('auction', key)[key];
+  const pricing = {
+    pBalance: checked(wp, () => priceFromConfig(p('p_balance') ?? 4.0, currency)),
+    pCon: checked(wp, () => priceFromConfig(p('p_con') ?? 2.0, currency)),
+    k: p('k') ?? 1.0,
+    minRatio: p('min_ratio') ?? 0.01,
+    updateIntervalMs: (int(pick('pricing', 'update_interval'), 'update_interval', wp, 1) ?? 300) * 1000,
+  };
+  checked(where, () => assertPricingParams(pricing));
+  const intervalMinutes = int(pick('auction', 'interval_minutes'), 'interval_minutes', wa, 1) ?? 30;
+  if (1440 % intervalMinutes !== 0 || intervalMinutes % energyMinutes !== 0) {
+    throw new ConfigError(`${wa}: interval_minutes must divide a day and be a multiple of the market's energy interval (${energyMinutes} min)`);
+  }
+  const clock = (key: string, dflt: string) => {
+    const v = a(key) ?? dflt;
+    const m = typeof v === 'string' ? parseClock(v) : undefined;
+    if (m === undefined) throw new ConfigError(`${wa}: ${key} must be a time like "06:00", got ${JSON.stringify(v)}`);
+    return m;
+  };
+  const openMinute = clock('market_open', '06:00');
+  const closeMinute = clock('market_close', '22:00');
+  if (closeMinute <= openMinute) throw new ConfigError(`${wa}: market_close must be after market_open (use "24:00" for midnight)`);
+  const minVolume = num(pick('auction', 'min_volume'), 'min_volume', wa) ?? 1.0;
+  const deviation = num(pick('auction', 'max_price_deviation'), 'max_price_deviation', wa) ?? 0.5;
+  const minVolumeWh = Number(checked(wa, () => scaledFromNumber(minVolume, 3, 'min_volume')));
+  const maxPriceDeviationPpm = Number(checked(wa, () => scaledFromNumber(deviation, 6, 'max_price_deviation')));
+  if (minVolumeWh < 1) throw new ConfigError(`${wa}: min_volume must be at least 0.001 kWh`);
+  if (maxPriceDeviationPpm < 0 || maxPriceDeviationPpm > PPM) throw new ConfigError(`${wa}: max_price_deviation must be a fraction from 0 to 1`);
+  return { currency, pricing, auction: { intervalMinutes, openMinute, closeMinute, minVolumeWh, maxPriceDeviationPpm } };
+}
+
+function loadCredits(doc: Table, path: string): StableCredits {
+  const t = table(doc, 'stable_credits', path);
+  const w = `${path} [stable_credits]`;
+  const d = defaultCredits();
+  let currencies = d.currencies;
+  if (t.supported_currencies !== undefined) {
+    const v = t.supported_currencies;
+    if (!Array.isArray(v) || v.length === 0 || !v.every((c): c is Currency => typeof c === 'string' && (CURRENCIES as readonly string[]).includes(c))) {
+      throw new ConfigError(`${w}: supported_currencies must be a non-empty list of ${CURRENCIES.join(', ')}`);
+    }
+    currencies = [...new Set(v)];
+  }
+  const dflt = str(t, 'default_currency', w) ?? d.defaultCurrency;
+  if (!(currencies as readonly string[]).includes(dflt)) throw new ConfigError(`${w}: default_currency must be one of supported_currencies (${currencies.join(', ')})`);
+  const fee = num(t, 'conversion_fee', w);
+  const rates = t.rates === undefined ? d.rates : checked(`${w} rates`, () => ratesFromConfig(table(t, 'rates', w) as Record<string, number>));
+  return { currencies, defaultCurrency: dflt as Currency, rates, fee: fee === undefined ? d.fee : checked(w, () => feeFromConfig(fee)) };
+}
+
 /** Every table and key loadSettlementConfig reads; anything else in the file is refused. */
 export const SETTLEMENT_CONFIG_SHAPE: ConfigShape = {
   settlement: { kind: 'table', keys: ['data_dir', 'log_level'] },
   ledger: { kind: 'table', keys: ['sqlite_path', 'database_url'] },
-  markets: { kind: 'array', keys: ['id', 'name', 'time_zone', 'interval_minutes'] },
+  markets: { kind: 'array', keys: ['id', 'name', 'time_zone', 'interval_minutes', 'dynamic_pricing', 'auction'] },
+  dynamic_pricing: { kind: 'table', keys: PRICING_KEYS },
+  auction: { kind: 'table', keys: AUCTION_KEYS },
+  stable_credits: { kind: 'table', keys: CREDITS_KEYS },
   enrollment: { kind: 'table', keys: ['code_ttl_hours', 'admin_key'] },
   mqtt: {
     kind: 'table',
@@ -276,6 +377,10 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   cfg.ingest.rejectionSampleBytes = int(i, 'rejection_sample_bytes', wi, 64) ?? cfg.ingest.rejectionSampleBytes;
   cfg.ingest.rejectionRetentionMs = days('rejection_retention_days', 1) ?? cfg.ingest.rejectionRetentionMs;
 
+  cfg.credits = loadCredits(doc, path);
+  const top = { pricing: table(doc, 'dynamic_pricing', path), auction: table(doc, 'auction', path) };
+  const currency = cfg.credits.defaultCurrency;
+  cfg.markets = cfg.markets.map((m) => ({ ...m, rules: marketRules(top, {}, currency, path, m.intervalMinutes) }));
   const markets = doc.markets;
   if (markets !== undefined) {
     if (!Array.isArray(markets) || markets.length === 0) throw new ConfigError(`${path}: [[markets]] must be one or more tables`);
@@ -293,7 +398,11 @@ export function loadSettlementConfig(path: string): SettlementConfig {
       }
       const intervalMinutes = int(t, 'interval_minutes', w, 1) ?? 15;
       if (1440 % intervalMinutes !== 0) throw new ConfigError(`${w}: interval_minutes must divide a day (5, 15, 30, 60 …)`);
-      return { id, name: str(t, 'name', w) ?? id, timeZone, intervalMinutes };
+      // The market's own [markets.dynamic_pricing] / [markets.auction], checked like the file's.
+      const own = { pricing: table(t, 'dynamic_pricing', w), auction: table(t, 'auction', w) };
+      const unknown = unknownConfigKey({ dynamic_pricing: own.pricing, auction: own.auction }, { dynamic_pricing: SETTLEMENT_CONFIG_SHAPE.dynamic_pricing!, auction: SETTLEMENT_CONFIG_SHAPE.auction! }, w);
+      if (unknown) throw new ConfigError(unknown);
+      return { id, name: str(t, 'name', w) ?? id, timeZone, intervalMinutes, rules: marketRules(top, own, currency, w, intervalMinutes) };
     });
   }
   const en = table(doc, 'enrollment', path);

@@ -22,6 +22,9 @@ import { RejectionRecorder } from './ingest/rejection-recorder.ts';
 import { gapEstimator } from './jobs/gap-estimator.ts';
 import { rejectionRetention } from './jobs/rejection-retention.ts';
 import type { PeriodicJob } from './jobs/periodic-job.ts';
+import { auctionJob, deliveryJob, pricingJobs } from './jobs/market-jobs.ts';
+import { MarketService } from './market/market.ts';
+import { marketEventPublisher } from './market-events.ts';
 import { openLedger } from './ledger/open.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics, type SettlementMetrics } from './metrics.ts';
@@ -52,7 +55,16 @@ export interface Settlement {
    */
   intakeQueue(): { envelopes: number; bytes: number; peakEnvelopes: number };
   /** Periodic jobs (each runs under the ledger's advisory lock; `runOnce()` runs one now). */
-  jobs: { gapEstimates: PeriodicJob<{ estimated: number; unestimable: number }>; rejectionRetention: PeriodicJob<{ samples: number; counts: number }> };
+  jobs: {
+    gapEstimates: PeriodicJob<{ estimated: number; unestimable: number }>;
+    rejectionRetention: PeriodicJob<{ samples: number; counts: number }>;
+    auctions: PeriodicJob<{ auctions: number }>;
+    deliveries: PeriodicJob<{ trades: number }>;
+  };
+  /** Pricing jobs, one per market. */
+  pricing: Array<PeriodicJob<unknown>>;
+  /** Orders, auctions, delivery settlement, credits (market/market.ts). */
+  market: MarketService;
   /** Counts and samples refusals; `flush()` writes what it holds. */
   recorder: RejectionRecorder;
   /** Resolves when every message received so far is committed and answered. */
@@ -190,10 +202,23 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   undo.push(() => writer.close());
   recorder.start();
   undo.push(() => recorder.stop());
+  // Market events go out on MQTT once the bus exists (below); until then there are none.
+  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency });
+  const market = new MarketService(ledger, {
+    rules: (id) => cfg.markets.find((m) => m.id === id)?.rules,
+    credits: cfg.credits,
+    now,
+    events: marketEvents,
+  });
+  const marketDeps = { ledger, market, markets: cfg.markets, log: log.child({ component: 'market' }), now };
   const jobs = {
     gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),
     rejectionRetention: rejectionRetention({ ledger, writer, log, now, retentionMs: cfg.ingest.rejectionRetentionMs }),
+    auctions: auctionJob(marketDeps),
+    // After the gap grace, so estimated energy across gaps is booked (or replaced) first.
+    deliveries: deliveryJob({ ...marketDeps, graceMs: cfg.ingest.gapGraceMs + 60_000 }),
   };
+  const pricing = pricingJobs(marketDeps);
 
   // Embedded: the settlement subscribes inside aedes. External: an mqtt.js client.
   const bus: Bus = broker
@@ -243,8 +268,10 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     return held;
   });
   undo.push(() => bus.close());
-  for (const job of Object.values(jobs)) job.start();
-  undo.push(() => Promise.all(Object.values(jobs).map((j) => j.stop())));
+  for (const job of [...Object.values(jobs), ...pricing]) job.start();
+  undo.push(() => Promise.all([...Object.values(jobs), ...pricing].map((j) => j.stop())));
+  // A first price per market now, so the retained signal exists from the start.
+  for (const p of pricing) void p.runOnce();
   broker?.admitAll();
   log.info({ broker: brokerUrl, ledger: ledger.engine }, 'settlement ingest running');
 
@@ -284,6 +311,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
         codeTtlMs: cfg.enrollmentCodeTtlMs,
         onRevoke: revoked,
         readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
+        market: { market, currencyOf: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency },
       })
     : undefined;
   if (api && cfg.http) {
@@ -313,13 +341,15 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     writer,
     intakeQueue: () => ({ ...handler.queue(), peakEnvelopes: intakePeak }),
     jobs,
+    pricing,
+    market,
     recorder,
     idle,
     async stop() {
       await api?.close();
       await bus.close().catch(() => undefined);
       await idle();
-      for (const job of Object.values(jobs)) await job.stop();
+      for (const job of [...Object.values(jobs), ...pricing]) await job.stop();
       await recorder.stop();
       await influx?.stop();
       await broker?.close();

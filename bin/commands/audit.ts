@@ -1,11 +1,9 @@
-import { existsSync } from 'node:fs';
 import { exportMeterEnvelopes } from '../../settlement/audit/export.ts';
 import { verifyMeter, type MeterAuditReport } from '../../settlement/audit/verify.ts';
 import type { SettlementConfig } from '../../settlement/config.ts';
-import type { Ledger } from '../../settlement/ledger/ledger.ts';
 import { command, parseFlags, required, runSubcommand, UsageError } from '../args.ts';
 import { progressBar } from '../progress.ts';
-import { openLedger, settlementConfigFrom } from './settlement.ts';
+import { openExistingLedger, settlementConfigFrom } from './settlement.ts';
 
 const USAGE = `gtx audit meters [--config FILE]
       every meter id in the ledger, one per line, with its reading count and last seq
@@ -44,7 +42,7 @@ async function read(sub: 'meters' | 'export', rest: string[]): Promise<void> {
   switch (sub) {
     case 'meters': {
       const f = parseFlags(rest, METERS);
-      const ledger = await openExistingLedger(settlementConfigFrom(f.config));
+      const ledger = await openExistingLedger(settlementConfigFrom(f.config), 'audit');
       for (const m of await ledger.meters()) console.log(`${m.meter}\t${m.readings} readings\tlast seq ${m.lastSeq}`);
       await ledger.close();
       return;
@@ -53,7 +51,7 @@ async function read(sub: 'meters' | 'export', rest: string[]): Promise<void> {
       const f = parseFlags(rest, EXPORT);
       const meter = required(f.meter, '--meter', EXPORT);
       const out = required(f.out, '--out', EXPORT);
-      const ledger = await openExistingLedger(settlementConfigFrom(f.config));
+      const ledger = await openExistingLedger(settlementConfigFrom(f.config), 'audit');
       try {
         const bar = progressBar(`exporting ${meter}`);
         const files = await exportMeterEnvelopes(ledger, meter, out, bar.update);
@@ -87,7 +85,7 @@ async function verify(argv: string[]): Promise<void> {
   }
   const cfg = settlementConfigFrom(f.config);
   const location = ledgerLocation(cfg);
-  const ledger = await openExistingLedger(cfg);
+  const ledger = await openExistingLedger(cfg, 'audit');
   let report: MeterAuditReport;
   try {
     const bar = progressBar(`verifying ${meter}`);
@@ -111,18 +109,6 @@ async function verify(argv: string[]): Promise<void> {
     console.log(formatReport(report, `${ledger.engine} ${location}`, generatedAt));
   }
   if (!report.ok) process.exitCode = 1;
-}
-
-/**
- * The configured ledger, if there is one: opening a SQLite path creates the file, and an audit
- * of a mistyped path must say so rather than report on an empty ledger it made itself.
- * A PostgreSQL ledger is whatever DATABASE_URL names; an empty one reports no meters.
- */
-async function openExistingLedger(cfg: SettlementConfig): Promise<Ledger> {
-  if (!cfg.ledger.databaseUrl && !existsSync(cfg.ledger.sqlitePath)) {
-    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath}: check --config / [ledger] sqlite_path, or DATABASE_URL`, 'audit');
-  }
-  return openLedger(cfg);
 }
 
 /**

@@ -53,12 +53,13 @@ const ACL = command(
 );
 const KEY_CREATE = command(
   'settlement api-key create',
-  `gtx settlement api-key create --role ${API_ROLES.join('|')} [--label TEXT] [--config FILE] [--data DIR]
-      print a new REST API key once on stdout (the ledger keeps only its SHA-256)
+  `gtx settlement api-key create --role ${API_ROLES.join('|')} [--account ID] [--label TEXT] [--config FILE] [--data DIR]
+      print a new REST API key once on stdout (the ledger keeps only its SHA-256);
+      a prosumer key needs --account, the registry account it acts for (its orders, balances, trades)
 
 ${CONFIG}
 ${DATA}`,
-  { ...configOptions, role: { type: 'string' }, label: { type: 'string' } },
+  { ...configOptions, role: { type: 'string' }, label: { type: 'string' }, account: { type: 'string' } },
 );
 const KEY_LIST = command(
   'settlement api-key list',
@@ -116,6 +117,19 @@ function configWithFlags(f: { config?: string; data?: string }): SettlementConfi
 /** Opens the configured ledger (PostgreSQL when DATABASE_URL is set), migrated, for one-shot commands. */
 export async function openLedger(cfg: SettlementConfig): Promise<Ledger> {
   return openConfiguredLedger(cfg.ledger);
+}
+
+/**
+ * The configured ledger, if there is one: opening a SQLite path creates the file, and a command
+ * that reads or changes an existing ledger (audit, market) run on a mistyped path must say so
+ * rather than work on an empty ledger it made itself. A PostgreSQL ledger is whatever
+ * DATABASE_URL names.
+ */
+export async function openExistingLedger(cfg: SettlementConfig, command: string): Promise<Ledger> {
+  if (!cfg.ledger.databaseUrl && !existsSync(cfg.ledger.sqlitePath)) {
+    throw new UsageError(`no ledger at ${cfg.ledger.sqlitePath}: check --config / [ledger] sqlite_path, or DATABASE_URL`, command);
+  }
+  return openLedger(cfg);
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -241,12 +255,17 @@ async function createApiKey(argv: string[]): Promise<void> {
   if (!isApiRole(role)) throw new UsageError(`--role must be one of ${API_ROLES.join(', ')}, got "${role}"`, KEY_CREATE.name);
   const label = f.label ?? '';
   if (label.length > 200) throw new UsageError('--label must be at most 200 characters', KEY_CREATE.name);
+  if (role === 'prosumer' && f.account === undefined) throw new UsageError('a prosumer key needs --account ID, the account it acts for', KEY_CREATE.name);
+  if (role !== 'prosumer' && f.account !== undefined) throw new UsageError(`--account is for prosumer keys only; a ${role} key is not bound to an account`, KEY_CREATE.name);
   const ledger = await openLedger(configWithFlags(f));
   try {
-    const { key, record } = await new ApiKeyStore(ledger.db).create(role, label);
+    if (f.account !== undefined && !(await ledger.getAccount(f.account))) {
+      throw new CliError(`no account ${f.account} in the ledger: accounts are created by enrollment codes (gtx settlement enroll-code --owner ${f.account})`);
+    }
+    const { key, record } = await new ApiKeyStore(ledger.db).create(role, label, f.account ?? null);
     // The key alone on stdout, so `KEY=$(gtx settlement api-key create …)` works; the rest is for the person.
     console.log(key);
-    console.error(`API key ${record.id} (role ${role}${label ? `, "${label}"` : ''}) created; it is shown only this once.`);
+    console.error(`API key ${record.id} (role ${role}${record.account ? ` for account ${record.account}` : ''}${label ? `, "${label}"` : ''}) created; it is shown only this once.`);
     console.error(`send it as "Authorization: Bearer <key>"; revoke it with: gtx settlement api-key revoke --id ${record.id}`);
   } finally {
     await ledger.close();

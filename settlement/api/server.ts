@@ -8,6 +8,7 @@ import { meterRoutes } from './routes/meters.ts';
 import { enrollmentRoutes } from './routes/enrollments.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { energyRoutes } from './routes/energy.ts';
+import { marketRoutes, type MarketApiDeps } from './routes/market.ts';
 import type { Enrollment } from '../registry/enrollment.ts';
 import type { ApiKeyStore } from '../registry/api-keys.ts';
 import { checkAdminKey } from '../config.ts';
@@ -28,6 +29,8 @@ export interface ApiDeps {
   onRevoke: (gatewayId: string) => void;
   /** What GET /health/ready checks besides the ledger; absent when the API runs without ingest. */
   readiness?: ReadinessSources;
+  /** Orders, auctions, balances (routes/market.ts); absent: no market routes. */
+  market?: MarketApiDeps;
 }
 
 /**
@@ -54,6 +57,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.register(energyRoutes, { ...deps, prefix: '/api/v1' });
   app.register(enrollmentRoutes, deps);
   app.register(adminRoutes, { ...deps, prefix: '/api/v1/admin' });
+  if (deps.market) app.register(marketRoutes, { ...deps.market, prefix: '/api/v1' });
   return app;
 }
 

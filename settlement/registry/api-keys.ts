@@ -6,8 +6,10 @@ import type { LedgerDb } from '../store/database.ts';
  * edit here, after which the CLI accepts it and routes can name it in their `roles`.
  * - admin: issues installer codes, revokes gateways; reads everything utilities read.
  * - utility: reads every meter's readings and intervals and every market's.
+ * - prosumer: bound to one registry account; places, lists and cancels its own orders and sees
+ *   its own balances and trades, nothing of anyone else's.
  */
-export const API_ROLES = ['admin', 'utility'] as const;
+export const API_ROLES = ['admin', 'utility', 'prosumer'] as const;
 export type ApiRole = (typeof API_ROLES)[number];
 
 export function isApiRole(s: string): s is ApiRole {
@@ -23,13 +25,12 @@ export interface ApiKeyRecord {
   label: string;
   createdAtMs: number;
   revokedAtMs: number | null;
+  /** The account a prosumer key acts for; null for other roles. */
+  account: string | null;
 }
 
-/** Who presented a valid key. */
-export interface ApiPrincipal {
-  keyId: string;
-  role: ApiRole;
-}
+/** Who presented a valid key: a prosumer always with its account. */
+export type ApiPrincipal = { keyId: string; role: 'admin' | 'utility' } | { keyId: string; role: 'prosumer'; account: string };
 
 /** 256 random bits, base64url: `gtx_` + 43 characters. The prefix makes a leaked key easy to spot. */
 export function newApiKey(): string {
@@ -56,12 +57,15 @@ export class ApiKeyStore {
   ) {}
 
   /** A new key: the returned `key` is the only time it exists outside the caller. */
-  async create(role: ApiRole, label = ''): Promise<{ key: string; record: ApiKeyRecord }> {
+  async create(role: ApiRole, label = '', account: string | null = null): Promise<{ key: string; record: ApiKeyRecord }> {
+    if ((role === 'prosumer') !== (account !== null)) {
+      throw new RangeError(role === 'prosumer' ? 'a prosumer key needs the account it acts for (--account)' : `a ${role} key is not bound to an account`);
+    }
     const key = newApiKey();
-    const record: ApiKeyRecord = { id: newKeyId(), role, label, createdAtMs: this.now(), revokedAtMs: null };
+    const record: ApiKeyRecord = { id: newKeyId(), role, label, createdAtMs: this.now(), revokedAtMs: null, account };
     await this.db
       .insertInto('api_keys')
-      .values({ id: record.id, key_hash: hashApiKey(key), role, label, created_at_ms: record.createdAtMs, revoked_at_ms: null })
+      .values({ id: record.id, key_hash: hashApiKey(key), role, label, created_at_ms: record.createdAtMs, revoked_at_ms: null, account })
       .execute();
     return { key, record };
   }
@@ -74,6 +78,7 @@ export class ApiKeyStore {
       label: r.label,
       createdAtMs: Number(r.created_at_ms),
       revokedAtMs: r.revoked_at_ms === null ? null : Number(r.revoked_at_ms),
+      account: r.account,
     }));
   }
 
@@ -94,10 +99,11 @@ export class ApiKeyStore {
   async authenticate(key: string): Promise<ApiPrincipal | undefined> {
     const row = await this.db
       .selectFrom('api_keys')
-      .select(['id', 'role', 'revoked_at_ms'])
+      .select(['id', 'role', 'revoked_at_ms', 'account'])
       .where('key_hash', '=', hashApiKey(key))
       .executeTakeFirst();
     if (!row || row.revoked_at_ms !== null || !isApiRole(row.role)) return undefined;
+    if (row.role === 'prosumer') return row.account === null ? undefined : { keyId: row.id, role: 'prosumer', account: row.account };
     return { keyId: row.id, role: row.role };
   }
 }

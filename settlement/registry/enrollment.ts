@@ -25,6 +25,9 @@ export class EnrollmentError extends Error {
   }
 }
 
+/** A registry account id (the owner of meters, orders and balances). */
+export const ACCOUNT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 // Crockford base32: no I, L, O, U, so codes survive being read aloud or typed from paper.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -58,6 +61,11 @@ export class Enrollment {
   async issueCode(input: { market: string; owner: string; ttlMs: number }): Promise<{ code: string; expiresAtMs: number }> {
     const market = await this.store.getMarket(input.market);
     if (!market) throw new EnrollmentError('unknown_market', `market ${input.market} does not exist`, 404);
+    // Account ids name money accounts ("<owner>/THB") beside system ones ("system:escrow/THB"):
+    // the pattern keeps ':' and '/' out, so no owner can ever be a system account.
+    if (!ACCOUNT_ID.test(input.owner)) {
+      throw new EnrollmentError('bad_owner', `owner "${input.owner}" must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit`, 400);
+    }
     if (!(await this.store.getAccount(input.owner))) {
       await this.store.putAccount({ id: input.owner as AccountId, name: input.owner, createdAtMs: this.opts.now() });
     }

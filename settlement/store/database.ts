@@ -19,6 +19,8 @@ export interface ApiKeysTable {
   label: string;
   created_at_ms: number;
   revoked_at_ms: number | null;
+  /** The registry account a prosumer key is bound to (migration 006); null for other roles. */
+  account: Generated<string | null>;
 }
 
 export interface MeterHandoversTable {
@@ -142,7 +144,107 @@ export interface EnrollmentCodesTable {
   used_by: string | null;
 }
 
+// ---- the market (migration 006). Amounts are bigint minor units as decimal strings. ----------
+
+export interface MoneyAccountsTable {
+  id: string;
+  owner: string | null;
+  kind: string;
+  currency: string;
+  balance: string;
+  created_at_ms: number;
+}
+
+export interface MoneyTransfersTable {
+  id: Generated<number>;
+  reason: string;
+  ref_kind: string;
+  ref_id: string;
+  memo: string;
+  at_ms: number;
+}
+
+export interface MoneyPostingsTable {
+  transfer_id: number;
+  account: string;
+  currency: string;
+  amount: string;
+}
+
+export interface OrdersTable {
+  id: string;
+  priority: number;
+  account: string;
+  market: string;
+  side: 'buy' | 'sell';
+  energy_wh: number;
+  limit_price: string;
+  currency: string;
+  delivery_start_ms: number;
+  delivery_end_ms: number;
+  status: 'open' | 'filled' | 'partial' | 'unmatched' | 'cancelled';
+  filled_wh: number;
+  escrow: string;
+  auction_id: string | null;
+  created_at_ms: number;
+}
+
+export interface AuctionsTable {
+  id: string;
+  market: string;
+  delivery_start_ms: number;
+  delivery_end_ms: number;
+  run_at_ms: number;
+  clearing_price: string | null;
+  price_low: string | null;
+  price_high: string | null;
+  volume_wh: number;
+  orders: number;
+  trades: number;
+}
+
+export interface TradesTable {
+  id: string;
+  auction_id: string;
+  market: string;
+  delivery_start_ms: number;
+  delivery_end_ms: number;
+  buy_order: string;
+  sell_order: string;
+  buyer: string;
+  seller: string;
+  energy_wh: number;
+  price: string;
+  currency: string;
+  value: string;
+  settled_at_ms: number | null;
+  seller_metered_wh: number | null;
+  buyer_metered_wh: number | null;
+  seller_short_wh: number | null;
+  buyer_short_wh: number | null;
+  imbalance_price: string | null;
+  settlement: string | null;
+}
+
+export interface PriceSignalsTable {
+  market: string;
+  computed_at_ms: number;
+  valid_until_ms: number;
+  price: string;
+  ratio_ppm: number;
+  supply_wh: number;
+  demand_wh: number;
+  interval_start_ms: number | null;
+}
+
 export interface LedgerSchema {
+  money_accounts: MoneyAccountsTable;
+  money_transfers: MoneyTransfersTable;
+  money_postings: MoneyPostingsTable;
+  orders: OrdersTable;
+  auctions: AuctionsTable;
+  trades: TradesTable;
+  price_signals: PriceSignalsTable;
   gateways: GatewaysTable;
   accounts: AccountsTable;
   enrollment_codes: EnrollmentCodesTable;

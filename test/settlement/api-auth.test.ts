@@ -238,7 +238,7 @@ describe.each(engines)('REST API keys on $name', ({ skip, open }) => {
       expect(stored).not.toContain(k.slice(4)); // nor its random part
     }
     const listed = await store.list();
-    expect(listed.find((k) => k.id === record.id)).toEqual({ id: record.id, role: 'admin', label: 'hash check', createdAtMs: record.createdAtMs, revokedAtMs: null });
+    expect(listed.find((k) => k.id === record.id)).toEqual({ id: record.id, role: 'admin', label: 'hash check', createdAtMs: record.createdAtMs, revokedAtMs: null, account: null });
     expect(JSON.stringify(listed)).not.toContain(key);
   });
 });

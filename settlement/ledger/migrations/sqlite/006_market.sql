@@ -1,0 +1,114 @@
+-- The market (docs/market.md): money accounts per owner and currency with a double-entry
+-- journal, orders, auctions, trades with their delivery settlement, and price history.
+-- Amounts are bigints in minor units stored as decimal TEXT (NUMERIC on PostgreSQL), so that
+-- no driver ever reads them as floating point; the store converts them to bigint.
+-- Mirrored column for column by migrations/postgres/006_market.sql.
+
+-- A prosumer API key is bound to one registry account.
+ALTER TABLE api_keys ADD COLUMN account TEXT REFERENCES accounts(id);
+
+CREATE TABLE money_accounts (
+  id            TEXT PRIMARY KEY,      -- "<owner>/<currency>" or "system:<kind>/<currency>"
+  owner         TEXT REFERENCES accounts(id),   -- null for system accounts
+  kind          TEXT NOT NULL CHECK (kind IN ('owner', 'escrow', 'fees', 'imbalance', 'issuance', 'conversion')),
+  currency      TEXT NOT NULL CHECK (currency IN ('THB', 'USD', 'EUR')),
+  balance       TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX money_accounts_owner ON money_accounts (owner, currency) WHERE owner IS NOT NULL;
+
+-- One balanced movement: its postings sum to zero per currency.
+CREATE TABLE money_transfers (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  reason   TEXT NOT NULL,
+  ref_kind TEXT NOT NULL,             -- what caused it: order, trade, delivery, conversion, admin
+  ref_id   TEXT NOT NULL,
+  memo     TEXT NOT NULL,
+  at_ms    INTEGER NOT NULL
+);
+CREATE INDEX money_transfers_ref ON money_transfers (ref_kind, ref_id);
+
+CREATE TABLE money_postings (
+  transfer_id INTEGER NOT NULL REFERENCES money_transfers(id),
+  account     TEXT NOT NULL REFERENCES money_accounts(id),
+  currency    TEXT NOT NULL,
+  amount      TEXT NOT NULL,          -- signed minor units: + into the account, - out of it
+  PRIMARY KEY (transfer_id, account)
+);
+CREATE INDEX money_postings_account ON money_postings (account, transfer_id);
+
+CREATE TABLE orders (
+  id                TEXT PRIMARY KEY,
+  priority          INTEGER NOT NULL,          -- time priority within the market: lower was accepted first
+  account           TEXT NOT NULL REFERENCES accounts(id),
+  market            TEXT NOT NULL REFERENCES markets(id),
+  side              TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+  energy_wh         INTEGER NOT NULL CHECK (energy_wh > 0),
+  limit_price       TEXT NOT NULL,            -- minor units per kWh
+  currency          TEXT NOT NULL,
+  delivery_start_ms INTEGER NOT NULL,
+  delivery_end_ms   INTEGER NOT NULL,
+  status            TEXT NOT NULL CHECK (status IN ('open', 'filled', 'partial', 'unmatched', 'cancelled')),
+  filled_wh         INTEGER NOT NULL,
+  escrow            TEXT NOT NULL,            -- what is held for a buy order now
+  auction_id        TEXT,
+  created_at_ms     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX orders_priority ON orders (market, priority);
+CREATE INDEX orders_book ON orders (market, delivery_start_ms, status);
+CREATE INDEX orders_account ON orders (account, created_at_ms);
+
+CREATE TABLE auctions (
+  id                TEXT PRIMARY KEY,
+  market            TEXT NOT NULL REFERENCES markets(id),
+  delivery_start_ms INTEGER NOT NULL,
+  delivery_end_ms   INTEGER NOT NULL,
+  run_at_ms         INTEGER NOT NULL,
+  clearing_price    TEXT,                     -- null when nothing crossed
+  price_low         TEXT,
+  price_high        TEXT,
+  volume_wh         INTEGER NOT NULL,
+  orders            INTEGER NOT NULL,
+  trades            INTEGER NOT NULL,
+  UNIQUE (market, delivery_start_ms)
+);
+
+CREATE TABLE trades (
+  id                TEXT PRIMARY KEY,
+  auction_id        TEXT NOT NULL REFERENCES auctions(id),
+  market            TEXT NOT NULL,
+  delivery_start_ms INTEGER NOT NULL,
+  delivery_end_ms   INTEGER NOT NULL,
+  buy_order         TEXT NOT NULL REFERENCES orders(id),
+  sell_order        TEXT NOT NULL REFERENCES orders(id),
+  buyer             TEXT NOT NULL,
+  seller            TEXT NOT NULL,
+  energy_wh         INTEGER NOT NULL,
+  price             TEXT NOT NULL,
+  currency          TEXT NOT NULL,
+  value             TEXT NOT NULL,
+  -- Delivery settlement, once the delivery interval's readings are final.
+  settled_at_ms     INTEGER,
+  seller_metered_wh INTEGER,
+  buyer_metered_wh  INTEGER,
+  seller_short_wh   INTEGER,
+  buyer_short_wh    INTEGER,
+  imbalance_price   TEXT,
+  settlement        TEXT                      -- JSON: the intervals and meters it rests on
+);
+CREATE INDEX trades_auction ON trades (auction_id);
+CREATE INDEX trades_unsettled ON trades (delivery_end_ms) WHERE settled_at_ms IS NULL;
+CREATE INDEX trades_buyer ON trades (buyer, delivery_start_ms);
+CREATE INDEX trades_seller ON trades (seller, delivery_start_ms);
+
+CREATE TABLE price_signals (
+  market             TEXT NOT NULL,
+  computed_at_ms     INTEGER NOT NULL,
+  valid_until_ms     INTEGER NOT NULL,
+  price              TEXT NOT NULL,
+  ratio_ppm          INTEGER NOT NULL,        -- supply/demand × 10^6, after clamping
+  supply_wh          INTEGER NOT NULL,
+  demand_wh          INTEGER NOT NULL,
+  interval_start_ms  INTEGER,
+  PRIMARY KEY (market, computed_at_ms)
+);

@@ -1,0 +1,59 @@
+import type { Logger } from 'pino';
+import { topics, type AuctionCompletedMessage, type PriceSignalMessage } from '../protocol/index.ts';
+import type { MarketEvents } from './market/market.ts';
+import { formatPrice } from './market/money.ts';
+import type { Currency } from './market/types.ts';
+
+/**
+ * The market's events as the world hears them: a log line with the fields an operator greps
+ * for, and a message on the market's MQTT topic (the price retained), in the wire format of
+ * protocol/messages.ts. A publish that fails is logged; the ledger already holds the fact.
+ */
+export function marketEventPublisher(d: {
+  log: Logger;
+  publish: (topic: string, payload: string) => Promise<void>;
+  currency: (market: string) => Currency;
+}): MarketEvents {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const send = (topic: string, msg: unknown) => d.publish(topic, JSON.stringify(msg)).catch((e: unknown) => d.log.warn({ err: e, topic }, 'market event not published'));
+  return {
+    priceUpdated(s, oldPrice) {
+      d.log.info({ event: 'PriceSignalUpdated', market: s.market, price: s.price.toString(), old_price: oldPrice?.toString() ?? null, ratio: s.ratio, supply_wh: s.supplyWh, demand_wh: s.demandWh }, 'price signal updated');
+      const msg: PriceSignalMessage = {
+        v: 1,
+        event: 'PriceSignalUpdated',
+        market: s.market,
+        price: formatPrice(s.price, d.currency(s.market)),
+        old_price: oldPrice === null ? null : formatPrice(oldPrice, d.currency(s.market)),
+        currency: d.currency(s.market),
+        ratio: s.ratio,
+        supply_wh: s.supplyWh,
+        demand_wh: s.demandWh,
+        interval_start: s.intervalStartMs === null ? null : iso(s.intervalStartMs),
+        computed_at: iso(s.computedAtMs),
+        valid_until: iso(s.validUntilMs),
+      };
+      void send(topics.price(s.market), msg);
+    },
+    auctionCompleted(a) {
+      d.log.info(
+        { event: 'AuctionCompleted', market: a.market, auction: a.id, clearing_price: a.clearingPrice?.toString() ?? null, volume_wh: a.volumeWh, trades: a.trades, orders: a.orders },
+        'auction completed',
+      );
+      const msg: AuctionCompletedMessage = {
+        v: 1,
+        event: 'AuctionCompleted',
+        market: a.market,
+        auction_id: a.id,
+        delivery_start: iso(a.deliveryStartMs),
+        delivery_end: iso(a.deliveryEndMs),
+        clearing_price: a.clearingPrice === null ? null : formatPrice(a.clearingPrice, d.currency(a.market)),
+        currency: d.currency(a.market),
+        total_volume_wh: a.volumeWh,
+        trades_count: a.trades,
+        orders_count: a.orders,
+      };
+      void send(topics.auction(a.market), msg);
+    },
+  };
+}

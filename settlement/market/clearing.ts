@@ -1,0 +1,411 @@
+/**
+ * Uniform-price double-auction clearing. Pure domain code: no I/O, no clock.
+ *
+ * ## Clearing rule
+ *
+ * Every order has a side (buy = bid, sell = ask), an energy in Wh and a limit price in minor
+ * units per kWh.
+ *
+ * - D(p) = total energy of bids with limit >= p; S(p) = total energy of asks with limit <= p.
+ * - Matched volume Q* = max over p of min(D(p), S(p)).
+ * - The set of integer prices p where min(D, S) = Q* is an interval [low, high] (bounds are
+ *   order prices).
+ * - Clearing price = floor((low + high) / 2) (midpoint, rounded down to a whole minor unit per
+ *   kWh).
+ * - Eligible bids (limit >= price) are filled in price-time priority (higher limit first, then
+ *   lower seq) until Q* is reached; eligible asks (limit <= price) likewise (lower limit first,
+ *   then lower seq). So only the marginal order(s) are partially filled.
+ * - Fills pair the filled bids and asks in that order (two-pointer walk), giving at most
+ *   (#filled bids + #filled asks - 1) fills.
+ * - Q* = 0 → price null, no fills, priceRange null.
+ *
+ * Orders with equal limit and equal seq keep their input order. Which orders fill does not
+ * depend on where in [low, high] the price lands: the first Q* Wh in priority order already
+ * have bid limits >= high and ask limits <= low.
+ *
+ * Input is refused with a RangeError naming the order: energyWh must be a positive safe
+ * integer, limit a bigint in [0, 2^31], seq a safe integer, side 'buy' or 'sell', ids unique,
+ * and each side's total energy a safe integer.
+ *
+ * ## Why it looks like this
+ *
+ * A market interval can hold a million orders, so the work is done on typed arrays: limits
+ * become numbers (exact, they are <= 2^31), each side is put in priority order by a stable
+ * radix sort on the limit over the orders in time order, and the curves are swept once.
+ * Objects and bigints are only touched while reading the input and writing the result.
+ * Scratch memory is kept small on purpose (about 30 bytes per order): allocating much more in
+ * typed arrays makes V8 run a full garbage collection in the middle of the clearing.
+ */
+import type { OrderId, PricePerKwh, Side } from './types.ts';
+
+export interface BookOrder {
+  id: OrderId;
+  side: Side;
+  energyWh: number;
+  limit: PricePerKwh;
+  /** Time priority: lower first. */
+  seq: number;
+}
+
+export interface Fill {
+  buy: OrderId;
+  sell: OrderId;
+  energyWh: number;
+}
+
+export interface ClearingResult {
+  /** Matched energy (0 when the curves do not cross). */
+  volumeWh: number;
+  /** Uniform clearing price; null when volumeWh is 0. */
+  price: PricePerKwh | null;
+  /** The interval of prices that maximise matched volume. */
+  priceRange: { low: PricePerKwh; high: PricePerKwh } | null;
+  /** Buyer/seller pairs, in price-time priority order. */
+  fills: Fill[];
+  /** Matched energy per order (only orders with > 0). */
+  filledWh: Map<OrderId, number>;
+}
+
+/** The highest accepted limit, 2^31 minor units per kWh: keeps limits exact as numbers. */
+export const MAX_LIMIT: PricePerKwh = 2n ** 31n;
+
+export function clearAuction(orders: readonly BookOrder[]): ClearingResult {
+  const book = readBook(orders);
+  assertUniqueIds(book);
+  const { bids, asks } = prioritise(book, book.inTimeOrder ? null : timeOrder(orders));
+  const { volumeWh, low, high } = findCrossing(book, bids, asks);
+  if (volumeWh === 0) return { volumeWh: 0, price: null, priceRange: null, fills: [], filledWh: new Map() };
+  const price = Math.floor((low + high) / 2);
+  const bidFill = fillSide(book, bids, volumeWh, (limit) => limit >= price);
+  const askFill = fillSide(book, asks, volumeWh, (limit) => limit <= price);
+  return {
+    volumeWh,
+    price: BigInt(price),
+    priceRange: { low: BigInt(low), high: BigInt(high) },
+    fills: pair(book, bidFill, askFill),
+    filledWh: filledPerOrder(book, bidFill, askFill),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and validating the book into columns (one pass over the objects).
+
+interface Book {
+  n: number;
+  ids: OrderId[];
+  /** hashString of each id, for the duplicate check. */
+  idHash: Uint32Array;
+  isBuy: Uint8Array;
+  /** Limits as integers: exact, since they are <= 2^31. */
+  limit: Uint32Array;
+  energy: Float64Array;
+  bidCount: number;
+  /** Each side's limit range (for the sort keys and their width). */
+  bidLimits: { min: number; max: number };
+  askLimits: { min: number; max: number };
+  /** Whether seq never decreases along the input, which saves sorting by time. */
+  inTimeOrder: boolean;
+}
+
+const LIMIT_CAP = Number(MAX_LIMIT);
+
+function readBook(orders: readonly BookOrder[]): Book {
+  if (!Array.isArray(orders)) throw new RangeError('clearAuction: orders must be an array');
+  const n = orders.length;
+  const ids = new Array<OrderId>(n);
+  const idHash = new Uint32Array(n);
+  const isBuy = new Uint8Array(n);
+  const limits = new Uint32Array(n);
+  const energy = new Float64Array(n);
+  let minBid = Infinity;
+  let maxBid = -Infinity;
+  let minAsk = Infinity;
+  let maxAsk = -Infinity;
+  let bidCount = 0;
+  let bidWh = 0;
+  let askWh = 0;
+  let inTimeOrder = true;
+  let lastSeq = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const o = orders[i];
+    if (typeof o !== 'object' || o === null) throw new RangeError(`order at index ${i} is not an object`);
+    const { id, side, energyWh, limit, seq } = o;
+    if (typeof id !== 'string' || id === '') throw new RangeError(`order at index ${i}: id must be a non-empty string`);
+    if (side !== 'buy' && side !== 'sell') throw bad(id, `side must be 'buy' or 'sell' (got ${String(side)})`);
+    if (!Number.isSafeInteger(energyWh) || energyWh <= 0) throw bad(id, `energyWh must be a positive safe integer (got ${String(energyWh)})`);
+    if (typeof limit !== 'bigint') throw bad(id, `limit must be a bigint of minor units per kWh (got ${typeof limit})`);
+    // Compared as a number: cheaper than two bigint comparisons, and exact here, since a bigint
+    // above 2^31 never rounds down to 2^31 or below.
+    const p = Number(limit);
+    if (!(p >= 0 && p <= LIMIT_CAP)) throw bad(id, `limit must be between 0 and ${MAX_LIMIT} minor units per kWh (got ${limit})`);
+    if (!Number.isSafeInteger(seq)) throw bad(id, `seq must be a safe integer (got ${String(seq)})`);
+    if (seq < lastSeq) inTimeOrder = false;
+    lastSeq = seq;
+    ids[i] = o.id;
+    idHash[i] = hashString(id); // here, while the string is in cache
+    limits[i] = p;
+    energy[i] = energyWh;
+    if (side === 'buy') {
+      isBuy[i] = 1;
+      bidCount++;
+      bidWh += energyWh;
+      minBid = Math.min(minBid, p);
+      maxBid = Math.max(maxBid, p);
+    } else {
+      askWh += energyWh;
+      minAsk = Math.min(minAsk, p);
+      maxAsk = Math.max(maxAsk, p);
+    }
+  }
+  // Curve sums are plain numbers: they stay exact only while each side's total is a safe integer.
+  if (!Number.isSafeInteger(bidWh) || !Number.isSafeInteger(askWh)) {
+    throw new RangeError('clearAuction: total energy of one side exceeds Number.MAX_SAFE_INTEGER Wh');
+  }
+  const bidLimits = { min: minBid, max: maxBid };
+  const askLimits = { min: minAsk, max: maxAsk };
+  return { n, ids, idHash, isBuy, limit: limits, energy, bidCount, bidLimits, askLimits, inTimeOrder };
+}
+
+function bad(id: string, what: string): RangeError {
+  return new RangeError(`order ${JSON.stringify(id)}: ${what}`);
+}
+
+/**
+ * Refuses duplicate ids. A Set of a million strings costs more than the whole rest of the
+ * clearing, so ids are hashed to 32 bits and the hashes radix-sorted; only ids whose hash occurs
+ * more than once (a handful in a million) are then compared as strings.
+ */
+function assertUniqueIds(book: Book): void {
+  const { ids, idHash } = book;
+  const sorted = sortUint32(idHash.slice());
+  const repeated = new Set<number>();
+  for (let r = 1; r < sorted.length; r++) if (sorted[r] === sorted[r - 1]) repeated.add(sorted[r]!);
+  if (repeated.size === 0) return;
+  const seen = new Map<string, number>();
+  for (let i = 0; i < ids.length; i++) {
+    if (!repeated.has(idHash[i]!)) continue;
+    const earlier = seen.get(ids[i]!);
+    if (earlier !== undefined) throw bad(ids[i]!, `duplicate order id (also at index ${earlier})`);
+    seen.set(ids[i]!, i);
+  }
+}
+
+/** FNV-1a over UTF-16 code units, as an unsigned 32-bit integer. */
+function hashString(s: string): number {
+  let h = 0x811c9dc5 | 0;
+  for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193);
+  return h >>> 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Price-time priority, by radix sorts: linear, and no objects or bigints are compared.
+
+/**
+ * Order indices sorted by (seq, input index), for books that do not arrive in time order.
+ * (seq - min) and the index are packed into one float64 key and a Float64Array is sorted; when
+ * the seq span is too wide for that to be exact, a comparator sort.
+ */
+function timeOrder(orders: readonly BookOrder[]): Uint32Array {
+  const n = orders.length;
+  const seq = Float64Array.from(orders, (o) => o.seq);
+  const order = new Uint32Array(n);
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    min = Math.min(min, seq[i]!);
+    max = Math.max(max, seq[i]!);
+    order[i] = i;
+  }
+  const radix = 2 ** Math.ceil(Math.log2(n)); // a power of two >= n: decoding is exact
+  if (max - min < 2 ** 53 / radix) {
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = (seq[i]! - min) * radix + i;
+    keys.sort();
+    for (let r = 0; r < n; r++) {
+      const k = keys[r]!;
+      order[r] = k - Math.floor(k / radix) * radix;
+    }
+    return order;
+  }
+  return order.sort((a, b) => (seq[a]! < seq[b]! ? -1 : seq[a]! > seq[b]! ? 1 : a - b));
+}
+
+/**
+ * Each side's order indices in priority order: bids by descending limit, asks by ascending
+ * limit, ties in time order. The key is the limit's distance from the side's best limit; a
+ * stable radix sort by key over the orders taken in time order (`inTime`, or input order when
+ * null) gives exactly that.
+ */
+function prioritise(book: Book, inTime: Uint32Array | null): { bids: Uint32Array; asks: Uint32Array } {
+  const { n, isBuy, limit } = book;
+  const maxBid = book.bidLimits.max;
+  const minAsk = book.askLimits.min;
+  const key = new Uint32Array(n); // one array serves both sides: each index is on exactly one
+  const bids = new Uint32Array(book.bidCount);
+  const asks = new Uint32Array(n - book.bidCount);
+  for (let r = 0, b = 0, a = 0; r < n; r++) {
+    const i = inTime === null ? r : inTime[r]!;
+    if (isBuy[i]) {
+      key[i] = maxBid - limit[i]!;
+      bids[b++] = i;
+    } else {
+      key[i] = limit[i]! - minAsk;
+      asks[a++] = i;
+    }
+  }
+  return {
+    bids: radixSort(bids, key, maxBid - book.bidLimits.min),
+    asks: radixSort(asks, key, book.askLimits.max - minAsk),
+  };
+}
+
+const DIGIT_BITS = 16;
+const DIGIT_MASK = 2 ** DIGIT_BITS - 1;
+
+/**
+ * Stable LSD radix sort of `items` by key[item] (< 2^32). Keys up to 2^16 - 1 (for limits: a
+ * band up to 655.35 units of currency per kWh wide) take one counting pass, wider ones two.
+ * `items` serves as scratch space: use the returned array.
+ */
+function radixSort(items: Uint32Array, key: Uint32Array, maxKey: number): Uint32Array {
+  if (items.length < 2) return items; // also spares an empty side its undefined key range
+  const sorted = new Uint32Array(items.length);
+  if (maxKey <= DIGIT_MASK) {
+    countingPass(items, sorted, key, 0, maxKey + 1);
+    return sorted;
+  }
+  countingPass(items, sorted, key, 0, DIGIT_MASK + 1);
+  countingPass(sorted, items, key, DIGIT_BITS, (maxKey >>> DIGIT_BITS) + 1);
+  return items;
+}
+
+/** One stable counting-sort pass of `src` into `dst` on the 16-bit digit of key[item] at `shift`. */
+function countingPass(src: Uint32Array, dst: Uint32Array, key: Uint32Array, shift: number, buckets: number): void {
+  const next = new Uint32Array(buckets); // digit counts, then where each digit's next item goes
+  for (let r = 0; r < src.length; r++) next[(key[src[r]!]! >>> shift) & DIGIT_MASK]!++;
+  toStarts(next);
+  for (let r = 0; r < src.length; r++) {
+    const item = src[r]!;
+    dst[next[(key[item]! >>> shift) & DIGIT_MASK]!++] = item;
+  }
+}
+
+/** 32-bit values in ascending order: two counting passes over 16-bit digits. Sorts in place. */
+function sortUint32(values: Uint32Array): Uint32Array {
+  const scratch = new Uint32Array(values.length);
+  valuePass(values, scratch, 0);
+  valuePass(scratch, values, DIGIT_BITS);
+  return values;
+}
+
+function valuePass(src: Uint32Array, dst: Uint32Array, shift: number): void {
+  const next = new Uint32Array(DIGIT_MASK + 1);
+  for (let r = 0; r < src.length; r++) next[(src[r]! >>> shift) & DIGIT_MASK]!++;
+  toStarts(next);
+  for (let r = 0; r < src.length; r++) dst[next[(src[r]! >>> shift) & DIGIT_MASK]!++] = src[r]!;
+}
+
+/** Digit counts to the positions where each digit's run starts (exclusive prefix sums). */
+function toStarts(counts: Uint32Array): void {
+  for (let d = 0, at = 0; d < counts.length; d++) {
+    const count = counts[d]!;
+    counts[d] = at;
+    at += count;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The crossing and the fills.
+
+/**
+ * Q* and the interval [low, high] of prices reaching it. min(D, S) is a step function whose
+ * maximising set is an interval bounded by order prices (its low end is an ask or the lowest
+ * order price, its high end a bid or the highest), so evaluating it at each distinct order
+ * price, swept upwards over both sorted sides at once, finds all three.
+ */
+function findCrossing(book: Book, bids: Uint32Array, asks: Uint32Array): { volumeWh: number; low: number; high: number } {
+  const { limit, energy } = book;
+  let demand = 0; // D(p): bids with limit >= p
+  for (let b = 0; b < bids.length; b++) demand += energy[bids[b]!]!;
+  let supply = 0; // S(p): asks with limit <= p
+  let best = 0;
+  let low = 0;
+  let high = 0;
+  let a = 0; // next ask, ascending limits
+  let b = bids.length - 1; // next bid, walking the descending bids from their low end
+  while (a < asks.length || b >= 0) {
+    const p = Math.min(a < asks.length ? limit[asks[a]!]! : Infinity, b >= 0 ? limit[bids[b]!]! : Infinity);
+    for (; a < asks.length && limit[asks[a]!] === p; a++) supply += energy[asks[a]!]!;
+    const matched = Math.min(demand, supply);
+    if (matched > best) {
+      best = matched;
+      low = p;
+    }
+    if (matched === best) high = p;
+    // Bids at p still count at p, not above it.
+    for (; b >= 0 && limit[bids[b]!] === p; b--) demand -= energy[bids[b]!]!;
+  }
+  return { volumeWh: best, low, high };
+}
+
+/**
+ * The filled part of one side: its first `count` orders in priority order, all filled
+ * completely except the last (the marginal order), which gets `marginalWh`.
+ */
+interface SideFill {
+  order: Uint32Array;
+  count: number;
+  marginalWh: number;
+}
+
+function fillSide(book: Book, order: Uint32Array, volumeWh: number, eligible: (limit: number) => boolean): SideFill {
+  let count = 0;
+  let sum = 0;
+  while (sum < volumeWh) {
+    // Cannot trigger: D(price) and S(price) are both >= Q*. Kept so a bug fails loudly.
+    if (count === order.length || !eligible(book.limit[order[count]!]!)) throw new Error('clearAuction: ran out of eligible orders before Q*');
+    sum += book.energy[order[count++]!]!;
+  }
+  return { order, count, marginalWh: book.energy[order[count - 1]!]! - (sum - volumeWh) };
+}
+
+/** Wh filled for the order at priority rank r (< fill.count) of a side. */
+function filledAt(book: Book, fill: SideFill, r: number): number {
+  return r === fill.count - 1 ? fill.marginalWh : book.energy[fill.order[r]!]!;
+}
+
+/** Two-pointer walk over the filled bids and asks, both in priority order and both summing to Q*. */
+function pair(book: Book, bids: SideFill, asks: SideFill): Fill[] {
+  const fills: Fill[] = [];
+  let b = 0;
+  let a = 0;
+  let bidLeft = filledAt(book, bids, 0);
+  let askLeft = filledAt(book, asks, 0);
+  for (;;) {
+    const energyWh = Math.min(bidLeft, askLeft);
+    fills.push({ buy: book.ids[bids.order[b]!]!, sell: book.ids[asks.order[a]!]!, energyWh });
+    bidLeft -= energyWh;
+    askLeft -= energyWh;
+    if (bidLeft === 0 && ++b < bids.count) bidLeft = filledAt(book, bids, b);
+    if (askLeft === 0 && ++a < asks.count) askLeft = filledAt(book, asks, a);
+    if (b === bids.count || a === asks.count) return fills;
+  }
+}
+
+/**
+ * The Map is built in input order, not priority order: ids then arrive in memory order, which
+ * makes building a half-million-entry Map several times cheaper (its rehashing re-reads keys).
+ */
+function filledPerOrder(book: Book, bids: SideFill, asks: SideFill): Map<OrderId, number> {
+  const filled = new Uint8Array(book.n);
+  for (const side of [bids, asks]) for (let r = 0; r < side.count; r++) filled[side.order[r]!] = 1;
+  const marginalBid = bids.order[bids.count - 1]!;
+  const marginalAsk = asks.order[asks.count - 1]!;
+  const result = new Map<OrderId, number>();
+  for (let i = 0; i < book.n; i++) {
+    if (filled[i] === 0) continue;
+    const wh = i === marginalBid ? bids.marginalWh : i === marginalAsk ? asks.marginalWh : book.energy[i]!;
+    result.set(book.ids[i]!, wh);
+  }
+  return result;
+}

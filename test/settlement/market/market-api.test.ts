@@ -1,0 +1,173 @@
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../../settlement/api/server.ts';
+import { defaultSettlementConfig } from '../../../settlement/config.ts';
+import { MarketService } from '../../../settlement/market/market.ts';
+import { createMetrics } from '../../../settlement/metrics.ts';
+import { ApiKeyStore } from '../../../settlement/registry/api-keys.ts';
+import { Enrollment } from '../../../settlement/registry/enrollment.ts';
+import { engines, type OpenedLedger } from '../../support/ledgers.ts';
+import { TEST_MARKET, enrollTestGateway } from '../../support/registry.ts';
+import { testLog } from '../../support/stack.ts';
+import { generateGatewayKeyPair } from '../../../protocol/index.ts';
+
+/**
+ * The market's REST routes on the real fastify server over each engine: who may call each
+ * (401 without a key, 403 with the wrong role or for another account), and what they answer.
+ */
+
+const cfg = defaultSettlementConfig();
+const T0 = Date.parse('2026-11-30T03:05:00Z'); // 10:05 in Bangkok: open
+const SELLER = 'owner-gw-api-sun';
+const BUYER = 'owner-gw-api-home';
+
+interface Call {
+  method: 'GET' | 'POST' | 'DELETE';
+  url: string;
+  route: string;
+  payload?: unknown;
+}
+
+const ORDER = { market: TEST_MARKET, side: 'buy', energyKwh: '1.5', limitPrice: '4.20' };
+const CALLS: Record<'anyone' | 'prosumer' | 'admin' | 'cancel', Call[]> = {
+  anyone: [
+    { method: 'GET', url: `/api/v1/markets/${TEST_MARKET}/price?include_history=true&limit=5`, route: '/api/v1/markets/:market/price' },
+    { method: 'GET', url: `/api/v1/markets/${TEST_MARKET}/auctions`, route: '/api/v1/markets/:market/auctions' },
+    { method: 'GET', url: '/api/v1/orders', route: '/api/v1/orders' },
+    { method: 'GET', url: '/api/v1/trades', route: '/api/v1/trades' },
+    { method: 'GET', url: `/api/v1/balances?account=${BUYER}`, route: '/api/v1/balances' },
+  ],
+  prosumer: [
+    { method: 'POST', url: '/api/v1/orders', route: '/api/v1/orders', payload: ORDER },
+    { method: 'POST', url: '/api/v1/conversions', route: '/api/v1/conversions', payload: { from: 'THB', to: 'USD', amount: '10.00' } },
+  ],
+  admin: [
+    { method: 'POST', url: '/api/v1/admin/deposits', route: '/api/v1/admin/deposits', payload: { account: BUYER, currency: 'THB', amount: '100.00' } },
+    { method: 'POST', url: '/api/v1/admin/withdrawals', route: '/api/v1/admin/withdrawals', payload: { account: BUYER, currency: 'THB', amount: '1.00' } },
+    { method: 'POST', url: '/api/v1/admin/auctions', route: '/api/v1/admin/auctions', payload: { market: TEST_MARKET, at: '2026-11-30T04:00:00Z' } },
+  ],
+  cancel: [{ method: 'DELETE', url: '/api/v1/orders/ord_nosuch', route: '/api/v1/orders/:id' }],
+};
+
+for (const engine of engines) {
+  describe.skipIf(engine.skip)(`market API on ${engine.name}`, () => {
+    let opened: OpenedLedger;
+    let app: FastifyInstance;
+    const keys = {} as Record<'admin' | 'utility' | 'buyer' | 'seller', string>;
+    const routes: string[] = [];
+    const call = (c: Call, key?: string) =>
+      app.inject({ method: c.method, url: c.url, headers: key ? { authorization: `Bearer ${key}` } : {}, ...(c.payload === undefined ? {} : { payload: c.payload as object }) });
+
+    beforeAll(async () => {
+      opened = await engine.open();
+      const { ledger } = opened;
+      await enrollTestGateway(ledger, 'gw-api-sun', generateGatewayKeyPair().publicKeyPem, ['api-sun-1']);
+      await enrollTestGateway(ledger, 'gw-api-home', generateGatewayKeyPair().publicKeyPem, [
+        { id: 'api-home-1', model: 'eastron-sdm120', role: 'consumption', ratedPowerW: 20_000, energySource: null },
+      ]);
+      const store = new ApiKeyStore(ledger.db);
+      keys.admin = (await store.create('admin')).key;
+      keys.utility = (await store.create('utility')).key;
+      keys.buyer = (await store.create('prosumer', 'home', BUYER)).key;
+      keys.seller = (await store.create('prosumer', 'sun', SELLER)).key;
+      const market = new MarketService(ledger, { rules: (id) => (id === TEST_MARKET ? cfg.markets[0]!.rules : undefined), credits: cfg.credits, now: () => T0 });
+      app = buildApi({
+        ledger,
+        metrics: createMetrics(),
+        log: testLog('api'),
+        enrollment: new Enrollment(ledger, { now: Date.now, mqttUrl: () => 'mqtt://unused' }),
+        apiKeys: store,
+        adminKey: null,
+        codeTtlMs: 3600_000,
+        onRevoke: () => undefined,
+        market: { market, currencyOf: () => 'THB' },
+      });
+      app.addHook('onRoute', (r) => {
+        const methods = [r.method].flat();
+        if (r.config?.roles && !methods.includes('HEAD') && /orders|trades|balances|conversions|deposits|withdrawals|auctions|price/.test(r.url)) routes.push(`${methods.join(',')} ${r.url}`);
+      });
+      await app.ready();
+    });
+    afterAll(async () => {
+      await app?.close();
+      await opened?.cleanup();
+    });
+
+    it('the calls below cover every market route', () => {
+      const covered = [...new Set(Object.values(CALLS).flat().map((c) => `${c.method} ${c.route}`))];
+      expect([...routes].sort()).toEqual(covered.sort());
+    });
+
+    it('refuses every market route without a key (401)', async () => {
+      for (const c of Object.values(CALLS).flat()) {
+        const res = await call(c);
+        expect([c.method, c.url, res.statusCode]).toEqual([c.method, c.url, 401]);
+        expect(res.json()).toMatchObject({ code: 'unauthorized' });
+      }
+    });
+
+    it('refuses the wrong role (403): admin routes to prosumers and utilities, orders to utilities and admins', async () => {
+      for (const c of CALLS.admin) {
+        for (const key of [keys.buyer, keys.utility]) expect([c.url, (await call(c, key)).statusCode]).toEqual([c.url, 403]);
+      }
+      for (const c of CALLS.prosumer) {
+        for (const key of [keys.admin, keys.utility]) expect([c.url, (await call(c, key)).statusCode]).toEqual([c.url, 403]);
+      }
+      expect((await call(CALLS.cancel[0]!, keys.utility)).statusCode).toBe(403);
+    });
+
+    it('a prosumer sees only its own account: another account is 403, another one’s order 404', async () => {
+      expect((await call({ method: 'GET', url: `/api/v1/balances?account=${SELLER}`, route: '' }, keys.buyer)).statusCode).toBe(403);
+      expect((await call({ method: 'GET', url: `/api/v1/orders?account=${SELLER}`, route: '' }, keys.buyer)).statusCode).toBe(403);
+      expect((await call({ method: 'GET', url: `/api/v1/trades?account=${SELLER}`, route: '' }, keys.buyer)).statusCode).toBe(403);
+      expect((await call({ method: 'GET', url: `/api/v1/balances?account=${SELLER}`, route: '' }, keys.utility)).statusCode).toBe(200);
+    });
+
+    it('deposit, order with escrow, listing, cancelling, auction, price — as documented', async () => {
+      const dep = await call(CALLS.admin[0]!, keys.admin);
+      expect(dep.statusCode, dep.body).toBe(201);
+      expect(dep.json()).toEqual({ account: BUYER, currency: 'THB', balance: '100.00' });
+
+      const placed = await call(CALLS.prosumer[0]!, keys.buyer);
+      expect(placed.statusCode, placed.body).toBe(201);
+      const order = placed.json<{ id: string; escrow: string; energyKwh: string; deliveryStart: string; status: string }>();
+      expect(order).toMatchObject({ energyKwh: '1.500', escrow: '6.30', deliveryStart: '2026-11-30T04:00:00.000Z', status: 'open', account: BUYER });
+      const own = await call({ method: 'GET', url: '/api/v1/orders', route: '' }, keys.buyer);
+      expect(own.json<Array<{ id: string }>>().map((o) => o.id)).toEqual([order.id]);
+      expect((await call({ method: 'GET', url: '/api/v1/orders', route: '' }, keys.seller)).json()).toEqual([]);
+      expect((await call({ method: 'GET', url: '/api/v1/balances', route: '' }, keys.buyer)).json()).toEqual([{ account: BUYER, currency: 'THB', balance: '93.70' }]);
+
+      // The seller cannot cancel it (404: not an oracle for others' ids); the buyer can, once.
+      const cancel = { method: 'DELETE' as const, url: `/api/v1/orders/${order.id}`, route: '' };
+      expect((await call(cancel, keys.seller)).statusCode).toBe(404);
+      expect((await call(cancel, keys.buyer)).json()).toMatchObject({ status: 'cancelled', escrow: '0.00' });
+      expect((await call(cancel, keys.buyer)).statusCode).toBe(409);
+
+      // Refusals say why, with a 422 and the code.
+      const tooSmall = await call({ ...CALLS.prosumer[0]!, payload: { ...ORDER, energyKwh: '0.5' } }, keys.buyer);
+      expect([tooSmall.statusCode, tooSmall.json().code]).toEqual([422, 'below_min_volume']);
+      const noMeter = await call({ ...CALLS.prosumer[0]!, payload: { ...ORDER, side: 'Sell' } }, keys.buyer);
+      expect([noMeter.statusCode, noMeter.json().code]).toEqual([422, 'no_supply_meter']);
+      const badEnergy = await call({ ...CALLS.prosumer[0]!, payload: { ...ORDER, energyKwh: '1.2345' } }, keys.buyer);
+      expect(badEnergy.statusCode).toBe(400);
+      const unknownMarket = await call({ ...CALLS.prosumer[0]!, payload: { ...ORDER, market: 'atlantis' } }, keys.buyer);
+      expect([unknownMarket.statusCode, unknownMarket.json().code]).toEqual([404, 'unknown_market']);
+
+      const sell = await call({ ...CALLS.prosumer[0]!, payload: { market: TEST_MARKET, side: 'sell', energyKwh: '1', limitPrice: '3.80' } }, keys.seller);
+      expect(sell.statusCode, sell.body).toBe(201);
+      await call(CALLS.prosumer[0]!, keys.buyer);
+      const auction = await call({ ...CALLS.admin[2]!, payload: { market: TEST_MARKET, at: '2026-11-30T03:30:00Z' } }, keys.admin);
+      expect(auction.statusCode, auction.body).toBe(201);
+      expect(auction.json()).toMatchObject({ clearingPrice: '4.00', volumeKwh: '1.000', trades: 1, orders: 2 });
+      expect((await call({ ...CALLS.admin[2]!, payload: { market: TEST_MARKET, at: '2026-11-30T03:30:00Z' } }, keys.admin)).statusCode).toBe(409);
+      const listed = await call(CALLS.anyone[1]!, keys.seller);
+      expect(listed.json<Array<{ id: string }>>()[0]).toMatchObject({ clearingPrice: '4.00' });
+      const trades = await call({ method: 'GET', url: '/api/v1/trades', route: '' }, keys.seller);
+      expect(trades.json()).toEqual([expect.objectContaining({ seller: SELLER, buyer: BUYER, energyKwh: '1.000', price: '4.00', value: '4.00', delivery: null })]);
+
+      const price = await call(CALLS.anyone[0]!, keys.buyer);
+      expect(price.statusCode, price.body).toBe(200);
+      expect(price.json()).toMatchObject({ current: { market: TEST_MARKET, price: '4.00', currency: 'THB' }, history: [] });
+    });
+  });
+}
