@@ -208,7 +208,8 @@ function marketRules(top: { pricing?: Table; auction?: Table }, own: { pricing?:
     updateIntervalMs: (int(pick('pricing', 'update_interval'), 'update_interval', wp, 1) ?? 300) * 1000,
   };
   checked(where, () => assertPricingParams(pricing));
-  const intervalMinutes = int(pick('auction', 'interval_minutes'), 'interval_minutes', wa, 1) ?? 30;
+  // Default 30 min, or the market's energy interval where 30 is not a multiple of it (60 → 60).
+  const intervalMinutes = int(pick('auction', 'interval_minutes'), 'interval_minutes', wa, 1) ?? (30 % energyMinutes === 0 ? 30 : energyMinutes);
   if (1440 % intervalMinutes !== 0 || intervalMinutes % energyMinutes !== 0) {
     throw new ConfigError(`${wa}: interval_minutes must divide a day and be a multiple of the market's energy interval (${energyMinutes} min)`);
   }

@@ -77,6 +77,11 @@ export interface SettlementDeps {
   log?: Logger;
   /** Called after each ledger commit with its size and duration (the benchmark listens). */
   onCommit?: (envelopes: number, ms: number) => void;
+  /**
+   * How often (real ms) the auction and delivery-settlement jobs look for work; defaults 30 s
+   * and 60 s. The demo shortens them when its clock runs faster than real time.
+   */
+  marketJobEveryMs?: { auctions?: number; deliveries?: number };
 }
 
 /** How long a gateway's key and status are cached; bounds how late a revocation bites. */
@@ -214,9 +219,9 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   const jobs = {
     gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),
     rejectionRetention: rejectionRetention({ ledger, writer, log, now, retentionMs: cfg.ingest.rejectionRetentionMs }),
-    auctions: auctionJob(marketDeps),
+    auctions: auctionJob({ ...marketDeps, everyMs: deps.marketJobEveryMs?.auctions }),
     // After the gap grace, so estimated energy across gaps is booked (or replaced) first.
-    deliveries: deliveryJob({ ...marketDeps, graceMs: cfg.ingest.gapGraceMs + 60_000 }),
+    deliveries: deliveryJob({ ...marketDeps, graceMs: cfg.ingest.gapGraceMs + 60_000, everyMs: deps.marketJobEveryMs?.deliveries }),
   };
   const pricing = pricingJobs(marketDeps);
 

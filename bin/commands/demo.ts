@@ -16,6 +16,7 @@ import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { ApiKeyStore } from '../../settlement/registry/api-keys.ts';
 import { command, parseFlags, portNumber, positiveNumber, UsageError } from '../args.ts';
 import { untilStopSignal } from '../stop-signal.ts';
+import { DemoTrader } from './demo-trader.ts';
 
 const DEMO = command(
   'demo',
@@ -83,6 +84,16 @@ export async function run(argv: string[]): Promise<void> {
 
   const cfg = defaultSettlementConfig(dataDir);
   cfg.logLevel = logLevel;
+  // The demo's market trades around the clock in 15-minute intervals, small orders, a new price
+  // every minute; a delivery is settled two minutes after it ends (a gap's energy is estimated
+  // by then). With --speed 20 a trade goes from order to settlement in a few minutes.
+  const demoMarket = cfg.markets[0]!;
+  demoMarket.rules = {
+    ...demoMarket.rules,
+    pricing: { ...demoMarket.rules.pricing, updateIntervalMs: 60_000 },
+    auction: { ...demoMarket.rules.auction, intervalMinutes: 15, openMinute: 0, closeMinute: 1440, minVolumeWh: 100 },
+  };
+  cfg.ingest.gapGraceMs = 120_000;
   const settlementLog = pino({ name: 'settlement', level: logLevel }, pino.destination(2));
   // The usual ports may be taken (the CI machine runs Mosquitto on 1883): then take free ones.
   const brokerPort = (await portIsFree(mqttPort)) ? mqttPort : 0;
@@ -90,7 +101,9 @@ export async function run(argv: string[]): Promise<void> {
   if (brokerPort !== mqttPort) console.log(`port ${mqttPort} is busy (another broker?); the embedded broker takes a free port`);
   cfg.http = { host: '127.0.0.1', port: (await portIsFree(httpPort)) ? httpPort : 0 };
   if (cfg.http.port !== httpPort) console.log(`port ${httpPort} is busy; the HTTP server takes a free port`);
-  const settlement: Settlement = await startSettlement(cfg, { now, log: settlementLog });
+  // Market jobs look for work at least every 30 simulated seconds, however fast the clock runs.
+  const jobEvery = Math.max(500, Math.min(30_000, 30_000 / speed));
+  const settlement: Settlement = await startSettlement(cfg, { now, log: settlementLog, marketJobEveryMs: { auctions: jobEvery, deliveries: jobEvery } });
 
   const sims: MeterSimulator[] = [];
   const stateFile = join(dataDir, 'demo-meters.json');
@@ -154,6 +167,16 @@ export async function run(argv: string[]): Promise<void> {
     const key = await demoApiKey(settlement, dataDir);
     console.log(`HTTP API      curl -H 'Authorization: Bearer ${key}' ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
   }
+  // Homes with PV sell, households buy, each through the REST API with its own prosumer key.
+  const trader = new DemoTrader(
+    settlement,
+    Array.from({ length: homes }, (_, k) => ({ account: `prosumer-${k + 1}`, sells: HOMES[k % HOMES.length]!.profile !== 'household' })),
+    demoMarket.id,
+    now,
+    (line) => console.log(line),
+  );
+  if (settlement.httpUrl) await trader.start(join(dataDir, 'demo-prosumer-keys.json'));
+  console.log(`market        ${demoMarket.id}: 15-minute auctions around the clock; curl -H 'Authorization: Bearer <key>' ${settlement.httpUrl ?? ''}/api/v1/markets/${demoMarket.id}/auctions`);
   console.log(`ledger        ${cfg.ledger.sqlitePath}`);
   console.log(`audit         gtx audit meters; gtx audit export --meter home-1-main --out ./audit-home-1`);
   console.log(`clock         ${speed}x real time${speed === 1 ? '' : ' (simulated)'}; Ctrl-C stops`);
@@ -164,12 +187,19 @@ export async function run(argv: string[]): Promise<void> {
     const outbox = gateways.reduce((a, g) => a + g.outboxDepth(), 0);
     const polls = gateways.reduce((a, g) => a + g.stats().polls, 0);
     const t = new Date(now()).toISOString().slice(11, 19);
-    console.log(`[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls}`);
+    void settlement.market.store.counts().then(
+      (m) =>
+        console.log(
+          `[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls} · orders open ${m.openOrders} · auctions ${m.auctions} · trades ${m.trades} (settled ${m.settledTrades})`,
+        ),
+      () => undefined,
+    );
   }, 3_000);
 
   await untilStopSignal(duration ? { signal: AbortSignal.timeout(duration * 1000) } : {});
   clearInterval(status);
   console.log('stopping…');
+  await trader.stop();
   await Promise.all(gateways.map((g) => g.stop({ drainMs: 3_000 })));
   await settlement.idle();
   // The simulated meters' counters, for the next run (the gateways have read their last values).

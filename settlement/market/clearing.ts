@@ -33,8 +33,8 @@
  * become numbers (exact, they are <= 2^31), each side is put in priority order by a stable
  * radix sort on the limit over the orders in time order, and the curves are swept once.
  * Objects and bigints are only touched while reading the input and writing the result.
- * Scratch memory is kept small on purpose (about 30 bytes per order): allocating much more in
- * typed arrays makes V8 run a full garbage collection in the middle of the clearing.
+ * Scratch memory is watched too (about 60 bytes of typed arrays per order): allocating much
+ * more makes V8 run a full garbage collection in the middle of a large clearing.
  */
 import type { OrderId, PricePerKwh, Side } from './types.ts';
 
@@ -76,13 +76,13 @@ export function clearAuction(orders: readonly BookOrder[]): ClearingResult {
   const { volumeWh, low, high } = findCrossing(book, bids, asks);
   if (volumeWh === 0) return { volumeWh: 0, price: null, priceRange: null, fills: [], filledWh: new Map() };
   const price = Math.floor((low + high) / 2);
-  const bidFill = fillSide(book, bids, volumeWh, (limit) => limit >= price);
-  const askFill = fillSide(book, asks, volumeWh, (limit) => limit <= price);
+  const bidFill = fillSide(bids, volumeWh, (limit) => limit >= price);
+  const askFill = fillSide(asks, volumeWh, (limit) => limit <= price);
   return {
     volumeWh,
     price: BigInt(price),
     priceRange: { low: BigInt(low), high: BigInt(high) },
-    fills: pair(book, bidFill, askFill),
+    fills: pair(book.ids, bidFill, askFill),
     filledWh: filledPerOrder(book, bidFill, askFill),
   };
 }
@@ -100,6 +100,8 @@ interface Book {
   limit: Uint32Array;
   energy: Float64Array;
   bidCount: number;
+  /** Total energy of the bids: D at the lowest price. */
+  bidWh: number;
   /** Each side's limit range (for the sort keys and their width). */
   bidLimits: { min: number; max: number };
   askLimits: { min: number; max: number };
@@ -163,7 +165,7 @@ function readBook(orders: readonly BookOrder[]): Book {
   }
   const bidLimits = { min: minBid, max: maxBid };
   const askLimits = { min: minAsk, max: maxAsk };
-  return { n, ids, idHash, isBuy, limit: limits, energy, bidCount, bidLimits, askLimits, inTimeOrder };
+  return { n, ids, idHash, isBuy, limit: limits, energy, bidCount, bidWh, bidLimits, askLimits, inTimeOrder };
 }
 
 function bad(id: string, what: string): RangeError {
@@ -172,8 +174,8 @@ function bad(id: string, what: string): RangeError {
 
 /**
  * Refuses duplicate ids. A Set of a million strings costs more than the whole rest of the
- * clearing, so ids are hashed to 32 bits and the hashes radix-sorted; only ids whose hash occurs
- * more than once (a handful in a million) are then compared as strings.
+ * clearing, so the ids' 32-bit hashes are radix-sorted instead; only ids whose hash occurs more
+ * than once (a handful in a million) are then compared as strings.
  */
 function assertUniqueIds(book: Book): void {
   const { ids, idHash } = book;
@@ -181,9 +183,12 @@ function assertUniqueIds(book: Book): void {
   const repeated = new Set<number>();
   for (let r = 1; r < sorted.length; r++) if (sorted[r] === sorted[r - 1]) repeated.add(sorted[r]!);
   if (repeated.size === 0) return;
+  // A bitmap of the repeated hashes' low 16 bits spares most ids the Set lookup.
+  const maybe = new Uint8Array(DIGIT_MASK + 1);
+  for (const h of repeated) maybe[h & DIGIT_MASK] = 1;
   const seen = new Map<string, number>();
   for (let i = 0; i < ids.length; i++) {
-    if (!repeated.has(idHash[i]!)) continue;
+    if (maybe[idHash[i]! & DIGIT_MASK] === 0 || !repeated.has(idHash[i]!)) continue;
     const earlier = seen.get(ids[i]!);
     if (earlier !== undefined) throw bad(ids[i]!, `duplicate order id (also at index ${earlier})`);
     seen.set(ids[i]!, i);
@@ -231,12 +236,21 @@ function timeOrder(orders: readonly BookOrder[]): Uint32Array {
 }
 
 /**
- * Each side's order indices in priority order: bids by descending limit, asks by ascending
- * limit, ties in time order. The key is the limit's distance from the side's best limit; a
- * stable radix sort by key over the orders taken in time order (`inTime`, or input order when
- * null) gives exactly that.
+ * One side of the book in priority order, as columns: row r is the order at input index
+ * index[r], with its limit and energy copied alongside so the sweeps read memory in order.
  */
-function prioritise(book: Book, inTime: Uint32Array | null): { bids: Uint32Array; asks: Uint32Array } {
+interface SideBook {
+  index: Uint32Array;
+  limit: Uint32Array;
+  energy: Float64Array;
+}
+
+/**
+ * Each side in priority order: bids by descending limit, asks by ascending limit, ties in time
+ * order. The key is the limit's distance from the side's best limit; a stable radix sort by key
+ * over the orders taken in time order (`inTime`, or input order when null) gives exactly that.
+ */
+function prioritise(book: Book, inTime: Uint32Array | null): { bids: SideBook; asks: SideBook } {
   const { n, isBuy, limit } = book;
   const maxBid = book.bidLimits.max;
   const minAsk = book.askLimits.min;
@@ -254,8 +268,8 @@ function prioritise(book: Book, inTime: Uint32Array | null): { bids: Uint32Array
     }
   }
   return {
-    bids: radixSort(bids, key, maxBid - book.bidLimits.min),
-    asks: radixSort(asks, key, book.askLimits.max - minAsk),
+    bids: radixSort(book, bids, key, maxBid - book.bidLimits.min),
+    asks: radixSort(book, asks, key, book.askLimits.max - minAsk),
   };
 }
 
@@ -263,31 +277,43 @@ const DIGIT_BITS = 16;
 const DIGIT_MASK = 2 ** DIGIT_BITS - 1;
 
 /**
- * Stable LSD radix sort of `items` by key[item] (< 2^32). Keys up to 2^16 - 1 (for limits: a
- * band up to 655.35 units of currency per kWh wide) take one counting pass, wider ones two.
- * `items` serves as scratch space: use the returned array.
+ * Stable LSD radix sort of `items` (order indices) by key[item] (< 2^32), into a SideBook.
+ * Keys up to 2^16 - 1 (for limits: a band up to 655.35 units of currency per kWh wide) take
+ * one counting pass, wider ones two. The last pass also copies each order's limit and energy:
+ * it reads `items` in order, so that copy costs little, unlike looking them up later by index.
  */
-function radixSort(items: Uint32Array, key: Uint32Array, maxKey: number): Uint32Array {
-  if (items.length < 2) return items; // also spares an empty side its undefined key range
-  const sorted = new Uint32Array(items.length);
-  if (maxKey <= DIGIT_MASK) {
-    countingPass(items, sorted, key, 0, maxKey + 1);
-    return sorted;
+function radixSort(book: Book, items: Uint32Array, key: Uint32Array, maxKey: number): SideBook {
+  const rows = items.length;
+  const sorted: SideBook = { index: new Uint32Array(rows), limit: new Uint32Array(rows), energy: new Float64Array(rows) };
+  if (rows === 0) return sorted; // an empty side has no key range
+  // Wide keys: a first pass on the low 16 bits; the pass below then sorts on the high ones.
+  const wide = maxKey > DIGIT_MASK;
+  const source = wide ? sortByLowDigit(items, key) : items;
+  const shift = wide ? DIGIT_BITS : 0;
+  const next = digitStarts(source, key, shift, (maxKey >>> shift) + 1);
+  for (let r = 0; r < rows; r++) {
+    const i = source[r]!;
+    const to = next[(key[i]! >>> shift) & DIGIT_MASK]!++;
+    sorted.index[to] = i;
+    sorted.limit[to] = book.limit[i]!;
+    sorted.energy[to] = book.energy[i]!;
   }
-  countingPass(items, sorted, key, 0, DIGIT_MASK + 1);
-  countingPass(sorted, items, key, DIGIT_BITS, (maxKey >>> DIGIT_BITS) + 1);
-  return items;
+  return sorted;
 }
 
-/** One stable counting-sort pass of `src` into `dst` on the 16-bit digit of key[item] at `shift`. */
-function countingPass(src: Uint32Array, dst: Uint32Array, key: Uint32Array, shift: number, buckets: number): void {
-  const next = new Uint32Array(buckets); // digit counts, then where each digit's next item goes
-  for (let r = 0; r < src.length; r++) next[(key[src[r]!]! >>> shift) & DIGIT_MASK]!++;
+function sortByLowDigit(items: Uint32Array, key: Uint32Array): Uint32Array {
+  const sorted = new Uint32Array(items.length);
+  const next = digitStarts(items, key, 0, DIGIT_MASK + 1);
+  for (let r = 0; r < items.length; r++) sorted[next[key[items[r]!]! & DIGIT_MASK]!++] = items[r]!;
+  return sorted;
+}
+
+/** Where each digit's run starts in a counting pass's output (prefix sums of digit counts). */
+function digitStarts(items: Uint32Array, key: Uint32Array, shift: number, buckets: number): Uint32Array {
+  const next = new Uint32Array(buckets);
+  for (let r = 0; r < items.length; r++) next[(key[items[r]!]! >>> shift) & DIGIT_MASK]!++;
   toStarts(next);
-  for (let r = 0; r < src.length; r++) {
-    const item = src[r]!;
-    dst[next[(key[item]! >>> shift) & DIGIT_MASK]!++] = item;
-  }
+  return next;
 }
 
 /** 32-bit values in ascending order: two counting passes over 16-bit digits. Sorts in place. */
@@ -323,19 +349,17 @@ function toStarts(counts: Uint32Array): void {
  * order price, its high end a bid or the highest), so evaluating it at each distinct order
  * price, swept upwards over both sorted sides at once, finds all three.
  */
-function findCrossing(book: Book, bids: Uint32Array, asks: Uint32Array): { volumeWh: number; low: number; high: number } {
-  const { limit, energy } = book;
-  let demand = 0; // D(p): bids with limit >= p
-  for (let b = 0; b < bids.length; b++) demand += energy[bids[b]!]!;
+function findCrossing(book: Book, bids: SideBook, asks: SideBook): { volumeWh: number; low: number; high: number } {
+  let demand = book.bidWh; // D(p): bids with limit >= p
   let supply = 0; // S(p): asks with limit <= p
   let best = 0;
   let low = 0;
   let high = 0;
   let a = 0; // next ask, ascending limits
-  let b = bids.length - 1; // next bid, walking the descending bids from their low end
-  while (a < asks.length || b >= 0) {
-    const p = Math.min(a < asks.length ? limit[asks[a]!]! : Infinity, b >= 0 ? limit[bids[b]!]! : Infinity);
-    for (; a < asks.length && limit[asks[a]!] === p; a++) supply += energy[asks[a]!]!;
+  let b = bids.limit.length - 1; // next bid, walking the descending bids from their low end
+  while (a < asks.limit.length || b >= 0) {
+    const p = Math.min(a < asks.limit.length ? asks.limit[a]! : Infinity, b >= 0 ? bids.limit[b]! : Infinity);
+    for (; a < asks.limit.length && asks.limit[a] === p; a++) supply += asks.energy[a]!;
     const matched = Math.min(demand, supply);
     if (matched > best) {
       best = matched;
@@ -343,51 +367,51 @@ function findCrossing(book: Book, bids: Uint32Array, asks: Uint32Array): { volum
     }
     if (matched === best) high = p;
     // Bids at p still count at p, not above it.
-    for (; b >= 0 && limit[bids[b]!] === p; b--) demand -= energy[bids[b]!]!;
+    for (; b >= 0 && bids.limit[b] === p; b--) demand -= bids.energy[b]!;
   }
   return { volumeWh: best, low, high };
 }
 
 /**
- * The filled part of one side: its first `count` orders in priority order, all filled
- * completely except the last (the marginal order), which gets `marginalWh`.
+ * The filled part of one side: its first `count` rows, all filled completely except the last
+ * (the marginal order), which gets `marginalWh`.
  */
 interface SideFill {
-  order: Uint32Array;
+  side: SideBook;
   count: number;
   marginalWh: number;
 }
 
-function fillSide(book: Book, order: Uint32Array, volumeWh: number, eligible: (limit: number) => boolean): SideFill {
+function fillSide(side: SideBook, volumeWh: number, eligible: (limit: number) => boolean): SideFill {
   let count = 0;
   let sum = 0;
   while (sum < volumeWh) {
     // Cannot trigger: D(price) and S(price) are both >= Q*. Kept so a bug fails loudly.
-    if (count === order.length || !eligible(book.limit[order[count]!]!)) throw new Error('clearAuction: ran out of eligible orders before Q*');
-    sum += book.energy[order[count++]!]!;
+    if (count === side.limit.length || !eligible(side.limit[count]!)) throw new Error('clearAuction: ran out of eligible orders before Q*');
+    sum += side.energy[count++]!;
   }
-  return { order, count, marginalWh: book.energy[order[count - 1]!]! - (sum - volumeWh) };
+  return { side, count, marginalWh: side.energy[count - 1]! - (sum - volumeWh) };
 }
 
-/** Wh filled for the order at priority rank r (< fill.count) of a side. */
-function filledAt(book: Book, fill: SideFill, r: number): number {
-  return r === fill.count - 1 ? fill.marginalWh : book.energy[fill.order[r]!]!;
+/** Wh filled for the order in row r (< fill.count) of a side. */
+function filledAt(fill: SideFill, r: number): number {
+  return r === fill.count - 1 ? fill.marginalWh : fill.side.energy[r]!;
 }
 
 /** Two-pointer walk over the filled bids and asks, both in priority order and both summing to Q*. */
-function pair(book: Book, bids: SideFill, asks: SideFill): Fill[] {
+function pair(ids: readonly OrderId[], bids: SideFill, asks: SideFill): Fill[] {
   const fills: Fill[] = [];
   let b = 0;
   let a = 0;
-  let bidLeft = filledAt(book, bids, 0);
-  let askLeft = filledAt(book, asks, 0);
+  let bidLeft = filledAt(bids, 0);
+  let askLeft = filledAt(asks, 0);
   for (;;) {
     const energyWh = Math.min(bidLeft, askLeft);
-    fills.push({ buy: book.ids[bids.order[b]!]!, sell: book.ids[asks.order[a]!]!, energyWh });
+    fills.push({ buy: ids[bids.side.index[b]!]!, sell: ids[asks.side.index[a]!]!, energyWh });
     bidLeft -= energyWh;
     askLeft -= energyWh;
-    if (bidLeft === 0 && ++b < bids.count) bidLeft = filledAt(book, bids, b);
-    if (askLeft === 0 && ++a < asks.count) askLeft = filledAt(book, asks, a);
+    if (bidLeft === 0 && ++b < bids.count) bidLeft = filledAt(bids, b);
+    if (askLeft === 0 && ++a < asks.count) askLeft = filledAt(asks, a);
     if (b === bids.count || a === asks.count) return fills;
   }
 }
@@ -397,15 +421,9 @@ function pair(book: Book, bids: SideFill, asks: SideFill): Fill[] {
  * makes building a half-million-entry Map several times cheaper (its rehashing re-reads keys).
  */
 function filledPerOrder(book: Book, bids: SideFill, asks: SideFill): Map<OrderId, number> {
-  const filled = new Uint8Array(book.n);
-  for (const side of [bids, asks]) for (let r = 0; r < side.count; r++) filled[side.order[r]!] = 1;
-  const marginalBid = bids.order[bids.count - 1]!;
-  const marginalAsk = asks.order[asks.count - 1]!;
+  const filled = new Float64Array(book.n);
+  for (const fill of [bids, asks]) for (let r = 0; r < fill.count; r++) filled[fill.side.index[r]!] = filledAt(fill, r);
   const result = new Map<OrderId, number>();
-  for (let i = 0; i < book.n; i++) {
-    if (filled[i] === 0) continue;
-    const wh = i === marginalBid ? bids.marginalWh : i === marginalAsk ? asks.marginalWh : book.energy[i]!;
-    result.set(book.ids[i]!, wh);
-  }
+  for (let i = 0; i < book.n; i++) if (filled[i]! > 0) result.set(book.ids[i]!, filled[i]!);
   return result;
 }

@@ -338,6 +338,17 @@ export class MarketStore {
     return { importWh, exportWh, meters };
   }
 
+  /** How much the market holds, for status lines and metrics. */
+  async counts(): Promise<{ openOrders: number; auctions: number; trades: number; settledTrades: number }> {
+    const one = async (q: Promise<{ n: number | string | bigint } | undefined>) => Number((await q)?.n ?? 0);
+    return {
+      openOrders: await one(this.db.selectFrom('orders').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'open').executeTakeFirst()),
+      auctions: await one(this.db.selectFrom('auctions').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst()),
+      trades: await one(this.db.selectFrom('trades').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst()),
+      settledTrades: await one(this.db.selectFrom('trades').select((eb) => eb.fn.countAll<number>().as('n')).where('settled_at_ms', 'is not', null).executeTakeFirst()),
+    };
+  }
+
   // ---- price history ----------------------------------------------------------------------
 
   async putPrice(s: PriceSignal): Promise<void> {

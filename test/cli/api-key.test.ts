@@ -157,7 +157,10 @@ describe('gtx settlement api-key with bad input', () => {
     delete env.DATABASE_URL;
     const cases: Array<[string[], RegExp]> = [
       [['create'], /--role is required/],
-      [['create', '--role', 'root'], /--role must be one of admin, utility, got "root"/],
+      [['create', '--role', 'root'], /--role must be one of admin, utility, prosumer, got "root"/],
+      [['create', '--role', 'prosumer'], /a prosumer key needs --account ID/],
+      [['create', '--role', 'utility', '--account', 'alice'], /--account is for prosumer keys only/],
+      [['create', '--role', 'prosumer', '--account', 'nobody'], /no account nobody in the ledger/],
       [['revoke', '--id', 'nosuchkey1'], /no API key with id nosuchkey1/],
       [['rotate'], /unknown api-key command "rotate"/],
     ];

@@ -1,7 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/tmp.ts';
+import { waitFor } from '../support/wait.ts';
 
 const GTX = join(import.meta.dirname, '../../bin/gtx.js');
 
@@ -29,4 +31,41 @@ describe('gtx demo (what npm start runs)', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/stopped: .*; 0 rejections recorded/);
   }, 60_000);
+});
+
+describe('gtx demo trades (the market issue’s done-when)', () => {
+  const dir = tempDir('gtx-demo-market-');
+  afterAll(() => dir.remove());
+
+  it('homes sell and buy, an auction clears them, the trade settles against metered energy and every credit is accounted for', async () => {
+    // 60 simulated seconds per real second: 15-minute auctions every 15 s, settlement ~3 min after delivery.
+    const child = spawn(process.execPath, [GTX, 'demo', '--data', dir.path, '--fresh', '--speed', '60', '--mqtt-port', '0', '--http-port', '0'], {
+      cwd: join(import.meta.dirname, '../..'),
+      env: { ...process.env, GTX_LOG_LEVEL: 'error' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const [, key, base] = await waitFor(() => /Authorization: Bearer (gtx_\S+)' (http:\/\/[\d.:]+)\/api\/v1\/meters/.exec(out), 'the demo’s API line', 60_000);
+      const get = async <T>(path: string) => (await (await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${key}` } })).json()) as T;
+      type Trade = { buyer: string; seller: string; energyKwh: string; price: string; delivery: null | { sellerMeteredKwh: string; buyerMeteredKwh: string; basis: { seller: { meters: unknown[] } } } };
+      const settled = await waitFor(async () => (await get<Trade[]>('/api/v1/trades?limit=500')).find((t) => t.delivery !== null), 'a settled trade', 240_000, 1_000);
+      expect(settled.buyer).not.toBe(settled.seller);
+      expect(Number(settled.energyKwh)).toBeGreaterThan(0);
+      expect(settled.delivery!.basis.seller.meters.length).toBeGreaterThan(0);
+      const auctions = await get<Array<{ clearingPrice: string | null; trades: number }>>('/api/v1/markets/thailand_central/auctions');
+      expect(auctions.some((a) => a.clearingPrice !== null && a.trades > 0)).toBe(true);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    // The books balance: every currency sums to zero, every balance equals its postings.
+    const config = join(dir.path, 'settlement.toml');
+    writeFileSync(config, `[settlement]\ndata_dir = "${dir.path}"\n`);
+    const check = spawnSync(process.execPath, [GTX, 'market', 'check', '--config', config], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/money ledger sound/);
+  }, 330_000);
 });

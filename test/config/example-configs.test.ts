@@ -10,7 +10,14 @@ const dir = join(import.meta.dirname, '../../config');
 describe('the example configuration files', () => {
   it('settlement.toml loads with the market and defaults the README describes', () => {
     const cfg = loadSettlementConfig(join(dir, 'settlement.toml'));
-    expect(cfg.markets).toEqual([{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15 }]);
+    expect(cfg.markets).toEqual([{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: defaultSettlementConfig().markets[0]!.rules }]);
+    // The file states the market defaults of the issue: 4.0 THB/kWh, 2.0, 1.0, 300 s, 0.01; 30 min, 06:00–22:00, 1 kWh, 0.50.
+    expect(cfg.markets[0]!.rules).toEqual({
+      currency: 'THB',
+      pricing: { pBalance: 400n, pCon: 200n, k: 1, minRatio: 0.01, updateIntervalMs: 300_000 },
+      auction: { intervalMinutes: 30, openMinute: 360, closeMinute: 1320, minVolumeWh: 1000, maxPriceDeviationPpm: 500_000 },
+    });
+    expect(cfg.credits).toEqual(defaultSettlementConfig().credits);
     expect(cfg.mqtt).toMatchObject({ mode: 'embedded', listenHost: '127.0.0.1', listenPort: 1883, auth: true });
     expect(cfg.http).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(cfg.ingest).toEqual({

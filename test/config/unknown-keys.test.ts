@@ -27,7 +27,7 @@ host = "127.0.0.1"
 describe('config/settlement.toml refuses unknown keys', () => {
   const cases: Array<[string, string, string]> = [
     ['a typo at the top level', 'log_level = "debug"\n', ': log_level must be inside a table; did you mean log_level under [settlement]?'],
-    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
+    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
     ['a typo in a table', '[ledger]\nsqlite_pth = "x.sqlite"\n', ' [ledger]: unknown key sqlite_pth; did you mean sqlite_path?'],
     ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled'],
     [
@@ -36,7 +36,10 @@ describe('config/settlement.toml refuses unknown keys', () => {
       ' [[markets]] #2: unknown key timezone; did you mean time_zone?',
     ],
     ['an unknown table', '[ledgr]\nsqlite_path = "x.sqlite"\n', ': unknown table [ledgr]; did you mean [ledger]?'],
-    ['an unknown table with no close match', '[pricing]\nx = 1\n', ': unknown table [pricing]; known tables: [settlement], [ledger], [[markets]], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
+    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
+    ['a typo in [auction]', '[auction]\nmin_volum = 1.0\n', ' [auction]: unknown key min_volum; did you mean min_volume?'],
+    ['a typo in a market’s own [markets.auction]', '[[markets]]\nid = "a"\n[markets.auction]\nmarket_opn = "07:00"\n', ' [[markets]] #1 [auction]: unknown key market_opn; did you mean market_open?'],
+    ['a typo in [dynamic_pricing]', '[dynamic_pricing]\np_balanse = 4.0\n', ' [dynamic_pricing]: unknown key p_balanse; did you mean p_balance?'],
     ['a table inside a table', '[mqtt.tls]\nport = 8883\n', ' [mqtt]: unknown table [mqtt.tls]; known keys: listen, auth, tls_listen, tls_key_file, tls_cert_file, url, username, password, shared_group, mosquitto_password_file, mosquitto_pid_file, client_id'],
     ['a dash for an underscore', '[ingest]\nmax-payload-bytes = 4096\n', ' [ingest]: unknown key max-payload-bytes; did you mean max_payload_bytes?'],
   ];
@@ -54,8 +57,43 @@ describe('config/settlement.toml refuses unknown keys', () => {
         `[influxdb]\nurl = "http://127.0.0.1:8086"\ndatabase = "d"\nflush_interval_ms = 100\nmax_backlog_points = 1000\n`,
     );
     const cfg = loadSettlementConfig(path);
-    expect(cfg.markets).toEqual([{ id: 'm', name: 'M', timeZone: 'UTC', intervalMinutes: 60 }]);
+    expect(cfg.markets).toMatchObject([{ id: 'm', name: 'M', timeZone: 'UTC', intervalMinutes: 60 }]);
     expect(cfg.http).toBeNull();
+  });
+
+  it('loads every market key, with per-market overrides, as integers and bigints', () => {
+    const path = file(
+      'settlement.toml',
+      `[dynamic_pricing]\np_balance = 5.25\np_con = 1.5\nk = 2.0\nupdate_interval = 60\nmin_ratio = 0.05\n` +
+        `[auction]\ninterval_minutes = 60\nmarket_open = "07:30"\nmarket_close = "24:00"\nmin_volume = 0.5\nmax_price_deviation = 0.25\n` +
+        `[stable_credits]\nsupported_currencies = ["THB", "USD"]\ndefault_currency = "THB"\nconversion_fee = 0.002\n[stable_credits.rates]\nTHB_USD = 0.03\n` +
+        `[[markets]]\nid = "a"\ninterval_minutes = 15\n[[markets]]\nid = "b"\ninterval_minutes = 30\n[markets.auction]\nmin_volume = 2.0\n[markets.dynamic_pricing]\np_balance = 3.0\n`,
+    );
+    const cfg = loadSettlementConfig(path);
+    const [a, b] = cfg.markets;
+    expect(a!.rules).toEqual({
+      currency: 'THB',
+      pricing: { pBalance: 525n, pCon: 150n, k: 2, minRatio: 0.05, updateIntervalMs: 60_000 },
+      auction: { intervalMinutes: 60, openMinute: 450, closeMinute: 1440, minVolumeWh: 500, maxPriceDeviationPpm: 250_000 },
+    });
+    expect(b!.rules.auction.minVolumeWh).toBe(2000);
+    expect(b!.rules.pricing.pBalance).toBe(300n);
+    expect(b!.rules.pricing.pCon).toBe(150n);
+    expect(cfg.credits).toMatchObject({ currencies: ['THB', 'USD'], defaultCurrency: 'THB', fee: { num: 1n, den: 500n }, rates: { THB_USD: 30_000_000n } });
+  });
+
+  it.each([
+    ['[auction]\nmarket_open = "6am"\n', /market_open must be a time like "06:00"/],
+    ['[auction]\nmarket_open = "22:00"\nmarket_close = "06:00"\n', /market_close must be after market_open/],
+    ['[auction]\ninterval_minutes = 20\n', /multiple of the market's energy interval/],
+    ['[dynamic_pricing]\np_balance = 4.005\n', /\[dynamic_pricing\].*p_balance|4\.005/],
+    ['[dynamic_pricing]\nmin_ratio = 1.5\n', /min_ratio/],
+    ['[dynamic_pricing]\nk = 0\n', /k must be > 0/],
+    ['[auction]\nmax_price_deviation = 1.5\n', /max_price_deviation/],
+    ['[stable_credits]\ndefault_currency = "JPY"\n', /default_currency must be one of/],
+    ['[stable_credits]\nsupported_currencies = ["THB", "GBP"]\n', /supported_currencies/],
+  ])('refuses market nonsense with the key named: %s', (text, message) => {
+    expect(() => loadSettlementConfig(file('settlement.toml', text))).toThrow(message);
   });
 });
 

@@ -172,6 +172,11 @@ describe('clearAuction: hand-worked books', () => {
     // A seq span too wide to pack with the index into one float64 takes the comparator sort.
     const wide = book.map((o, k) => ({ ...o, seq: (o.seq - 2.5) * 2 ** 51 + k }));
     expect(clearAuction([...wide].reverse())).toEqual(expected);
+    // Equal seqs keep input order on both paths.
+    for (const top of [2 ** 52, 7]) {
+      const tied = clearAuction([bid('p', 100, 400, top), bid('q', 100, 400, top), ask('r', 150, 300, -top)]);
+      expect(tied.filledWh).toEqual(filled({ p: 100, q: 50, r: 150 }));
+    }
   });
 });
 
@@ -357,8 +362,8 @@ function expectMatchesReference(book: readonly BookOrder[], result: ClearingResu
 function bookArb(widths = [0, 1, 2, 5, 20, 300]): fc.Arbitrary<BookOrder[]> {
   const row = fc.record({
     buy: fc.boolean(),
-    energy: fc.double({ min: 0, max: 1, noNaN: true }),
-    price: fc.double({ min: 0, max: 1, noNaN: true }),
+    energy: fc.nat(),
+    price: fc.nat(),
     seq: fc.nat(30),
   });
   return fc
@@ -375,8 +380,8 @@ function bookArb(widths = [0, 1, 2, 5, 20, 300]): fc.Arbitrary<BookOrder[]> {
         order(
           `o${i}`,
           r.buy ? 'buy' : 'sell',
-          1 + Math.min(maxEnergy - 1, Math.floor(r.energy * maxEnergy)),
-          lowest + Math.min(width, Math.floor(r.price * (width + 1))),
+          1 + (r.energy % maxEnergy),
+          lowest + (r.price % (width + 1)),
           seqInOrder ? i : r.seq,
         ),
       );
