@@ -52,17 +52,25 @@ export function auctionJob(d: MarketJobDeps & { everyMs?: number }): PeriodicJob
     run: async () => {
       let auctions = 0;
       const now = d.now();
+      let failed: unknown;
       for (const m of d.markets) {
-        const i = intervalMs(m.rules);
-        const boundary = intervalStart(now, i, m.timeZone);
-        if (await d.market.isOpen(m.id, now)) {
-          if (await d.market.runAuction(m.id, boundary)) auctions++;
-        }
-        // Deliveries starting by the next interval whose orders are still open: auction now.
-        for (const start of await d.market.store.dueDeliveries(m.id, boundary + i, CATCH_UP_PER_RUN)) {
-          if (await d.market.runAuction(m.id, start - i)) auctions++;
+        // One market's failure (logged) does not keep the others' auctions from running.
+        try {
+          const i = intervalMs(m.rules);
+          const boundary = intervalStart(now, i, m.timeZone);
+          if (await d.market.isOpen(m.id, now)) {
+            if (await d.market.runAuction(m.id, boundary)) auctions++;
+          }
+          // Deliveries starting by the next interval whose orders are still open: auction now.
+          for (const start of await d.market.store.dueDeliveries(m.id, boundary + i, CATCH_UP_PER_RUN)) {
+            if (await d.market.runAuction(m.id, start - i)) auctions++;
+          }
+        } catch (e) {
+          d.log.error({ job: 'auctions', market: m.id, err: e }, 'auction failed; it is tried again at the next run');
+          failed = e;
         }
       }
+      if (failed) throw failed;
       return { auctions };
     },
   });

@@ -104,8 +104,17 @@ export class MarketService {
     if (!(await this.ledger.getAccount(account))) throw new MarketError('unknown_account', `account ${account} does not exist`, 404);
     const now = this.deps.now();
     const indicative = (await this.currentPrice(marketId)).price;
-    const supplyMeters = req.side === 'sell' ? (await this.ledger.listMeters({ market: marketId })).filter((m) => m.owner === account && m.role !== 'consumption').length : 0;
-    const checked = checkOrder(req, { rules, timeZone: market.timeZone, nowMs: now, indicative, supplyMeters });
+    const supply = req.side === 'sell' ? (await this.ledger.listMeters({ market: marketId })).filter((m) => m.owner === account && m.role !== 'consumption') : [];
+    const openOrders = await this.store.openOrderCount(account, marketId);
+    const checked = checkOrder(req, {
+      rules,
+      timeZone: market.timeZone,
+      nowMs: now,
+      indicative,
+      supplyMeters: supply.length,
+      supplyRatedPowerW: supply.reduce((a, m) => a + m.ratedPowerW, 0),
+      openOrders,
+    });
     if (!checked.ok) return checked;
     const { order } = checked;
     const currency = rules.currency;

@@ -23,7 +23,16 @@ export interface OrderContext {
   indicative: PricePerKwh;
   /** Generation or bidirectional meters the account has enrolled in the market. */
   supplyMeters: number;
+  /** Their rated power summed, W: a sale cannot exceed what they can export in the interval. */
+  supplyRatedPowerW: number;
+  /** The account's open orders in the market now. */
+  openOrders: number;
 }
+
+/** Largest order: 10 MWh. Bounds what one order adds to an auction's totals. */
+export const MAX_ORDER_WH = 10_000_000;
+/** Open orders per account and market: bounds the book and the rows one key can create. */
+export const MAX_OPEN_ORDERS = 100;
 
 export type OrderRefusalCode =
   | 'below_min_volume'
@@ -31,6 +40,9 @@ export type OrderRefusalCode =
   | 'market_closed'
   | 'delivery_not_open'
   | 'no_supply_meter'
+  | 'above_capacity'
+  | 'above_max_volume'
+  | 'too_many_open_orders'
   | 'insufficient_credits';
 
 export interface OrderRefusal {
@@ -54,6 +66,12 @@ export function checkOrder(req: OrderRequest, ctx: OrderContext): { ok: true; or
   if (!isOpen(rules, timeZone, nowMs)) {
     const hh = (m: number) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
     return refuse('market_closed', `the market takes orders from ${hh(rules.auction.openMinute)} to ${hh(rules.auction.closeMinute)} ${timeZone}`);
+  }
+  if (ctx.openOrders >= MAX_OPEN_ORDERS) {
+    return refuse('too_many_open_orders', `an account may have at most ${MAX_OPEN_ORDERS} open orders in a market; cancel some or wait for their auctions`);
+  }
+  if (req.energyWh > MAX_ORDER_WH) {
+    return refuse('above_max_volume', `an order may be at most ${kwh(MAX_ORDER_WH)} kWh, got ${kwh(req.energyWh)}`);
   }
   if (req.energyWh < rules.auction.minVolumeWh) {
     return refuse('below_min_volume', `an order needs at least ${kwh(rules.auction.minVolumeWh)} kWh, got ${kwh(req.energyWh)}`);
@@ -80,6 +98,11 @@ export function checkOrder(req: OrderRequest, ctx: OrderContext): { ok: true; or
   }
   if (req.side === 'sell' && ctx.supplyMeters === 0) {
     return refuse('no_supply_meter', 'a seller needs an enrolled generation or bidirectional meter in this market');
+  }
+  // What the seller's meters could export in one delivery interval at their rated power.
+  const capacityWh = Math.floor((ctx.supplyRatedPowerW * rules.auction.intervalMinutes) / 60);
+  if (req.side === 'sell' && req.energyWh > capacityWh) {
+    return refuse('above_capacity', `the account's supply meters (${ctx.supplyRatedPowerW} W rated) can export at most ${kwh(capacityWh)} kWh in a ${rules.auction.intervalMinutes}-minute interval`);
   }
   const escrow = req.side === 'buy' ? valueOf(limit, req.energyWh, 'up') : 0n;
   return { ok: true, order: { limit, deliveryStartMs: start, deliveryEndMs: start + intervalMs(rules), escrow } };

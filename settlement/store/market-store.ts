@@ -118,6 +118,17 @@ export class MarketStore {
     return (await q.execute()).map(toOrder);
   }
 
+  async openOrderCount(account: string, market: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('orders')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('account', '=', account)
+      .where('market', '=', market)
+      .where('status', '=', 'open')
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
   /** Marks an open order cancelled; false when it is no longer open (cleared, or cancelled already). */
   async cancelOrder(trx: Trx, id: string): Promise<boolean> {
     const r = await trx.updateTable('orders').set({ status: 'cancelled', escrow: '0' }).where('id', '=', id).where('status', '=', 'open').executeTakeFirst();

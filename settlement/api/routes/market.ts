@@ -265,7 +265,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
           400: describedError('bad_request: a field is malformed.'),
           404: UNKNOWN_MARKET,
           422: describedError(
-            'The order is refused: below_min_volume, price_out_of_band (further than max_price_deviation from the indicative price), market_closed, delivery_not_open (not a delivery start, past gate closure, or more than a day ahead), no_supply_meter (a seller without a generation or bidirectional meter in the market), insufficient_credits (a buyer cannot cover limit × energy in escrow).',
+            'The order is refused: below_min_volume, price_out_of_band (further than max_price_deviation from the indicative price), market_closed, delivery_not_open (not a delivery start, past gate closure, or more than a day ahead), no_supply_meter (a seller without a generation or bidirectional meter in the market), above_capacity (more than the seller’s meters can export in the interval at rated power), above_max_volume (over 10 MWh), too_many_open_orders (100 open in the market), insufficient_credits (a buyer cannot cover limit × energy in escrow).',
           ),
         },
       },

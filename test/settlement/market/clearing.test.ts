@@ -216,6 +216,13 @@ describe('clearAuction: input validation', () => {
     expect(() => clearAuction(book)).toThrow(/order "id-31337": duplicate order id \(also at index 31337\)/);
   });
 
+  it('tells ids with the same hash apart', () => {
+    // FNV-1a collisions: the duplicate check hashes ids and compares strings only on a match.
+    const book = [bid('costarring', 100, 400), ask('liquid', 100, 300), bid('declinate', 1, 1), ask('macallums', 1, 500)];
+    expect(clearAuction(book).volumeWh).toBe(100);
+    expect(() => clearAuction([...book, ask('liquid', 5, 5)])).toThrow(/order "liquid": duplicate order id \(also at index 1\)/);
+  });
+
   it('refuses bad sides, seqs and ids', () => {
     refuse(ok({ side: 'bid' }), /order "x-1": side must be 'buy' or 'sell'/);
     refuse(ok({ seq: 1.5 }), /order "x-1": seq must be a safe integer/);

@@ -112,11 +112,20 @@ for (const engine of engines) {
       expect(await refusal(BUYER, { side: 'buy', energyWh: 1000 })).toBe('insufficient_credits');
       expect(await refusal(SELLER, { side: 'sell', energyWh: 1000, deliveryStartMs: DELIVERY - 1_800_000 })).toBe('delivery_not_open');
       expect(await refusal(SELLER, { side: 'sell', energyWh: 1000, deliveryStartMs: DELIVERY + 60_000 })).toBe('delivery_not_open');
+      // sun-1 is rated 100 kW: at most 50 kWh in a 30-minute interval.
+      expect(await refusal(SELLER, { side: 'sell', energyWh: 50_001 })).toBe('above_capacity');
+      expect(await refusal(BUYER, { side: 'buy', energyWh: 10_000_001 })).toBe('above_max_volume');
       now = Date.parse('2026-11-30T15:30:00Z'); // 22:30 in Bangkok
       expect(await refusal(SELLER, { side: 'sell', energyWh: 1000 })).toBe('market_closed');
       // Nothing of the refused orders was kept or held.
       expect(await market.store.orders({})).toEqual([]);
       expect(await market.money.check()).toEqual([]);
+    });
+
+    it('bounds the open orders of one account in a market', async () => {
+      for (let i = 0; i < 100; i++) expect((await market.placeOrder(SELLER, MARKET, { side: 'sell', energyWh: 1000 })).ok).toBe(true);
+      const r = await market.placeOrder(SELLER, MARKET, { side: 'sell', energyWh: 1000 });
+      expect(r.ok ? 'accepted' : r.refusal.code).toBe('too_many_open_orders');
     });
 
     it('cancels an open order, releasing its escrow; only the owner (or an admin) can', async () => {
