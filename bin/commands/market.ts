@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { SettlementConfig } from '../../settlement/config.ts';
-import { clearAuction, type BookOrder } from '../../settlement/market/clearing.ts';
+import { clearAuction, fillList, type BookOrder } from '../../settlement/market/clearing.ts';
 import { MarketError, MarketService } from '../../settlement/market/market.ts';
 import { MINOR_DIGITS, formatAmount, formatEnergyKwh, formatPrice, parseAmount, parseEnergyKwh, scaledFromNumber } from '../../settlement/market/money.ts';
 import { indicativePrice } from '../../settlement/market/pricing.ts';
@@ -125,7 +125,7 @@ async function clear(argv: string[]): Promise<void> {
       volume: formatEnergyKwh(r.volumeWh),
       price: r.price === null ? null : formatPrice(r.price, currency),
       currency,
-      trades: r.fills.map((x) => ({ bid: index(x.buy), ask: index(x.sell), kwh: formatEnergyKwh(x.energyWh) })),
+      trades: fillList(orders, r).map((x) => ({ bid: index(x.buy), ask: index(x.sell), kwh: formatEnergyKwh(x.energyWh) })),
     }),
   );
 }

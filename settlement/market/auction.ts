@@ -60,23 +60,25 @@ export interface AuctionOutcome {
  */
 export function runAuction(auction: AuctionId, book: readonly BookEntry[], currency: Currency, excluded: readonly BookEntry[] = []): AuctionOutcome {
   const result = clearAuction(book.map((o) => ({ id: o.id, side: o.side, energyWh: o.energyWh, limit: o.limit, seq: o.priority })));
-  const byId = new Map(book.map((o) => [o.id, o]));
   const trades: TradeDraft[] = [];
   const tradeValue = new Map<OrderId, Minor>();
   if (result.price !== null) {
     const price = result.price;
-    result.fills.forEach((f, n) => {
-      const buy = byId.get(f.buy)!;
-      const sell = byId.get(f.sell)!;
-      const value = valueOf(price, f.energyWh, 'down');
-      trades.push({ id: tradeId(`${auction}-${n + 1}`), buyOrder: f.buy, sellOrder: f.sell, buyer: buy.account, seller: sell.account, energyWh: f.energyWh, price, value });
-      tradeValue.set(f.buy, (tradeValue.get(f.buy) ?? 0n) + value);
-    });
+    const { fills } = result;
+    for (let n = 0; n < fills.buy.length; n++) {
+      const buy = book[fills.buy[n]!]!;
+      const sell = book[fills.sell[n]!]!;
+      const energyWh = fills.energyWh[n]!;
+      const value = valueOf(price, energyWh, 'down');
+      trades.push({ id: tradeId(`${auction}-${n + 1}`), buyOrder: buy.id, sellOrder: sell.id, buyer: buy.account, seller: sell.account, energyWh, price, value });
+      tradeValue.set(buy.id, (tradeValue.get(buy.id) ?? 0n) + value);
+    }
   }
   const orders: OrderResult[] = [];
   const transfers: Transfer[] = [];
-  for (const o of [...book, ...excluded]) {
-    const filledWh = result.filledWh.get(o.id) ?? 0;
+  const all = [...book, ...excluded];
+  for (const [i, o] of all.entries()) {
+    const filledWh = i < book.length ? result.filledWh[i]! : 0;
     const status: FillStatus = filledWh === 0 ? 'unmatched' : filledWh === o.energyWh ? 'filled' : 'partial';
     const released = o.side === 'buy' ? o.escrow - (tradeValue.get(o.id) ?? 0n) : 0n;
     if (released < 0n) throw new Error(`order ${o.id}: trades worth more than its escrow (${o.escrow})`);

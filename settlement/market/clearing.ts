@@ -53,6 +53,11 @@ export interface Fill {
   energyWh: number;
 }
 
+/**
+ * The outcome as columns over the input: a million-order book gives half a million fills, and
+ * building that many objects (or a Map of filled energy per id) would cost more than the whole
+ * clearing. `fillList` and `filledMap` turn them into objects where that is wanted.
+ */
 export interface ClearingResult {
   /** Matched energy (0 when the curves do not cross). */
   volumeWh: number;
@@ -60,10 +65,26 @@ export interface ClearingResult {
   price: PricePerKwh | null;
   /** The interval of prices that maximise matched volume. */
   priceRange: { low: PricePerKwh; high: PricePerKwh } | null;
-  /** Buyer/seller pairs, in price-time priority order. */
-  fills: Fill[];
-  /** Matched energy per order (only orders with > 0). */
-  filledWh: Map<OrderId, number>;
+  /** Buyer/seller pairs in price-time priority order: input indices of the orders, and the energy. */
+  fills: { buy: Uint32Array; sell: Uint32Array; energyWh: Float64Array };
+  /** Matched energy per order, by input index (0 for an order that did not fill). */
+  filledWh: Float64Array;
+}
+
+/** The fills as objects naming the orders by id. */
+export function fillList(orders: readonly BookOrder[], r: ClearingResult): Fill[] {
+  const out: Fill[] = [];
+  for (let k = 0; k < r.fills.buy.length; k++) out.push({ buy: orders[r.fills.buy[k]!]!.id, sell: orders[r.fills.sell[k]!]!.id, energyWh: r.fills.energyWh[k]! });
+  return out;
+}
+
+/** Matched energy per order id, for the orders that filled. */
+export function filledMap(orders: readonly BookOrder[], r: ClearingResult): Map<OrderId, number> {
+  const out = new Map<OrderId, number>();
+  r.filledWh.forEach((wh, i) => {
+    if (wh > 0) out.set(orders[i]!.id, wh);
+  });
+  return out;
 }
 
 /** The highest accepted limit, 2^31 minor units per kWh: keeps limits exact as numbers. */
@@ -74,7 +95,9 @@ export function clearAuction(orders: readonly BookOrder[]): ClearingResult {
   assertUniqueIds(book);
   const { bids, asks } = prioritise(book, book.inTimeOrder ? null : timeOrder(orders));
   const { volumeWh, low, high } = findCrossing(book, bids, asks);
-  if (volumeWh === 0) return { volumeWh: 0, price: null, priceRange: null, fills: [], filledWh: new Map() };
+  if (volumeWh === 0) {
+    return { volumeWh: 0, price: null, priceRange: null, fills: { buy: new Uint32Array(0), sell: new Uint32Array(0), energyWh: new Float64Array(0) }, filledWh: new Float64Array(book.n) };
+  }
   const price = Math.floor((low + high) / 2);
   const bidFill = fillSide(bids, volumeWh, (limit) => limit >= price);
   const askFill = fillSide(asks, volumeWh, (limit) => limit <= price);
@@ -82,7 +105,7 @@ export function clearAuction(orders: readonly BookOrder[]): ClearingResult {
     volumeWh,
     price: BigInt(price),
     priceRange: { low: BigInt(low), high: BigInt(high) },
-    fills: pair(book.ids, bidFill, askFill),
+    fills: pair(bidFill, askFill),
     filledWh: filledPerOrder(book, bidFill, askFill),
   };
 }
@@ -399,31 +422,33 @@ function filledAt(fill: SideFill, r: number): number {
 }
 
 /** Two-pointer walk over the filled bids and asks, both in priority order and both summing to Q*. */
-function pair(ids: readonly OrderId[], bids: SideFill, asks: SideFill): Fill[] {
-  const fills: Fill[] = [];
+function pair(bids: SideFill, asks: SideFill): ClearingResult['fills'] {
+  // At most one fill per filled order on either side, less one.
+  const cap = bids.count + asks.count - 1;
+  const buy = new Uint32Array(cap);
+  const sell = new Uint32Array(cap);
+  const energyWh = new Float64Array(cap);
+  let k = 0;
   let b = 0;
   let a = 0;
   let bidLeft = filledAt(bids, 0);
   let askLeft = filledAt(asks, 0);
   for (;;) {
-    const energyWh = Math.min(bidLeft, askLeft);
-    fills.push({ buy: ids[bids.side.index[b]!]!, sell: ids[asks.side.index[a]!]!, energyWh });
-    bidLeft -= energyWh;
-    askLeft -= energyWh;
+    const wh = Math.min(bidLeft, askLeft);
+    buy[k] = bids.side.index[b]!;
+    sell[k] = asks.side.index[a]!;
+    energyWh[k++] = wh;
+    bidLeft -= wh;
+    askLeft -= wh;
     if (bidLeft === 0 && ++b < bids.count) bidLeft = filledAt(bids, b);
     if (askLeft === 0 && ++a < asks.count) askLeft = filledAt(asks, a);
-    if (b === bids.count || a === asks.count) return fills;
+    if (b === bids.count || a === asks.count) return { buy: buy.subarray(0, k), sell: sell.subarray(0, k), energyWh: energyWh.subarray(0, k) };
   }
 }
 
-/**
- * The Map is built in input order, not priority order: ids then arrive in memory order, which
- * makes building a half-million-entry Map several times cheaper (its rehashing re-reads keys).
- */
-function filledPerOrder(book: Book, bids: SideFill, asks: SideFill): Map<OrderId, number> {
+/** Filled energy by input index. */
+function filledPerOrder(book: Book, bids: SideFill, asks: SideFill): Float64Array {
   const filled = new Float64Array(book.n);
   for (const fill of [bids, asks]) for (let r = 0; r < fill.count; r++) filled[fill.side.index[r]!] = filledAt(fill, r);
-  const result = new Map<OrderId, number>();
-  for (let i = 0; i < book.n; i++) if (filled[i]! > 0) result.set(book.ids[i]!, filled[i]!);
-  return result;
+  return filled;
 }

@@ -75,12 +75,12 @@ export async function benchOrders(engine: 'sqlite' | 'postgres', opts: { seconds
   const app = buildApi({ ledger, metrics: createMetrics(), log: testLog('bench'), enrollment, apiKeys: keys, adminKey: null, codeTtlMs: 60_000, onRevoke: () => undefined, market: { market, currencyOf: () => 'THB' } });
   const base = await listenApi(app, '127.0.0.1', 0);
   try {
-    log(`[bench] ${engine}: GET /health round trips…`);
+    log(`${engine}: GET /health round trips…`);
     const health = await drive(Math.max(1, opts.seconds / 2), async () => {
       const r = await fetch(`${base}/health`);
       await r.arrayBuffer();
     });
-    log(`[bench] ${engine}: POST /api/v1/orders (buy, escrow held), ${IN_FLIGHT} in flight…`);
+    log(`${engine}: POST /api/v1/orders (buy, escrow held), ${IN_FLIGHT} in flight…`);
     let refused = 0;
     const orders = await drive(opts.seconds, async (n) => {
       const a = accounts[n % ACCOUNTS]!;

@@ -126,8 +126,9 @@ export function renderEngine(o: EngineOutcome, ctx: RunContext): string {
   return lines.join('\n');
 }
 
-const BEGIN = (e: Engine) => `<!-- bench:ingest:${e}:begin -->`;
-const END = (e: Engine) => `<!-- bench:ingest:${e}:end -->`;
+/** A rewritable block of docs/benchmarks.md: `ingest:sqlite`, `ingest:postgres`, `market`. */
+const BEGIN = (key: string) => `<!-- bench:${key}:begin -->`;
+const END = (key: string) => `<!-- bench:${key}:end -->`;
 
 const TEMPLATE = `# Benchmarks
 
@@ -172,20 +173,20 @@ How \`test/bench/run.ts\` measures it:
 - When a target is missed the max phases are run once more under the V8 CPU profiler (in-process
   inspector session, the data \`node --cpu-prof\` would write) and the top items are listed.
 
-${BEGIN('sqlite')}
-${END('sqlite')}
+${BEGIN('ingest:sqlite')}
+${END('ingest:sqlite')}
 
-${BEGIN('postgres')}
-${END('postgres')}
+${BEGIN('ingest:postgres')}
+${END('ingest:postgres')}
 `;
 
-export function writeReport(path: string, blocks: Array<{ engine: Engine; text: string }>): void {
+export function writeReport(path: string, blocks: Array<{ key: string; text: string }>): void {
   let doc = existsSync(path) ? readFileSync(path, 'utf8') : TEMPLATE;
-  for (const { engine, text } of blocks) {
-    const b = doc.indexOf(BEGIN(engine));
-    const e = doc.indexOf(END(engine));
-    const block = `${BEGIN(engine)}\n${text.trimEnd()}\n${END(engine)}`;
-    if (b >= 0 && e > b) doc = doc.slice(0, b) + block + doc.slice(e + END(engine).length);
+  for (const { key, text } of blocks) {
+    const b = doc.indexOf(BEGIN(key));
+    const e = doc.indexOf(END(key));
+    const block = `${BEGIN(key)}\n${text.trimEnd()}\n${END(key)}`;
+    if (b >= 0 && e > b) doc = doc.slice(0, b) + block + doc.slice(e + END(key).length);
     else doc = `${doc.trimEnd()}\n\n${block}\n`;
   }
   writeFileSync(path, doc);

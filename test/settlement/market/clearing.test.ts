@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { clearAuction, MAX_LIMIT, type BookOrder, type ClearingResult, type Fill } from '../../../settlement/market/clearing.ts';
+import { clearAuction as clearColumns, fillList, filledMap, MAX_LIMIT, type BookOrder, type Fill } from '../../../settlement/market/clearing.ts';
+
+/** The result with its fills and filled energy as objects keyed by order id, as the checks below read them. */
+type ClearingResult = Omit<ReturnType<typeof clearColumns>, 'fills' | 'filledWh'> & { fills: Fill[]; filledWh: Map<OrderId, number> };
+function clearAuction(orders: readonly BookOrder[]): ClearingResult {
+  const r = clearColumns(orders);
+  return { ...r, fills: fillList(orders, r), filledWh: filledMap(orders, r) };
+}
 import { orderId, type OrderId, type Side } from '../../../settlement/market/types.ts';
 
 // ---------------------------------------------------------------------------------------------
