@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import {
   InsufficientFunds,
   MAY_GO_NEGATIVE,
@@ -51,9 +51,18 @@ export class MoneyStore {
     private readonly engine: 'sqlite' | 'postgres',
   ) {}
 
-  /** Runs `fn` in one transaction. SQLite: `fn` must await nothing but its own queries. */
+  /**
+   * Runs `fn` in one transaction. SQLite: `fn` must await nothing but its own queries, and the
+   * transaction takes the write lock first (a write that changes no row), as BEGIN IMMEDIATE
+   * would: the ledger's commit thread writes from another connection, and a transaction that
+   * read first could not become a writer after that thread committed (SQLITE_BUSY_SNAPSHOT,
+   * which no busy timeout waits out).
+   */
   transaction<T>(fn: (trx: Trx) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute(fn);
+    return this.db.transaction().execute(async (trx) => {
+      if (this.engine === 'sqlite') await sql`UPDATE money_accounts SET balance = balance WHERE id = ''`.execute(trx);
+      return fn(trx);
+    });
   }
 
   /**

@@ -47,6 +47,14 @@ const SUBCOMMANDS: Array<[string[], string]> = [
   [['gateway', 'run'], 'gtx gateway run --config FILE'],
   [['gateway', 'status'], 'gtx gateway status --config FILE'],
   [['gateway', 'requeue'], 'gtx gateway requeue --config FILE [--reason REASON]'],
+  [['market'], 'gtx market price --supply WH --demand WH'],
+  [['market', 'price'], 'gtx market price --supply WH --demand WH'],
+  [['market', 'clear'], 'gtx market clear --book FILE'],
+  [['market', 'deposit'], 'gtx market deposit|withdraw --account ID --amount DECIMAL'],
+  [['market', 'withdraw'], 'gtx market deposit|withdraw --account ID --amount DECIMAL'],
+  [['market', 'balances'], 'gtx market balances [--account ID]'],
+  [['market', 'auction'], 'gtx market auction --market ID'],
+  [['market', 'check'], 'gtx market check [--config FILE]'],
   [['audit'], 'gtx audit meters'],
   [['audit', 'meters'], 'gtx audit meters [--config FILE]'],
   [['audit', 'export'], 'gtx audit export --meter ID --out DIR'],
@@ -107,6 +115,10 @@ describe('gtx --help and bad input, for every command', () => {
       [['simulate', '--model', 'sdm120', '--profile', 'pv', '--port', 'x'], 'gtx: --port must be an integer 0..65535, got "x"', 'simulate'],
       [['audit', 'verify', '--meter', 'm', '--from', 'yesterday'], 'gtx: --from "yesterday" is not an ISO-8601 date or date-time with a zone: use a date like 2026-11-01 (UTC) or a date-time with a zone like 2026-11-01T06:00:00Z', 'audit verify'],
       [['settlment', 'run'], 'gtx: unknown command "settlment"; did you mean settlement?', ''],
+      [['market', 'price', '--supply', '1.5', '--demand', '2'], 'gtx: --supply must be a whole number of Wh, got "1.5"', 'market price'],
+      [['market', 'clear'], 'gtx: --book is required', 'market clear'],
+      [['market', 'deposit', '--account', 'a', '--amount', '1.234'], 'gtx: --amount: THB amount "1.234" has 3 decimals; at most 2 allowed', 'market deposit'],
+      [['market', 'check'], `gtx: no ledger at ${join(dir.path, 'data', 'ledger.sqlite')}: check --config / [ledger] sqlite_path, or DATABASE_URL`, 'market check'],
     ];
     const runs = await inPairs(cases, async ([args, line, cmd]) => ({ args, line, cmd, r: await gtx(args) }));
     for (const { args, line, cmd, r } of runs) {
