@@ -208,7 +208,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   recorder.start();
   undo.push(() => recorder.stop());
   // Market events go out on MQTT once the bus exists (below); until then there are none.
-  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency });
+  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), metrics, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency });
   const market = new MarketService(ledger, {
     rules: (id) => cfg.markets.find((m) => m.id === id)?.rules,
     credits: cfg.credits,

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { topics, type AuctionCompletedMessage, type PriceSignalMessage } from '../protocol/index.ts';
 import type { MarketEvents } from './market/market.ts';
+import type { SettlementMetrics } from './metrics.ts';
 import { formatPrice } from './market/money.ts';
 import type { Currency } from './market/types.ts';
 
@@ -11,13 +12,22 @@ import type { Currency } from './market/types.ts';
  */
 export function marketEventPublisher(d: {
   log: Logger;
+  metrics?: SettlementMetrics;
   publish: (topic: string, payload: string) => Promise<void>;
   currency: (market: string) => Currency;
 }): MarketEvents {
   const iso = (ms: number) => new Date(ms).toISOString();
   const send = (topic: string, msg: unknown) => d.publish(topic, JSON.stringify(msg)).catch((e: unknown) => d.log.warn({ err: e, topic }, 'market event not published'));
   return {
+    orderDecided(market, result) {
+      d.metrics?.marketOrders.inc({ market, result });
+    },
+    deliveriesSettled(market, trades) {
+      d.metrics?.marketTradesSettled.inc(trades);
+      d.log.info({ event: 'DeliveriesSettled', market, trades }, 'trades settled against metered energy');
+    },
     priceUpdated(s, oldPrice) {
+      d.metrics?.marketPrice.set({ market: s.market, currency: d.currency(s.market) }, Number(s.price));
       d.log.info({ event: 'PriceSignalUpdated', market: s.market, price: s.price.toString(), old_price: oldPrice?.toString() ?? null, ratio: s.ratio, supply_wh: s.supplyWh, demand_wh: s.demandWh }, 'price signal updated');
       const msg: PriceSignalMessage = {
         v: 1,
@@ -36,6 +46,8 @@ export function marketEventPublisher(d: {
       void send(topics.price(s.market), msg);
     },
     auctionCompleted(a) {
+      d.metrics?.marketAuctions.inc({ market: a.market, crossed: String(a.clearingPrice !== null) });
+      d.metrics?.marketTradedWh.inc({ market: a.market }, a.volumeWh);
       d.log.info(
         { event: 'AuctionCompleted', market: a.market, auction: a.id, clearing_price: a.clearingPrice?.toString() ?? null, volume_wh: a.volumeWh, trades: a.trades, orders: a.orders },
         'auction completed',

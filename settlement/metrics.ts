@@ -97,8 +97,42 @@ export function createMetrics(opts: { defaultMetrics?: boolean; sources?: Metric
       }
     },
   });
+  const marketOrders = new Counter({
+    name: 'gtx_market_orders_total',
+    help: 'Orders decided, by market and result (accepted, or the refusal code: insufficient_credits, price_out_of_band …)',
+    labelNames: ['market', 'result'] as const,
+    registers: [registry],
+  });
+  const marketAuctions = new Counter({
+    name: 'gtx_market_auctions_total',
+    help: 'Auctions run, by market and whether bids and asks crossed',
+    labelNames: ['market', 'crossed'] as const,
+    registers: [registry],
+  });
+  const marketTradedWh = new Counter({
+    name: 'gtx_market_traded_wh_total',
+    help: 'Energy matched in auctions, Wh',
+    labelNames: ['market'] as const,
+    registers: [registry],
+  });
+  const marketTradesSettled = new Counter({
+    name: 'gtx_market_trades_settled_total',
+    help: 'Trades settled against metered energy',
+    registers: [registry],
+  });
+  const marketPrice = new Gauge({
+    name: 'gtx_market_price_minor_per_kwh',
+    help: 'The latest indicative price, minor currency units (satang, cents) per kWh',
+    labelNames: ['market', 'currency'] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    marketOrders,
+    marketAuctions,
+    marketTradedWh,
+    marketTradesSettled,
+    marketPrice,
     readingsVerified,
     envelopesRejected,
     ingestLatency,

@@ -90,7 +90,6 @@ export function deliveryJob(d: MarketJobDeps & { graceMs: number; everyMs?: numb
         if (settled === 0) break;
         trades += settled;
       }
-      if (trades) d.log.info({ job: 'delivery-settlement', trades }, 'trades settled against metered energy');
       return { trades };
     },
   });

@@ -22,6 +22,10 @@ import { auctionId, orderId, type Currency, type Minor } from './types.ts';
 export interface MarketEvents {
   priceUpdated(signal: PriceSignal, oldPrice: bigint | null): void;
   auctionCompleted(auction: AuctionRecord): void;
+  /** An order accepted, or refused with this code. */
+  orderDecided(market: string, result: 'accepted' | OrderRefusal['code']): void;
+  /** Trades of one delivery interval settled against metered energy. */
+  deliveriesSettled(market: string, trades: number): void;
 }
 
 export interface StableCredits {
@@ -42,6 +46,9 @@ export class MarketError extends Error {
     super(message);
   }
 }
+
+/** Largest single deposit, withdrawal or conversion: 10^15 minor units (10 trillion THB). */
+export const MAX_AMOUNT = 10n ** 15n;
 
 const newId = (prefix: string) => `${prefix}_${randomBytes(9).toString('base64url')}`;
 
@@ -106,6 +113,7 @@ export class MarketService {
     const indicative = (await this.currentPrice(marketId)).price;
     const supply = req.side === 'sell' ? (await this.ledger.listMeters({ market: marketId })).filter((m) => m.owner === account && m.role !== 'consumption') : [];
     const openOrders = await this.store.openOrderCount(account, marketId);
+    const decided = (result: 'accepted' | OrderRefusal['code']) => this.deps.events?.orderDecided?.(marketId, result);
     const checked = checkOrder(req, {
       rules,
       timeZone: market.timeZone,
@@ -115,7 +123,10 @@ export class MarketService {
       supplyRatedPowerW: supply.reduce((a, m) => a + m.ratedPowerW, 0),
       openOrders,
     });
-    if (!checked.ok) return checked;
+    if (!checked.ok) {
+      decided(checked.refusal.code);
+      return checked;
+    }
     const { order } = checked;
     const currency = rules.currency;
     const id = orderId(newId('ord'));
@@ -139,9 +150,11 @@ export class MarketService {
           createdAtMs: now,
         });
       });
+      decided('accepted');
       return { ok: true, order: rec };
     } catch (e) {
       if (e instanceof InsufficientFunds) {
+        decided('insufficient_credits');
         return {
           ok: false,
           refusal: { code: 'insufficient_credits', message: `this buy order holds ${order.escrow} minor units of ${currency} (limit × energy) and the account has ${e.balance}` },
@@ -253,7 +266,11 @@ export class MarketService {
         transfers.push(...r.transfers);
       }
       if (transfers.length) await this.money.apply(trx, transfers, now);
-      return results.length;
+      return { market, settled: results.length };
+    }).then((r) => {
+      if (typeof r === 'number') return r;
+      this.deps.events?.deliveriesSettled?.(r.market, r.settled);
+      return r.settled;
     });
   }
 
@@ -276,7 +293,7 @@ export class MarketService {
 
   private async adminMove(kind: 'deposit' | 'withdrawal', account: string, currency: string, amount: Minor, memo: string): Promise<Minor> {
     const c = this.checkCurrency(currency);
-    if (amount <= 0n) throw new MarketError('bad_amount', 'the amount must be positive', 400);
+    if (amount <= 0n || amount > MAX_AMOUNT) throw new MarketError('bad_amount', `the amount must be positive and at most ${MAX_AMOUNT} minor units`, 400);
     if (!(await this.ledger.getAccount(account))) throw new MarketError('unknown_account', `account ${account} does not exist`, 404);
     const owner = ownerAccount(account, c);
     const issuance = systemAccount('issuance', c);
@@ -294,6 +311,7 @@ export class MarketService {
   async convert(account: string, from: string, to: string, amount: Minor): Promise<{ debit: Minor; credit: Minor; fee: Minor }> {
     const f = this.checkCurrency(from);
     const t = this.checkCurrency(to);
+    if (amount > MAX_AMOUNT) throw new MarketError('bad_amount', `a conversion may be at most ${MAX_AMOUNT} minor units`, 400);
     let c;
     try {
       c = convert(amount, f, t, this.deps.credits.rates, this.deps.credits.fee);

@@ -64,5 +64,12 @@ describe('market messages over MQTT', () => {
     expect(Value.Check(AuctionCompletedMessageSchema, auction.body), JSON.stringify(auction.body)).toBe(true);
     expect(auction.body).toMatchObject({ event: 'AuctionCompleted', clearing_price: '4.00', total_volume_wh: 1500, trades_count: 1, orders_count: 2, auction_id: run!.auction.id });
     expect(auction.retain).toBe(false);
+
+    // And in Prometheus: orders by result, auctions, matched energy, the price.
+    const text = await s.metrics.registry.metrics();
+    expect(text).toContain(`gtx_market_orders_total{market="${TEST_MARKET}",result="accepted"} 2`);
+    expect(text).toContain(`gtx_market_auctions_total{market="${TEST_MARKET}",crossed="true"} 1`);
+    expect(text).toContain(`gtx_market_traded_wh_total{market="${TEST_MARKET}"} 1500`);
+    expect(text).toContain(`gtx_market_price_minor_per_kwh{market="${TEST_MARKET}",currency="THB"} 400`);
   });
 });

@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { MarketError, type MarketService } from '../../market/market.ts';
 import { formatAmount, formatEnergyKwh, formatPrice, parseAmount, parseEnergyKwh } from '../../market/money.ts';
 import type { PriceSignal } from '../../market/pricing.ts';
-import type { Currency } from '../../market/types.ts';
+import { CURRENCIES, type Currency } from '../../market/types.ts';
 import type { AuctionRecord, OrderRecord, TradeRecord } from '../../store/market-store.ts';
 import type { ApiRole } from '../../registry/api-keys.ts';
 import { ADMINS } from '../auth.ts';
@@ -28,6 +28,7 @@ const OWNERS_AND_READERS: readonly ApiRole[] = ['admin', 'utility', 'prosumer'];
 
 const Money = (description: string) => Type.String({ pattern: '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?$', description, examples: ['4.00', '125.50'] });
 const Energy = Type.String({ pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,3})?$', description: 'kWh, up to 3 decimals', examples: ['1.5', '2.125'] });
+const CurrencyField = Type.Union(CURRENCIES.map((c) => Type.Literal(c)), { description: 'THB, USD or EUR ([stable_credits] supported_currencies)' });
 const Instant = Type.String({ description: 'ISO-8601 date-time', examples: ['2026-11-01T06:30:00Z'] });
 
 const PriceSignalJson = Type.Object({
@@ -386,7 +387,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
     },
   );
 
-  const ConversionBody = Type.Object({ from: Type.String(), to: Type.String(), amount: Money('in the from currency') }, { additionalProperties: false });
+  const ConversionBody = Type.Object({ from: CurrencyField, to: CurrencyField, amount: Money('in the from currency') }, { additionalProperties: false });
   app.post<{ Body: Static<typeof ConversionBody> }>(
     '/conversions',
     {
@@ -420,7 +421,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
   // ---- admin ---------------------------------------------------------------------------------
 
   const MoveBody = Type.Object(
-    { account: Type.String({ minLength: 1, maxLength: 64 }), currency: Type.String(), amount: Money('positive'), memo: Type.Optional(Type.String({ maxLength: 200 })) },
+    { account: Type.String({ minLength: 1, maxLength: 64 }), currency: CurrencyField, amount: Money('positive'), memo: Type.Optional(Type.String({ maxLength: 200 })) },
     { additionalProperties: false },
   );
   for (const kind of ['deposits', 'withdrawals'] as const) {

@@ -165,6 +165,22 @@ for (const engine of engines) {
       const trades = await call({ method: 'GET', url: '/api/v1/trades', route: '' }, keys.seller);
       expect(trades.json()).toEqual([expect.objectContaining({ seller: SELLER, buyer: BUYER, energyKwh: '1.000', price: '4.00', value: '4.00', delivery: null })]);
 
+      // Money and currencies are checked at the door: 400 naming the field, never a 500.
+      for (const payload of [
+        { account: BUYER, currency: 'JPY', amount: '1.00' },
+        { account: BUYER, currency: 'THB', amount: '1e5' },
+        { account: BUYER, currency: 'THB', amount: '0.001' },
+        { account: BUYER, currency: 'THB', amount: '99999999999999999999.00' },
+      ]) {
+        const r = await call({ ...CALLS.admin[0]!, payload }, keys.admin);
+        expect([JSON.stringify(payload), r.statusCode, r.json().code]).toEqual([JSON.stringify(payload), 400, expect.stringMatching(/bad_request|bad_amount/)]);
+      }
+      const bigConversion = await call({ ...CALLS.prosumer[1]!, payload: { from: 'THB', to: 'USD', amount: '99999999999999999999.00' } }, keys.buyer);
+      expect(bigConversion.statusCode).toBe(400);
+      const conversion = await call(CALLS.prosumer[1]!, keys.buyer);
+      expect(conversion.statusCode, conversion.body).toBe(201);
+      expect(conversion.json()).toEqual({ from: 'THB', to: 'USD', debit: '10.00', fee: '0.01', credit: '0.27' });
+
       const price = await call(CALLS.anyone[0]!, keys.buyer);
       expect(price.statusCode, price.body).toBe(200);
       expect(price.json()).toMatchObject({ current: { market: TEST_MARKET, price: '4.00', currency: 'THB' }, history: [] });

@@ -42,7 +42,7 @@ for (const engine of engines) {
       await enrollTestGateway(opened.ledger, 'gw-home', home.publicKeyPem, [
         { id: 'home-1', model: 'eastron-sdm120', role: 'consumption', ratedPowerW: 20_000, energySource: null },
       ]);
-      const events: MarketEvents = { priceUpdated: (signal, old) => prices.push({ signal, old }), auctionCompleted: (a) => auctions.push(a) };
+      const events: Partial<MarketEvents> = { priceUpdated: (signal, old) => prices.push({ signal, old }), auctionCompleted: (a) => auctions.push(a) };
       market = new MarketService(opened.ledger, { rules: (id) => (id === MARKET ? rules : undefined), credits: cfg.credits, now: () => now, events });
     });
     afterEach(() => opened.cleanup());
@@ -175,6 +175,10 @@ for (const engine of engines) {
       expect(await market.money.balance(systemAccount('fees', 'THB'))).toBe(100n);
       await expect(market.convert(BUYER, 'THB', 'USD', 1n)).rejects.toMatchObject({ code: expect.stringMatching(/bad_conversion|insufficient_credits/) });
       await expect(market.withdraw(BUYER, 'USD', 2798n)).rejects.toMatchObject({ code: 'insufficient_credits' });
+      await expect(market.deposit(BUYER, 'THB', 10n ** 15n + 1n)).rejects.toMatchObject({ code: 'bad_amount', status: 400 });
+      await expect(market.deposit(BUYER, 'THB', 0n)).rejects.toMatchObject({ code: 'bad_amount' });
+      await expect(market.deposit(BUYER, 'JPY', 1n)).rejects.toMatchObject({ code: 'unsupported_currency' });
+      await expect(market.deposit('nobody', 'THB', 1n)).rejects.toMatchObject({ code: 'unknown_account', status: 404 });
       expect(await market.money.check()).toEqual([]);
     });
   });
