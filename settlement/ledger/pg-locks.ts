@@ -13,3 +13,6 @@ export const lockKey = (expr: string) => `hashtext(${SCOPE}${expr})`;
 
 /** Takes the transaction-scoped lock of one meter (the same key as lockKey("'meter/' || m")). */
 export const lockMeter = (meter: string): RawBuilder<unknown> => sql`SELECT pg_advisory_xact_lock(hashtext(${sql.raw(SCOPE)}${`meter/${meter}`}))`;
+
+/** Takes the transaction-scoped lock of a market's order book: new orders get their time priority under it. */
+export const lockOrderBook = (market: string): RawBuilder<unknown> => sql`SELECT pg_advisory_xact_lock(hashtext(${sql.raw(SCOPE)}${`orders/${market}`}))`;

@@ -70,7 +70,8 @@ export function runAuction(auction: AuctionId, book: readonly BookEntry[], curre
       const sell = book[fills.sell[n]!]!;
       const energyWh = fills.energyWh[n]!;
       const value = valueOf(price, energyWh, 'down');
-      trades.push({ id: tradeId(`${auction}-${n + 1}`), buyOrder: buy.id, sellOrder: sell.id, buyer: buy.account, seller: sell.account, energyWh, price, value });
+      // Zero-padded, so the id order (in which delivery shares out metered energy) is fill order.
+      trades.push({ id: tradeId(`${auction}-${String(n + 1).padStart(7, '0')}`), buyOrder: buy.id, sellOrder: sell.id, buyer: buy.account, seller: sell.account, energyWh, price, value });
       tradeValue.set(buy.id, (tradeValue.get(buy.id) ?? 0n) + value);
     }
   }

@@ -66,7 +66,7 @@ export class MarketService {
     },
   ) {
     this.money = new MoneyStore(ledger.db, ledger.engine);
-    this.store = new MarketStore(ledger.db);
+    this.store = new MarketStore(ledger.db, ledger.engine);
   }
 
   private async market(id: string): Promise<{ market: RegistryMarket; rules: MarketRules }> {

@@ -2,6 +2,7 @@ import type { AuctionOutcome, BookEntry } from '../market/auction.ts';
 import type { DeliveryResult } from '../market/delivery.ts';
 import type { PriceSignal } from '../market/pricing.ts';
 import { orderId, tradeId, type Currency, type Minor, type OrderId, type PricePerKwh, type Side, type TradeId } from '../market/types.ts';
+import { lockOrderBook } from '../ledger/pg-locks.ts';
 import type { LedgerDb } from './database.ts';
 import type { Trx } from './money-store.ts';
 
@@ -72,12 +73,20 @@ const big = (s: string) => BigInt(s);
 const bigOrNull = (s: string | null) => (s === null ? null : BigInt(s));
 
 export class MarketStore {
-  constructor(private readonly db: LedgerDb) {}
+  constructor(
+    private readonly db: LedgerDb,
+    private readonly engine: 'sqlite' | 'postgres',
+  ) {}
 
   // ---- orders ----------------------------------------------------------------------------
 
-  /** Stores a new order with the next time priority of its market. */
+  /**
+   * Stores a new order with the next time priority of its market. On PostgreSQL under the
+   * market's order-book lock, so that orders placed at once on two workers get distinct,
+   * increasing priorities (SQLite has one writer).
+   */
   async insertOrder(trx: Trx, o: Omit<OrderRecord, 'priority' | 'status' | 'filledWh' | 'auctionId'>): Promise<OrderRecord> {
+    if (this.engine === 'postgres') await lockOrderBook(o.market).execute(trx);
     const top = await trx.selectFrom('orders').select((eb) => eb.fn.max('priority').as('p')).where('market', '=', o.market).executeTakeFirst();
     const priority = Number(top?.p ?? 0) + 1;
     const rec: OrderRecord = { ...o, priority, status: 'open', filledWh: 0, auctionId: null };
@@ -193,7 +202,8 @@ export class MarketStore {
         orders: 0,
         trades: 0,
       })
-      .onConflict((oc) => oc.columns(['market', 'delivery_start_ms']).doNothing())
+      // Any conflict: the id is made from (market, delivery), so racing workers collide on both keys.
+      .onConflict((oc) => oc.doNothing())
       .executeTakeFirst();
     return Number(r.numInsertedOrUpdatedRows ?? 0n) === 1;
   }

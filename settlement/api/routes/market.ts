@@ -181,6 +181,20 @@ function tradeJson(t: TradeRecord) {
   };
 }
 
+/**
+ * A prosumer sees the energy its trade was settled against on both sides (that is the
+ * settlement), but not the other party's meters and their totals: a neighbour's consumption is
+ * the neighbour's personal data.
+ */
+function withoutCounterpartyMeters(t: TradeRecord, account: string): TradeRecord {
+  if (!t.delivery || (t.buyer === account && t.seller === account)) return t;
+  const basis = t.delivery.basis as Record<string, unknown> | null;
+  if (!basis) return t;
+  const other = t.buyer === account ? 'seller' : 'buyer';
+  const { [other]: _hidden, ...rest } = basis;
+  return { ...t, delivery: { ...t.delivery, basis: { ...rest, [other]: { account: other === 'seller' ? t.seller : t.buyer } } } };
+}
+
 function sendMarketError(reply: FastifyReply, e: unknown): FastifyReply {
   if (e instanceof MarketError) return reply.code(e.status).send({ code: e.code, message: e.message });
   throw e;
@@ -383,7 +397,8 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
       const who = accountOf(req, req.query.account);
       if ('refuse' in who) return reply.code(403).send(who.refuse);
       const rows = await market.trades({ ...who, ...(req.query.market ? { market: req.query.market } : {}), limit: req.query.limit ?? 100 });
-      return rows.map(tradeJson);
+      const p = req.principal!;
+      return rows.map((t) => tradeJson(p.role === 'prosumer' ? withoutCounterpartyMeters(t, p.account) : t));
     },
   );
 

@@ -9,7 +9,8 @@ import { Enrollment } from '../../../settlement/registry/enrollment.ts';
 import { engines, type OpenedLedger } from '../../support/ledgers.ts';
 import { TEST_MARKET, enrollTestGateway } from '../../support/registry.ts';
 import { testLog } from '../../support/stack.ts';
-import { generateGatewayKeyPair } from '../../../protocol/index.ts';
+import { GENESIS_PREV, generateGatewayKeyPair, meterId, readingHash } from '../../../protocol/index.ts';
+import { EnvelopeFactory, verifiedEnvelope } from '../../support/envelopes.ts';
 
 /**
  * The market's REST routes on the real fastify server over each engine: who may call each
@@ -55,6 +56,8 @@ for (const engine of engines) {
     let app: FastifyInstance;
     const keys = {} as Record<'admin' | 'utility' | 'buyer' | 'seller', string>;
     const routes: string[] = [];
+    let now = T0;
+    let market: MarketService;
     const call = (c: Call, key?: string) =>
       app.inject({ method: c.method, url: c.url, headers: key ? { authorization: `Bearer ${key}` } : {}, ...(c.payload === undefined ? {} : { payload: c.payload as object }) });
 
@@ -70,7 +73,7 @@ for (const engine of engines) {
       keys.utility = (await store.create('utility')).key;
       keys.buyer = (await store.create('prosumer', 'home', BUYER)).key;
       keys.seller = (await store.create('prosumer', 'sun', SELLER)).key;
-      const market = new MarketService(ledger, { rules: (id) => (id === TEST_MARKET ? cfg.markets[0]!.rules : undefined), credits: cfg.credits, now: () => T0 });
+      market = new MarketService(ledger, { rules: (id) => (id === TEST_MARKET ? cfg.markets[0]!.rules : undefined), credits: cfg.credits, now: () => now });
       app = buildApi({
         ledger,
         metrics: createMetrics(),
@@ -180,6 +183,31 @@ for (const engine of engines) {
       const conversion = await call(CALLS.prosumer[1]!, keys.buyer);
       expect(conversion.statusCode, conversion.body).toBe(201);
       expect(conversion.json()).toEqual({ from: 'THB', to: 'USD', debit: '10.00', fee: '0.01', credit: '0.27' });
+
+      // Delivery: both meters report; the trade settles. Each side sees the energy the trade was
+      // settled against, but not the other party's meters; a utility sees both.
+      const ctx = { ratedPowerW: 100_000, market: TEST_MARKET, timeZone: 'Asia/Bangkok', intervalMs: 900_000 };
+      const start = Date.parse('2026-11-30T04:00:00Z');
+      for (const [gw, meter, imp, exp] of [['gw-api-sun', 'api-sun-1', 0, 1500], ['gw-api-home', 'api-home-1', 2000, 0]] as const) {
+        const f = new EnvelopeFactory(gw);
+        const r1 = { meter: meterId(meter), seq: 1, ts: new Date(start).toISOString(), importWh: 100, exportWh: 100, powerW: 0, prev: GENESIS_PREV };
+        const r2 = { ...r1, seq: 2, ts: new Date(start + 1_800_000).toISOString(), importWh: 100 + imp, exportWh: 100 + exp, prev: readingHash(r1) };
+        await opened.ledger.commitEnvelopes([verifiedEnvelope(f.sign([r1, r2]), ctx, start + 1_800_000)], { nowMs: start + 1_800_000 });
+      }
+      now = start + 1_800_000 + 1;
+      expect(await market.settleNextDelivery(0)).toBe(1);
+      type Basis = { seller: { account: string; meters?: unknown[] }; buyer: { account: string; meters?: unknown[] } };
+      const seen = async (key: string) => (await call({ method: 'GET', url: '/api/v1/trades', route: '' }, key)).json<Array<{ delivery: { sellerMeteredKwh: string; buyerMeteredKwh: string; basis: Basis } }>>()[0]!.delivery;
+      const bySeller = await seen(keys.seller);
+      expect(bySeller).toMatchObject({ sellerMeteredKwh: '1.000', buyerMeteredKwh: '1.000' });
+      expect(bySeller.basis.seller.meters).toEqual([{ meter: 'api-sun-1', importWh: 0, exportWh: 1500 }]);
+      expect(bySeller.basis.buyer).toEqual({ account: BUYER });
+      const byBuyer = await seen(keys.buyer);
+      expect(byBuyer.basis.seller).toEqual({ account: SELLER });
+      expect(byBuyer.basis.buyer.meters).toEqual([{ meter: 'api-home-1', importWh: 2000, exportWh: 0 }]);
+      const byUtility = await seen(keys.utility);
+      expect(byUtility.basis.buyer.meters?.length).toBe(1);
+      expect(byUtility.basis.seller.meters?.length).toBe(1);
 
       const price = await call(CALLS.anyone[0]!, keys.buyer);
       expect(price.statusCode, price.body).toBe(200);

@@ -52,6 +52,13 @@ for (const engine of engines) {
       expect(new Set(priorities).size).toBe(5);
     });
 
+    it('twenty sell orders at once get twenty distinct time priorities', async () => {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).placeOrder(SELLER, TEST_MARKET, { side: 'sell', energyWh: 1000 })));
+      expect(results.every((r) => r.ok)).toBe(true);
+      const priorities = (await a.store.orders({ account: SELLER })).map((o) => o.priority).sort((x, y) => x - y);
+      expect(priorities).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    });
+
     it('the same auction started on both workers runs once', async () => {
       await a.deposit(BUYER, 'THB', 10_000n);
       expect((await a.placeOrder(SELLER, TEST_MARKET, { side: 'sell', energyWh: 2000, limit: 380n })).ok).toBe(true);
