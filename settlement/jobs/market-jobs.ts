@@ -76,7 +76,7 @@ export function auctionJob(d: MarketJobDeps & { everyMs?: number }): PeriodicJob
   });
 }
 
-/** Delivery settlement: every `everyMs`, the trades of intervals that ended `graceMs` ago. */
+/** Delivery settlement: every `everyMs`, per market, the trades of intervals that ended `graceMs` ago. */
 export function deliveryJob(d: MarketJobDeps & { graceMs: number; everyMs?: number }): PeriodicJob<{ trades: number }> {
   return new PeriodicJob('delivery-settlement', {
     ledger: d.ledger,
@@ -85,11 +85,21 @@ export function deliveryJob(d: MarketJobDeps & { graceMs: number; everyMs?: numb
     everyMs: d.everyMs ?? 60_000,
     run: async () => {
       let trades = 0;
-      for (let n = 0; n < CATCH_UP_PER_RUN; n++) {
-        const settled = await d.market.settleNextDelivery(d.graceMs);
-        if (settled === 0) break;
-        trades += settled;
+      let failed: unknown;
+      for (const m of d.markets) {
+        // One market's failure (logged) does not hold up the others' settlement.
+        try {
+          for (let n = 0; n < CATCH_UP_PER_RUN; n++) {
+            const settled = await d.market.settleNextDelivery(m.id, d.graceMs);
+            if (settled === 0) break;
+            trades += settled;
+          }
+        } catch (e) {
+          d.log.error({ job: 'delivery-settlement', market: m.id, err: e }, 'delivery settlement failed; it is tried again at the next run');
+          failed = e;
+        }
       }
+      if (failed) throw failed;
       return { trades };
     },
   });

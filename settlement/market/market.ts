@@ -235,25 +235,26 @@ export class MarketService {
   // ---- delivery settlement -----------------------------------------------------------------
 
   /**
-   * Settles the trades of the oldest delivery interval that ended at least `graceMs` ago (so
-   * estimated energy across gaps is booked or replaced). Returns the trades settled (0: none due).
+   * Settles the trades of the market's oldest delivery interval that ended at least `graceMs`
+   * ago (so estimated energy across gaps is booked or replaced). Returns the trades settled
+   * (0: none due). One market at a time, so one market's trouble never holds up another's.
    */
-  async settleNextDelivery(graceMs: number): Promise<number> {
+  async settleNextDelivery(marketId: string, graceMs: number): Promise<number> {
+    const { rules } = await this.market(marketId);
     const now = this.deps.now();
-    return this.money.transaction(async (trx) => {
-      const trades = await this.store.unsettledInterval(trx, now - graceMs);
+    const settled = await this.money.transaction(async (trx) => {
+      const trades = await this.store.unsettledInterval(trx, marketId, now - graceMs);
       if (trades.length === 0) return 0;
-      const { market, start, end } = { market: trades[0]!.market, start: trades[0]!.deliveryStartMs, end: trades[0]!.deliveryEndMs };
-      const rules = this.deps.rules(market);
-      if (!rules) throw new MarketError('unknown_market', `market ${market} has no rules configured`, 404);
-      const metered = await this.store.meteredByAccount(trx, market, start, end);
+      const { deliveryStartMs: start, deliveryEndMs: end } = trades[0]!;
+      const metered = await this.store.meteredByAccount(trx, marketId, start, end);
       const supply = [...metered.exportWh.values()].reduce((a, b) => a + b, 0);
       const demand = [...metered.importWh.values()].reduce((a, b) => a + b, 0);
       const imbalance = indicativePrice(supply, demand, rules.pricing).price;
       const results = settleDeliveries(trades, metered, imbalance, rules.currency);
+      const byId = new Map(trades.map((t) => [t.id, t]));
       const transfers: Transfer[] = [];
       for (const r of results) {
-        const t = trades.find((x) => x.id === r.id)!;
+        const t = byId.get(r.id)!;
         const basis = {
           interval: { start: new Date(start).toISOString(), end: new Date(end).toISOString() },
           seller: { account: t.seller, exportWh: metered.exportWh.get(t.seller) ?? 0, meters: metered.meters.get(t.seller) ?? [] },
@@ -266,12 +267,10 @@ export class MarketService {
         transfers.push(...r.transfers);
       }
       if (transfers.length) await this.money.apply(trx, transfers, now);
-      return { market, settled: results.length };
-    }).then((r) => {
-      if (typeof r === 'number') return r;
-      this.deps.events?.deliveriesSettled?.(r.market, r.settled);
-      return r.settled;
+      return results.length;
     });
+    if (settled > 0) this.deps.events?.deliveriesSettled?.(marketId, settled);
+    return settled;
   }
 
   // ---- stable credits ----------------------------------------------------------------------

@@ -286,11 +286,12 @@ export class MarketStore {
     return (await q.limit(filter.limit ?? 500).execute()).map(toTrade);
   }
 
-  /** Unsettled trades whose delivery ended at or before `endedByMs`, one interval (the oldest) at a time. */
-  async unsettledInterval(trx: Trx, endedByMs: number): Promise<TradeRecord[]> {
+  /** A market's unsettled trades whose delivery ended at or before `endedByMs`, one interval (the oldest) at a time. */
+  async unsettledInterval(trx: Trx, market: string, endedByMs: number): Promise<TradeRecord[]> {
     const first = await trx
       .selectFrom('trades')
-      .select(['market', 'delivery_start_ms'])
+      .select('delivery_start_ms')
+      .where('market', '=', market)
       .where('settled_at_ms', 'is', null)
       .where('delivery_end_ms', '<=', endedByMs)
       .orderBy('delivery_end_ms')
@@ -300,7 +301,7 @@ export class MarketStore {
     const rows = await trx
       .selectFrom('trades')
       .selectAll()
-      .where('market', '=', first.market)
+      .where('market', '=', market)
       .where('delivery_start_ms', '=', first.delivery_start_ms)
       .where('settled_at_ms', 'is', null)
       .orderBy('id')

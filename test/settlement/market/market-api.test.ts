@@ -195,7 +195,7 @@ for (const engine of engines) {
         await opened.ledger.commitEnvelopes([verifiedEnvelope(f.sign([r1, r2]), ctx, start + 1_800_000)], { nowMs: start + 1_800_000 });
       }
       now = start + 1_800_000 + 1;
-      expect(await market.settleNextDelivery(0)).toBe(1);
+      expect(await market.settleNextDelivery(TEST_MARKET, 0)).toBe(1);
       type Basis = { seller: { account: string; meters?: unknown[] }; buyer: { account: string; meters?: unknown[] } };
       const seen = async (key: string) => (await call({ method: 'GET', url: '/api/v1/trades', route: '' }, key)).json<Array<{ delivery: { sellerMeteredKwh: string; buyerMeteredKwh: string; basis: Basis } }>>()[0]!.delivery;
       const bySeller = await seen(keys.seller);

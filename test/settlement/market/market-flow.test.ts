@@ -83,8 +83,8 @@ for (const engine of engines) {
       await meter(sun, 'sun-1', DELIVERY, DELIVERY + 1_800_000, [0, 0], [10_000, 11_500]);
       await meter(home, 'home-1', DELIVERY, DELIVERY + 1_800_000, [5_000, 7_500], [0, 0]);
       now = DELIVERY + 1_800_000 + 1;
-      expect(await market.settleNextDelivery(0)).toBe(1);
-      expect(await market.settleNextDelivery(0)).toBe(0);
+      expect(await market.settleNextDelivery(MARKET, 0)).toBe(1);
+      expect(await market.settleNextDelivery(MARKET, 0)).toBe(0);
 
       const [settled] = await market.trades({ account: BUYER });
       // Imbalance price: the interval's own indicative price, supply 1.5 / demand 2.5 → 4.60.
