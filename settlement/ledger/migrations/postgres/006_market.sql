@@ -1,6 +1,6 @@
 -- The market (docs/market.md): money accounts per owner and currency with a double-entry
 -- journal, orders, auctions, trades with their delivery settlement, and price history.
--- Amounts are bigints in minor units stored as decimal TEXT (NUMERIC here), so that
+-- Amounts are bigints in minor units stored as NUMERIC(78,0) (TEXT on SQLite): room for 18-decimal token amounts, and
 -- no driver ever reads them as floating point; the store converts them to bigint.
 -- Mirrored column for column by migrations/sqlite/006_market.sql.
 
@@ -11,8 +11,8 @@ CREATE TABLE money_accounts (
   id            TEXT COLLATE "C" PRIMARY KEY,      -- "<owner>/<currency>" or "system:<kind>/<currency>"
   owner         TEXT COLLATE "C" REFERENCES accounts(id),   -- null for system accounts
   kind          TEXT NOT NULL CHECK (kind IN ('owner', 'escrow', 'fees', 'imbalance', 'issuance', 'conversion')),
-  currency      TEXT NOT NULL CHECK (currency IN ('THB', 'USD', 'EUR')),
-  balance       NUMERIC(40, 0) NOT NULL,
+  currency      TEXT NOT NULL,         -- THB, USD, EUR (stable credits); checked in code, so a token can join without rebuilding the table
+  balance       NUMERIC(78, 0) NOT NULL,
   created_at_ms BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX money_accounts_owner ON money_accounts (owner, currency) WHERE owner IS NOT NULL;
@@ -32,7 +32,7 @@ CREATE TABLE money_postings (
   transfer_id BIGINT NOT NULL REFERENCES money_transfers(id),
   account     TEXT COLLATE "C" NOT NULL REFERENCES money_accounts(id),
   currency    TEXT NOT NULL,
-  amount      NUMERIC(40, 0) NOT NULL,          -- signed minor units: + into the account, - out of it
+  amount      NUMERIC(78, 0) NOT NULL,          -- signed minor units: + into the account, - out of it
   PRIMARY KEY (transfer_id, account)
 );
 CREATE INDEX money_postings_account ON money_postings (account, transfer_id);
@@ -44,13 +44,13 @@ CREATE TABLE orders (
   market            TEXT COLLATE "C" NOT NULL REFERENCES markets(id),
   side              TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
   energy_wh         BIGINT NOT NULL CHECK (energy_wh > 0),
-  limit_price       NUMERIC(40, 0) NOT NULL,            -- minor units per kWh
+  limit_price       NUMERIC(78, 0) NOT NULL,            -- minor units per kWh
   currency          TEXT NOT NULL,
   delivery_start_ms BIGINT NOT NULL,
   delivery_end_ms   BIGINT NOT NULL,
   status            TEXT NOT NULL CHECK (status IN ('open', 'filled', 'partial', 'unmatched', 'cancelled')),
   filled_wh         BIGINT NOT NULL,
-  escrow            NUMERIC(40, 0) NOT NULL,            -- what is held for a buy order now
+  escrow            NUMERIC(78, 0) NOT NULL,            -- what is held for a buy order now
   auction_id        TEXT,
   created_at_ms     BIGINT NOT NULL
 );
@@ -64,9 +64,9 @@ CREATE TABLE auctions (
   delivery_start_ms BIGINT NOT NULL,
   delivery_end_ms   BIGINT NOT NULL,
   run_at_ms         BIGINT NOT NULL,
-  clearing_price    NUMERIC(40, 0),                     -- null when nothing crossed
-  price_low         NUMERIC(40, 0),
-  price_high        NUMERIC(40, 0),
+  clearing_price    NUMERIC(78, 0),                     -- null when nothing crossed
+  price_low         NUMERIC(78, 0),
+  price_high        NUMERIC(78, 0),
   volume_wh         BIGINT NOT NULL,
   orders            BIGINT NOT NULL,
   trades            BIGINT NOT NULL,
@@ -84,16 +84,16 @@ CREATE TABLE trades (
   buyer             TEXT NOT NULL,
   seller            TEXT NOT NULL,
   energy_wh         BIGINT NOT NULL,
-  price             NUMERIC(40, 0) NOT NULL,
+  price             NUMERIC(78, 0) NOT NULL,
   currency          TEXT NOT NULL,
-  value             NUMERIC(40, 0) NOT NULL,
+  value             NUMERIC(78, 0) NOT NULL,
   -- Delivery settlement, once the delivery interval's readings are final.
   settled_at_ms     BIGINT,
   seller_metered_wh BIGINT,
   buyer_metered_wh  BIGINT,
   seller_short_wh   BIGINT,
   buyer_short_wh    BIGINT,
-  imbalance_price   NUMERIC(40, 0),
+  imbalance_price   NUMERIC(78, 0),
   settlement        TEXT                      -- JSON: the intervals and meters it rests on
 );
 CREATE INDEX trades_auction ON trades (auction_id);
@@ -105,7 +105,7 @@ CREATE TABLE price_signals (
   market             TEXT NOT NULL,
   computed_at_ms     BIGINT NOT NULL,
   valid_until_ms     BIGINT NOT NULL,
-  price              NUMERIC(40, 0) NOT NULL,
+  price              NUMERIC(78, 0) NOT NULL,
   ratio_ppm          BIGINT NOT NULL,        -- supply/demand × 10^6, after clamping
   supply_wh          BIGINT NOT NULL,
   demand_wh          BIGINT NOT NULL,

@@ -11,7 +11,7 @@ CREATE TABLE money_accounts (
   id            TEXT PRIMARY KEY,      -- "<owner>/<currency>" or "system:<kind>/<currency>"
   owner         TEXT REFERENCES accounts(id),   -- null for system accounts
   kind          TEXT NOT NULL CHECK (kind IN ('owner', 'escrow', 'fees', 'imbalance', 'issuance', 'conversion')),
-  currency      TEXT NOT NULL CHECK (currency IN ('THB', 'USD', 'EUR')),
+  currency      TEXT NOT NULL,         -- THB, USD, EUR (stable credits); checked in code, so a token can join without rebuilding the table
   balance       TEXT NOT NULL,
   created_at_ms INTEGER NOT NULL
 );
