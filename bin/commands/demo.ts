@@ -163,9 +163,9 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);
   }
   console.log(`MQTT broker   ${settlement.brokerUrl}   (try: mosquitto_sub -h 127.0.0.1 -p ${new URL(settlement.brokerUrl).port} -t 'gtx/v1/#' -v)`);
+  const apiKey = settlement.httpUrl ? await demoApiKey(settlement, dataDir) : undefined;
   if (settlement.httpUrl) {
-    const key = await demoApiKey(settlement, dataDir);
-    console.log(`HTTP API      curl -H 'Authorization: Bearer ${key}' ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
+    console.log(`HTTP API      curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
   }
   // Homes with PV sell, households buy, each through the REST API with its own prosumer key.
   const trader = new DemoTrader(
@@ -175,8 +175,10 @@ export async function run(argv: string[]): Promise<void> {
     now,
     (line) => console.log(line),
   );
-  if (settlement.httpUrl) await trader.start(join(dataDir, 'demo-prosumer-keys.json'));
-  console.log(`market        ${demoMarket.id}: 15-minute auctions around the clock; curl -H 'Authorization: Bearer <key>' ${settlement.httpUrl ?? ''}/api/v1/markets/${demoMarket.id}/auctions`);
+  if (settlement.httpUrl) {
+    await trader.start(join(dataDir, 'demo-prosumer-keys.json'));
+    console.log(`market        ${demoMarket.id}: 15-minute auctions around the clock; curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/trades`);
+  }
   console.log(`ledger        ${cfg.ledger.sqlitePath}`);
   console.log(`audit         gtx audit meters; gtx audit export --meter home-1-main --out ./audit-home-1`);
   console.log(`clock         ${speed}x real time${speed === 1 ? '' : ' (simulated)'}; Ctrl-C stops`);
