@@ -6,7 +6,9 @@ import { unknownConfigKey, type ConfigShape } from '../protocol/config-keys.ts';
 import { DEFAULT_MAX_BACKFILL_MS } from './ledger/ledger.ts';
 import { feeFromConfig, ratesFromConfig } from './market/conversion.ts';
 import type { StableCredits } from './market/market.ts';
-import { priceFromConfig, scaledFromNumber } from './market/money.ts';
+import { MINOR_DIGITS, priceFromConfig, scaledFromNumber } from './market/money.ts';
+import type { GovernanceRules } from './governance/governance.ts';
+import type { TokenSupply } from './tokens/nrg.ts';
 import { assertPricingParams } from './market/pricing.ts';
 import { PPM, parseClock, type MarketRules } from './market/rules.ts';
 import { CURRENCIES, type Currency } from './market/types.ts';
@@ -62,6 +64,8 @@ export interface SettlementConfig {
   markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number; rules: MarketRules }>;
   /** [stable_credits]: the currencies balances are kept in, conversion rates and fee. */
   credits: StableCredits;
+  /** [governance]: the NRG supply and pool, staking and proposal thresholds (NRG base units). */
+  governance: { supply: TokenSupply; rules: GovernanceRules };
   /**
    * A configured admin API key (`Authorization: Bearer …`, or the older `x-admin-key` header), at
    * least 32 characters (checkAdminKey); null = only admin keys stored in the ledger
@@ -122,6 +126,7 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
     influxdb: null,
     markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: marketRules({}, {}, 'THB', 'defaults') }],
     credits: defaultCredits(),
+    governance: loadGovernance({}, 'defaults'),
     // An empty GTX_ADMIN_KEY counts as unset.
     adminKey: process.env.GTX_ADMIN_KEY || null,
     enrollmentCodeTtlMs: 7 * 24 * 3600_000,
@@ -165,6 +170,21 @@ export function parseListen(s: string, where: string): { host: string; port: num
 const PRICING_KEYS = ['p_balance', 'p_con', 'k', 'update_interval', 'min_ratio'] as const;
 const AUCTION_KEYS = ['interval_minutes', 'market_open', 'market_close', 'min_volume', 'max_price_deviation'] as const;
 const CREDITS_KEYS = ['supported_currencies', 'default_currency', 'conversion_fee', 'rates'] as const;
+const GOVERNANCE_KEYS = ['nrg_total_supply', 'stake_min_amount', 'vote_threshold', 'incentive_pool'] as const;
+
+/** [governance], NRG amounts in whole or decimal NRG (up to 18 decimals) → base units. */
+function loadGovernance(t: Table, where: string): { supply: TokenSupply; rules: GovernanceRules } {
+  const w = `${where} [governance]`;
+  const nrg = (key: string, dflt: number) => checked(w, () => scaledFromNumber(num(t, key, w) ?? dflt, MINOR_DIGITS.NRG, key));
+  const totalSupply = nrg('nrg_total_supply', 1_000_000_000);
+  const incentivePool = nrg('incentive_pool', 100_000_000);
+  const stakeMin = nrg('stake_min_amount', 100);
+  const voteThreshold = nrg('vote_threshold', 1000);
+  if (totalSupply <= 0n) throw new ConfigError(`${w}: nrg_total_supply must be positive`);
+  if (incentivePool < 0n || incentivePool > totalSupply) throw new ConfigError(`${w}: incentive_pool must be from 0 to nrg_total_supply`);
+  if (stakeMin <= 0n || voteThreshold < 0n) throw new ConfigError(`${w}: stake_min_amount must be positive and vote_threshold not negative`);
+  return { supply: { totalSupply, incentivePool }, rules: { stakeMin, voteThreshold } };
+}
 
 /** Example rates (per unit of the first currency); set your own under [stable_credits.rates]. */
 const DEFAULT_RATES = { THB_USD: 0.028, THB_EUR: 0.026, USD_THB: 35.5, EUR_THB: 38.5, USD_EUR: 0.92, EUR_USD: 1.08 };
@@ -258,6 +278,7 @@ export const SETTLEMENT_CONFIG_SHAPE: ConfigShape = {
   dynamic_pricing: { kind: 'table', keys: PRICING_KEYS },
   auction: { kind: 'table', keys: AUCTION_KEYS },
   stable_credits: { kind: 'table', keys: CREDITS_KEYS },
+  governance: { kind: 'table', keys: GOVERNANCE_KEYS },
   enrollment: { kind: 'table', keys: ['code_ttl_hours', 'admin_key'] },
   mqtt: {
     kind: 'table',
@@ -379,6 +400,7 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   cfg.ingest.rejectionRetentionMs = days('rejection_retention_days', 1) ?? cfg.ingest.rejectionRetentionMs;
 
   cfg.credits = loadCredits(doc, path);
+  cfg.governance = loadGovernance(table(doc, 'governance', path), path);
   const top = { pricing: table(doc, 'dynamic_pricing', path), auction: table(doc, 'auction', path) };
   const currency = cfg.credits.defaultCurrency;
   cfg.markets = cfg.markets.map((m) => ({ ...m, rules: marketRules(top, {}, currency, path, m.intervalMinutes) }));

@@ -24,6 +24,8 @@ import { rejectionRetention } from './jobs/rejection-retention.ts';
 import type { PeriodicJob } from './jobs/periodic-job.ts';
 import { auctionJob, deliveryJob, pricingJobs } from './jobs/market-jobs.ts';
 import { MarketService } from './market/market.ts';
+import { Staking } from './governance/governance.ts';
+import { NrgToken } from './tokens/nrg.ts';
 import { marketEventPublisher } from './market-events.ts';
 import { openLedger } from './ledger/open.ts';
 import { createLogger } from './logger.ts';
@@ -65,6 +67,9 @@ export interface Settlement {
   pricing: Array<PeriodicJob<unknown>>;
   /** Orders, auctions, delivery settlement, credits (market/market.ts). */
   market: MarketService;
+  /** The NRG token (tokens/nrg.ts) and staking (governance/governance.ts). */
+  nrg: NrgToken;
+  staking: Staking;
   /** Counts and samples refusals; `flush()` writes what it holds. */
   recorder: RejectionRecorder;
   /** Resolves when every message received so far is committed and answered. */
@@ -216,6 +221,10 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     events: marketEvents,
   });
   const marketDeps = { ledger, market, markets: cfg.markets, log: log.child({ component: 'market' }), now };
+  // NRG: the supply is minted once (the first start of the first worker), then only moves.
+  const nrg = new NrgToken(market.money, cfg.governance.supply, now);
+  if (await nrg.genesis()) log.info({ event: 'NrgGenesis', total_supply: cfg.governance.supply.totalSupply.toString(), incentive_pool: cfg.governance.supply.incentivePool.toString() }, 'NRG supply minted to the treasury');
+  const staking = new Staking(ledger.db, market.money, cfg.governance.rules, now, log.child({ component: 'governance' }));
   const jobs = {
     gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),
     rejectionRetention: rejectionRetention({ ledger, writer, log, now, retentionMs: cfg.ingest.rejectionRetentionMs }),
@@ -348,6 +357,8 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     jobs,
     pricing,
     market,
+    nrg,
+    staking,
     recorder,
     idle,
     async stop() {

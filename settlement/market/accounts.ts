@@ -1,4 +1,4 @@
-import type { Currency, Minor } from './types.ts';
+import type { Asset, Minor } from './types.ts';
 
 /**
  * The double-entry money ledger's rules, free of storage. Every movement of money is a
@@ -9,21 +9,25 @@ import type { Currency, Minor } from './types.ts';
  * posts −amount there and +amount to the owner), so issuance is the negative of what owners hold.
  */
 
-export type AccountKind = 'owner' | 'escrow' | 'fees' | 'imbalance' | 'issuance' | 'conversion';
+/**
+ * `treasury`, `incentives` and `staking` hold NRG: the whole supply minted to the treasury at
+ * genesis, the pool rewards are paid from, and tokens locked in stakes.
+ */
+export type AccountKind = 'owner' | 'escrow' | 'fees' | 'imbalance' | 'issuance' | 'conversion' | 'treasury' | 'incentives' | 'staking';
 export type SystemKind = Exclude<AccountKind, 'owner'>;
-export const SYSTEM_KINDS: readonly SystemKind[] = ['escrow', 'fees', 'imbalance', 'issuance', 'conversion'];
+export const SYSTEM_KINDS: readonly SystemKind[] = ['escrow', 'fees', 'imbalance', 'issuance', 'conversion', 'treasury', 'incentives', 'staking'];
 
 declare const accountBrand: unique symbol;
 export type MoneyAccountId = string & { readonly [accountBrand]: true };
 
 /** A prosumer's (or any registry account's) balance in one currency: `acct-1/THB`. */
-export function ownerAccount(owner: string, currency: Currency): MoneyAccountId {
+export function ownerAccount(owner: string, currency: Asset): MoneyAccountId {
   // Registry ids never hold these (registry/enrollment.ts ACCOUNT_ID); a system id must not pass as an owner's.
   if (owner === '' || owner.includes(':') || owner.includes('/')) throw new RangeError(`"${owner}" is not an account id`);
   return `${owner}/${currency}` as MoneyAccountId;
 }
 /** A system account: `system:escrow/THB`. Registry ids cannot contain ':', so these never collide. */
-export const systemAccount = (kind: SystemKind, currency: Currency) => `system:${kind}/${currency}` as MoneyAccountId;
+export const systemAccount = (kind: SystemKind, currency: Asset) => `system:${kind}/${currency}` as MoneyAccountId;
 
 /**
  * Which accounts may hold a negative balance: issuance (money put into the platform from
@@ -37,6 +41,9 @@ export const MAY_GO_NEGATIVE: Readonly<Record<AccountKind, boolean>> = {
   imbalance: true,
   issuance: true,
   conversion: true,
+  treasury: false,
+  incentives: false,
+  staking: false,
 };
 
 export type TransferReason =
@@ -49,13 +56,17 @@ export type TransferReason =
   | 'delivery_refund'
   | 'imbalance'
   | 'conversion'
-  | 'conversion_fee';
+  | 'conversion_fee'
+  | 'genesis'
+  | 'grant'
+  | 'stake'
+  | 'unstake';
 
-export type RefKind = 'order' | 'trade' | 'auction' | 'delivery' | 'conversion' | 'admin';
+export type RefKind = 'order' | 'trade' | 'auction' | 'delivery' | 'conversion' | 'admin' | 'genesis' | 'stake';
 
 export interface Posting {
   account: MoneyAccountId;
-  currency: Currency;
+  currency: Asset;
   /** + into the account, − out of it. */
   amount: Minor;
 }
@@ -86,7 +97,7 @@ export class InsufficientFunds extends Error {
 /** Checks a transfer before it is stored: postings non-zero, one per account, zero sum per currency. */
 export function assertBalanced(t: Transfer): void {
   if (t.postings.length < 2) throw new UnbalancedTransfer(`${t.reason}: a transfer needs at least two postings`);
-  const sums = new Map<Currency, Minor>();
+  const sums = new Map<Asset, Minor>();
   const seen = new Set<string>();
   for (const p of t.postings) {
     if (p.amount === 0n) throw new UnbalancedTransfer(`${t.reason}: zero posting on ${p.account}`);
@@ -106,7 +117,7 @@ export function move(
   ref: Transfer['ref'],
   from: MoneyAccountId,
   to: MoneyAccountId,
-  currency: Currency,
+  currency: Asset,
   amount: Minor,
   memo = '',
 ): Transfer {

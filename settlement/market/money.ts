@@ -9,10 +9,10 @@
  * decimal form (`String(n)`), which is the text its author wrote, so 4.005 stays 4.005 and is
  * refused at two decimals instead of silently becoming 4.00 or 4.01.
  */
-import type { Currency, Minor, PricePerKwh } from './types.ts';
+import type { Asset, Currency, Minor, PricePerKwh } from './types.ts';
 
-/** Decimal digits of each currency's minor unit: satang, cents. */
-export const MINOR_DIGITS: Record<Currency, number> = { THB: 2, USD: 2, EUR: 2 };
+/** Decimal digits of each asset's smallest unit: satang, cents, NRG base units. */
+export const MINOR_DIGITS: Record<Asset, number> = { THB: 2, USD: 2, EUR: 2, NRG: 18 };
 
 /** Energy is integer Wh: kWh with exactly three decimals. */
 const WH_PER_KWH = 1000;
@@ -69,7 +69,7 @@ export function scaledFromNumber(n: number, decimals: number, what: string): big
   return sign === '-' ? -v : v;
 }
 
-function digitsOf(currency: Currency): number {
+function digitsOf(currency: Asset): number {
   const d = MINOR_DIGITS[currency];
   if (d === undefined) throw new RangeError(`unknown currency ${String(currency)}`);
   return d;
@@ -90,12 +90,12 @@ function formatScaled(v: bigint, decimals: number): string {
  * Throws RangeError on more decimals than the currency's minor unit, exponents, '+', whitespace,
  * empty or any other text.
  */
-export function parseAmount(s: string, currency: Currency): Minor {
+export function parseAmount(s: string, currency: Asset): Minor {
   return parseScaled(s, digitsOf(currency), `${currency} amount`);
 }
 
 /** Minor units to decimal text with exactly the currency's decimals: 1234n → "12.34", -5n → "-0.05". */
-export function formatAmount(m: Minor, currency: Currency): string {
+export function formatAmount(m: Minor, currency: Asset): string {
   return formatScaled(m, digitsOf(currency));
 }
 

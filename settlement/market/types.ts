@@ -18,7 +18,12 @@ export const tradeId = (s: string) => s as TradeId;
 export const CURRENCIES = ['THB', 'USD', 'EUR'] as const;
 export type Currency = (typeof CURRENCIES)[number];
 
-/** An amount of money in a currency's minor unit (1/100 THB, USD and EUR cents). */
+/** The platform's token: 18 decimals, 1e9 NRG = 1e27 base units (past 64 bits: bigint only). */
+export const NRG = 'NRG' as const;
+/** What the journal keeps balances of: stable credits and the NRG token. */
+export type Asset = Currency | typeof NRG;
+
+/** An amount of money in a currency's minor unit (1/100 THB, USD and EUR cents; 10^-18 NRG). */
 export type Minor = bigint;
 /** A price in minor units per kWh: 400n THB is 4.00 THB/kWh. */
 export type PricePerKwh = bigint;

@@ -237,7 +237,19 @@ export interface PriceSignalsTable {
   interval_start_ms: number | null;
 }
 
+export interface StakesTable {
+  id: string;
+  staker: string;
+  amount: string;
+  lock_days: number;
+  voting_power: string;
+  staked_at_ms: number;
+  unlocks_at_ms: number;
+  unstaked_at_ms: number | null;
+}
+
 export interface LedgerSchema {
+  stakes: StakesTable;
   money_accounts: MoneyAccountsTable;
   money_transfers: MoneyTransfersTable;
   money_postings: MoneyPostingsTable;

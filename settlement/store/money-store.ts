@@ -7,7 +7,7 @@ import {
   type MoneyAccountId,
   type Transfer,
 } from '../market/accounts.ts';
-import { CURRENCIES, type Currency, type Minor } from '../market/types.ts';
+import { CURRENCIES, type Asset, type Minor } from '../market/types.ts';
 import type { LedgerDb, LedgerSchema } from './database.ts';
 
 /**
@@ -27,7 +27,7 @@ export interface BalanceRow {
   account: MoneyAccountId;
   owner: string | null;
   kind: string;
-  currency: Currency;
+  currency: Asset;
   balance: Minor;
 }
 
@@ -38,12 +38,12 @@ export interface PostingRow {
   memo: string;
   atMs: number;
   account: MoneyAccountId;
-  currency: Currency;
+  currency: Asset;
   amount: Minor;
 }
 
 const ownerOf = (account: string): string | null => (kindOf(account) === 'owner' ? account.slice(0, account.lastIndexOf('/')) : null);
-const currencyOf = (account: string): Currency => account.slice(account.lastIndexOf('/') + 1) as Currency;
+const currencyOf = (account: string): Asset => account.slice(account.lastIndexOf('/') + 1) as Asset;
 
 export class MoneyStore {
   constructor(
@@ -115,9 +115,21 @@ export class MoneyStore {
       account: r.id as MoneyAccountId,
       owner: r.owner,
       kind: r.kind,
-      currency: r.currency as Currency,
+      currency: r.currency as Asset,
       balance: BigInt(r.balance),
     }));
+  }
+
+  /** An account's balance inside a transaction, locked (PostgreSQL: FOR UPDATE) until it ends; 0 if it does not exist. */
+  async lockedBalance(trx: Trx, account: MoneyAccountId): Promise<Minor> {
+    await trx
+      .insertInto('money_accounts')
+      .values({ id: account, owner: ownerOf(account), kind: kindOf(account), currency: currencyOf(account), balance: '0', created_at_ms: 0 })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+    let q = trx.selectFrom('money_accounts').select('balance').where('id', '=', account);
+    if (this.engine === 'postgres') q = q.forUpdate();
+    return BigInt((await q.executeTakeFirstOrThrow()).balance);
   }
 
   async balance(account: MoneyAccountId): Promise<Minor> {
@@ -143,7 +155,7 @@ export class MoneyStore {
       memo: r.memo,
       atMs: Number(r.at_ms),
       account: r.account as MoneyAccountId,
-      currency: r.currency as Currency,
+      currency: r.currency as Asset,
       amount: BigInt(r.amount),
     }));
   }

@@ -27,7 +27,7 @@ host = "127.0.0.1"
 describe('config/settlement.toml refuses unknown keys', () => {
   const cases: Array<[string, string, string]> = [
     ['a typo at the top level', 'log_level = "debug"\n', ': log_level must be inside a table; did you mean log_level under [settlement]?'],
-    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
+    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
     ['a typo in a table', '[ledger]\nsqlite_pth = "x.sqlite"\n', ' [ledger]: unknown key sqlite_pth; did you mean sqlite_path?'],
     ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled'],
     [
@@ -36,7 +36,7 @@ describe('config/settlement.toml refuses unknown keys', () => {
       ' [[markets]] #2: unknown key timezone; did you mean time_zone?',
     ],
     ['an unknown table', '[ledgr]\nsqlite_path = "x.sqlite"\n', ': unknown table [ledgr]; did you mean [ledger]?'],
-    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
+    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
     ['a typo in [auction]', '[auction]\nmin_volum = 1.0\n', ' [auction]: unknown key min_volum; did you mean min_volume?'],
     ['a typo in a market’s own [markets.auction]', '[[markets]]\nid = "a"\n[markets.auction]\nmarket_opn = "07:00"\n', ' [[markets]] #1 [auction]: unknown key market_opn; did you mean market_open?'],
     ['a typo in [dynamic_pricing]', '[dynamic_pricing]\np_balanse = 4.0\n', ' [dynamic_pricing]: unknown key p_balanse; did you mean p_balance?'],
@@ -82,7 +82,19 @@ describe('config/settlement.toml refuses unknown keys', () => {
     expect(cfg.credits).toMatchObject({ currencies: ['THB', 'USD'], defaultCurrency: 'THB', fee: { num: 1n, den: 500n }, rates: { THB_USD: 30_000_000n } });
   });
 
+  it('loads [governance] as NRG base units (18 decimals), past 64 bits', () => {
+    const cfg = loadSettlementConfig(file('settlement.toml', '[governance]\nnrg_total_supply = 2000000000\nstake_min_amount = 0.5\nvote_threshold = 1500\nincentive_pool = 1000\n'));
+    expect(cfg.governance).toEqual({
+      supply: { totalSupply: 2_000_000_000n * 10n ** 18n, incentivePool: 1000n * 10n ** 18n },
+      rules: { stakeMin: 5n * 10n ** 17n, voteThreshold: 1500n * 10n ** 18n },
+    });
+    expect(loadSettlementConfig(file('settlement.toml', '')).governance.supply.totalSupply).toBe(10n ** 27n);
+  });
+
   it.each([
+    ['[governance]\nincentive_pool = 2000000000\n', /incentive_pool must be from 0 to nrg_total_supply/],
+    ['[governance]\nstake_min_amount = 0\n', /stake_min_amount must be positive/],
+    ['[governance]\nvote_treshold = 1\n', /unknown key vote_treshold; did you mean vote_threshold\?/],
     ['[auction]\nmarket_open = "6am"\n', /market_open must be a time like "06:00"/],
     ['[auction]\nmarket_open = "22:00"\nmarket_close = "06:00"\n', /market_close must be after market_open/],
     ['[auction]\ninterval_minutes = 20\n', /multiple of the market's energy interval/],

@@ -10,7 +10,7 @@ ALTER TABLE api_keys ADD COLUMN account TEXT COLLATE "C" REFERENCES accounts(id)
 CREATE TABLE money_accounts (
   id            TEXT COLLATE "C" PRIMARY KEY,      -- "<owner>/<currency>" or "system:<kind>/<currency>"
   owner         TEXT COLLATE "C" REFERENCES accounts(id),   -- null for system accounts
-  kind          TEXT NOT NULL CHECK (kind IN ('owner', 'escrow', 'fees', 'imbalance', 'issuance', 'conversion')),
+  kind          TEXT NOT NULL CHECK (kind IN ('owner', 'escrow', 'fees', 'imbalance', 'issuance', 'conversion', 'treasury', 'incentives', 'staking')),
   currency      TEXT NOT NULL,         -- THB, USD, EUR (stable credits); checked in code, so a token can join without rebuilding the table
   balance       NUMERIC(78, 0) NOT NULL,
   created_at_ms BIGINT NOT NULL
