@@ -326,6 +326,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
         onRevoke: revoked,
         readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
         market: { market, currencyOf: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency },
+        governance: { staking, nrg },
       })
     : undefined;
   if (api && cfg.http) {

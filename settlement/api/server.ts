@@ -9,6 +9,7 @@ import { enrollmentRoutes } from './routes/enrollments.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { energyRoutes } from './routes/energy.ts';
 import { marketRoutes, type MarketApiDeps } from './routes/market.ts';
+import { governanceRoutes, type GovernanceApiDeps } from './routes/governance.ts';
 import type { Enrollment } from '../registry/enrollment.ts';
 import type { ApiKeyStore } from '../registry/api-keys.ts';
 import { checkAdminKey } from '../config.ts';
@@ -31,6 +32,8 @@ export interface ApiDeps {
   readiness?: ReadinessSources;
   /** Orders, auctions, balances (routes/market.ts); absent: no market routes. */
   market?: MarketApiDeps;
+  /** NRG and staking (routes/governance.ts); absent: no governance routes. */
+  governance?: GovernanceApiDeps;
 }
 
 /**
@@ -58,6 +61,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.register(enrollmentRoutes, deps);
   app.register(adminRoutes, { ...deps, prefix: '/api/v1/admin' });
   if (deps.market) app.register(marketRoutes, { ...deps.market, prefix: '/api/v1' });
+  if (deps.governance) app.register(governanceRoutes, { ...deps.governance, prefix: '/api/v1' });
   return app;
 }
 

@@ -1,14 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApi } from '../../../settlement/api/server.ts';
 import { defaultSettlementConfig } from '../../../settlement/config.ts';
 import { MarketService } from '../../../settlement/market/market.ts';
-import { createMetrics } from '../../../settlement/metrics.ts';
 import { ApiKeyStore } from '../../../settlement/registry/api-keys.ts';
-import { Enrollment } from '../../../settlement/registry/enrollment.ts';
 import { engines, type OpenedLedger } from '../../support/ledgers.ts';
 import { TEST_MARKET, enrollTestGateway } from '../../support/registry.ts';
-import { testLog } from '../../support/stack.ts';
+import { testApi } from '../../support/api.ts';
 import { GENESIS_PREV, generateGatewayKeyPair, meterId, readingHash } from '../../../protocol/index.ts';
 import { EnvelopeFactory, verifiedEnvelope } from '../../support/envelopes.ts';
 
@@ -74,17 +71,7 @@ for (const engine of engines) {
       keys.buyer = (await store.create('prosumer', 'home', BUYER)).key;
       keys.seller = (await store.create('prosumer', 'sun', SELLER)).key;
       market = new MarketService(ledger, { rules: (id) => (id === TEST_MARKET ? cfg.markets[0]!.rules : undefined), credits: cfg.credits, now: () => now });
-      app = buildApi({
-        ledger,
-        metrics: createMetrics(),
-        log: testLog('api'),
-        enrollment: new Enrollment(ledger, { now: Date.now, mqttUrl: () => 'mqtt://unused' }),
-        apiKeys: store,
-        adminKey: null,
-        codeTtlMs: 3600_000,
-        onRevoke: () => undefined,
-        market: { market, currencyOf: () => 'THB' },
-      });
+      app = testApi(ledger, store, { market: { market, currencyOf: () => 'THB' } });
       app.addHook('onRoute', (r) => {
         const methods = [r.method].flat();
         if (r.config?.roles && !methods.includes('HEAD') && /orders|trades|balances|conversions|deposits|withdrawals|auctions|price/.test(r.url)) routes.push(`${methods.join(',')} ${r.url}`);
