@@ -25,6 +25,9 @@ import type { PeriodicJob } from './jobs/periodic-job.ts';
 import { auctionJob, deliveryJob, pricingJobs } from './jobs/market-jobs.ts';
 import { MarketService } from './market/market.ts';
 import { Staking } from './governance/governance.ts';
+import { MarketParameters, Voting } from './governance/voting.ts';
+import { governanceJob } from './jobs/governance-job.ts';
+import { GovernanceStore } from './store/governance-store.ts';
 import { NrgToken } from './tokens/nrg.ts';
 import { marketEventPublisher } from './market-events.ts';
 import { openLedger } from './ledger/open.ts';
@@ -62,6 +65,7 @@ export interface Settlement {
     rejectionRetention: PeriodicJob<{ samples: number; counts: number }>;
     auctions: PeriodicJob<{ auctions: number }>;
     deliveries: PeriodicJob<{ trades: number }>;
+    governance: PeriodicJob<{ decided: number; executed: number }>;
   };
   /** Pricing jobs, one per market. */
   pricing: Array<PeriodicJob<unknown>>;
@@ -70,6 +74,7 @@ export interface Settlement {
   /** The NRG token (tokens/nrg.ts) and staking (governance/governance.ts). */
   nrg: NrgToken;
   staking: Staking;
+  voting: Voting;
   /** Counts and samples refusals; `flush()` writes what it holds. */
   recorder: RejectionRecorder;
   /** Resolves when every message received so far is committed and answered. */
@@ -214,8 +219,11 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   undo.push(() => recorder.stop());
   // Market events go out on MQTT once the bus exists (below); until then there are none.
   const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), metrics, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency });
+  // A market's rules: its config, overridden by proposals executed by vote (governance/voting.ts).
+  const parameters = new MarketParameters(new GovernanceStore(ledger.db), (id) => cfg.markets.find((m) => m.id === id)?.rules);
+  await parameters.refresh();
   const market = new MarketService(ledger, {
-    rules: (id) => cfg.markets.find((m) => m.id === id)?.rules,
+    rules: (id) => parameters.rules(id),
     credits: cfg.credits,
     now,
     events: marketEvents,
@@ -225,12 +233,20 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   const nrg = new NrgToken(market.money, cfg.governance.supply, now);
   if (await nrg.genesis()) log.info({ event: 'NrgGenesis', total_supply: cfg.governance.supply.totalSupply.toString(), incentive_pool: cfg.governance.supply.incentivePool.toString() }, 'NRG supply minted to the treasury');
   const staking = new Staking(ledger.db, market.money, cfg.governance.rules, now, log.child({ component: 'governance' }));
+  const voting = new Voting(ledger.db, market.money, staking, {
+    rules: cfg.governance.rules,
+    parameters,
+    energyMinutes: (id) => cfg.markets.find((m) => m.id === id)?.intervalMinutes,
+    now,
+    log: log.child({ component: 'governance' }),
+  });
   const jobs = {
     gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),
     rejectionRetention: rejectionRetention({ ledger, writer, log, now, retentionMs: cfg.ingest.rejectionRetentionMs }),
     auctions: auctionJob({ ...marketDeps, everyMs: deps.marketJobEveryMs?.auctions }),
     // After the gap grace, so estimated energy across gaps is booked (or replaced) first.
     deliveries: deliveryJob({ ...marketDeps, graceMs: cfg.ingest.gapGraceMs + 60_000, everyMs: deps.marketJobEveryMs?.deliveries }),
+    governance: governanceJob({ ledger, voting, log: log.child({ component: 'governance' }), now, everyMs: deps.marketJobEveryMs?.auctions }),
   };
   const pricing = pricingJobs(marketDeps);
 
@@ -326,7 +342,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
         onRevoke: revoked,
         readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
         market: { market, currencyOf: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency },
-        governance: { staking, nrg },
+        governance: { staking, nrg, voting },
       })
     : undefined;
   if (api && cfg.http) {
@@ -360,6 +376,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     market,
     nrg,
     staking,
+    voting,
     recorder,
     idle,
     async stop() {

@@ -56,7 +56,8 @@ export function auctionJob(d: MarketJobDeps & { everyMs?: number }): PeriodicJob
       for (const m of d.markets) {
         // One market's failure (logged) does not keep the others' auctions from running.
         try {
-          const i = intervalMs(m.rules);
+          // The rules now: a vote may have changed the auction interval since the start.
+          const i = intervalMs(d.market.rulesOf(m.id) ?? m.rules);
           const boundary = intervalStart(now, i, m.timeZone);
           if (await d.market.isOpen(m.id, now)) {
             if (await d.market.runAuction(m.id, boundary)) auctions++;

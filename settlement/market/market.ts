@@ -69,6 +69,11 @@ export class MarketService {
     this.store = new MarketStore(ledger.db, ledger.engine);
   }
 
+  /** A market's rules as they hold now (config, overridden by executed proposals). */
+  rulesOf(id: string): MarketRules | undefined {
+    return this.deps.rules(id);
+  }
+
   private async market(id: string): Promise<{ market: RegistryMarket; rules: MarketRules }> {
     const market = await this.ledger.getMarket(id);
     const rules = market && this.deps.rules(id);

@@ -248,8 +248,45 @@ export interface StakesTable {
   unstaked_at_ms: number | null;
 }
 
+export interface ProposalsTable {
+  id: string;
+  proposer: string;
+  title: string;
+  market: string;
+  parameter: string;
+  value: string;
+  status: 'active' | 'passed' | 'rejected' | 'executed';
+  created_at_ms: number;
+  voting_ends_at_ms: number;
+  executes_at_ms: number | null;
+  executed_at_ms: number | null;
+  yes_power: string | null;
+  no_power: string | null;
+  abstain_power: string | null;
+  total_power: string | null;
+}
+
+export interface VotesTable {
+  proposal: string;
+  voter: string;
+  choice: 'yes' | 'no' | 'abstain';
+  power: string;
+  voted_at_ms: number;
+}
+
+export interface ParameterChangesTable {
+  proposal: string;
+  market: string;
+  parameter: string;
+  value: string;
+  effective_at_ms: number;
+}
+
 export interface LedgerSchema {
   stakes: StakesTable;
+  proposals: ProposalsTable;
+  votes: VotesTable;
+  parameter_changes: ParameterChangesTable;
   money_accounts: MoneyAccountsTable;
   money_transfers: MoneyTransfersTable;
   money_postings: MoneyPostingsTable;

@@ -7,6 +7,9 @@ import { formatAmount, parseAmount } from '../../market/money.ts';
 import { NRG } from '../../market/types.ts';
 import type { StakeRecord } from '../../store/stake-store.ts';
 import type { NrgToken } from '../../tokens/nrg.ts';
+import { PARAMETERS } from '../../governance/proposals.ts';
+import type { Voting } from '../../governance/voting.ts';
+import type { ProposalRecord } from '../../store/governance-store.ts';
 import type { ApiRole } from '../../registry/api-keys.ts';
 import { ADMINS } from '../auth.ts';
 import { describedError, ErrorSchema } from './errors.ts';
@@ -19,6 +22,8 @@ import { describedError, ErrorSchema } from './errors.ts';
 export interface GovernanceApiDeps {
   staking: Staking;
   nrg: NrgToken;
+  /** Proposals and votes; absent: no proposal routes. */
+  voting?: Voting;
 }
 
 const ANYONE: readonly ApiRole[] = ['admin', 'utility', 'prosumer'];
@@ -56,7 +61,123 @@ const fail = (e: unknown) => {
   throw e;
 };
 
-export const governanceRoutes: FastifyPluginAsync<GovernanceApiDeps> = async (app, { staking, nrg }) => {
+const ProposalJson = Type.Object({
+  id: Type.String(),
+  proposer: Type.String(),
+  title: Type.String(),
+  market: Type.String(),
+  parameter: Type.String(),
+  value: Type.String(),
+  status: Type.Union(['active', 'passed', 'rejected', 'executed'].map((x) => Type.Literal(x))),
+  createdAt: Type.String(),
+  votingEndsAt: Type.String(),
+  executesAt: Type.Union([Type.String(), Type.Null()]),
+  executedAt: Type.Union([Type.String(), Type.Null()]),
+  tally: Type.Union([Type.Object({ yes: Type.String(), no: Type.String(), abstain: Type.String(), total: Type.String() }), Type.Null()]),
+});
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function proposalJson(p: ProposalRecord) {
+  return {
+    id: p.id,
+    proposer: p.proposer,
+    title: p.title,
+    market: p.market,
+    parameter: p.parameter,
+    value: p.value,
+    status: p.status,
+    createdAt: iso(p.createdAtMs)!,
+    votingEndsAt: iso(p.votingEndsAtMs)!,
+    executesAt: iso(p.executesAtMs),
+    executedAt: iso(p.executedAtMs),
+    tally: p.tally && { yes: formatAmount(p.tally.yes, NRG), no: formatAmount(p.tally.no, NRG), abstain: formatAmount(p.tally.abstain, NRG), total: formatAmount(p.tally.total, NRG) },
+  };
+}
+
+export const governanceRoutes: FastifyPluginAsync<GovernanceApiDeps> = async (app, { staking, nrg, voting }) => {
+  if (voting) {
+    const ProposalBody = Type.Object(
+      {
+        title: Type.String({ minLength: 1, maxLength: 200 }),
+        market: Type.String({ minLength: 1, maxLength: 64 }),
+        parameter: Type.Union(PARAMETERS.map((x) => Type.Literal(x))),
+        value: Type.String({ minLength: 1, maxLength: 32, description: 'p_balance / p_con: a price like "4.50"; k: a number like "1.5"; auction_interval_minutes: "60"' }),
+      },
+      { additionalProperties: false },
+    );
+    app.post<{ Body: Static<typeof ProposalBody> }>(
+      '/governance/proposals',
+      {
+        config: { roles: ['prosumer'] },
+        schema: {
+          body: ProposalBody,
+          response: { 201: ProposalJson, 400: ErrorSchema, 404: ErrorSchema, 422: describedError('below_vote_threshold, too_many_active (5 per proposer).') },
+        },
+      },
+      async (req, reply) => {
+        const p = req.principal!;
+        if (p.role !== 'prosumer') return reply.code(403).send({ code: 'forbidden', message: 'proposals are made with a prosumer key' });
+        try {
+          return reply.code(201).send(proposalJson(await voting.propose(p.account, req.body)));
+        } catch (e) {
+          const f = fail(e);
+          return reply.code(f.status).send(f.body);
+        }
+      },
+    );
+
+    app.get<{ Querystring: { status?: ProposalRecord['status']; market?: string; limit?: number } }>(
+      '/governance/proposals',
+      {
+        config: { roles: ANYONE },
+        schema: {
+          querystring: Type.Object(
+            {
+              status: Type.Optional(Type.Union(['active', 'passed', 'rejected', 'executed'].map((x) => Type.Literal(x)))),
+              market: Type.Optional(Type.String()),
+              limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: Type.Array(ProposalJson, { description: 'newest first' }) },
+        },
+      },
+      async (req) => (await voting.store.list(req.query)).map(proposalJson),
+    );
+
+    const VoteBody = Type.Object(
+      { proposal: Type.String({ minLength: 1, maxLength: 64 }), choice: Type.Union(['yes', 'no', 'abstain'].map((x) => Type.Literal(x))) },
+      { additionalProperties: false },
+    );
+    app.post<{ Body: Static<typeof VoteBody> }>(
+      '/governance/vote',
+      {
+        config: { roles: ['prosumer'] },
+        schema: {
+          body: VoteBody,
+          response: {
+            200: Type.Object({ proposal: Type.String(), voter: Type.String(), choice: Type.String(), votingPower: Type.String() }),
+            404: ErrorSchema,
+            409: describedError('voting_closed'),
+            422: describedError('no_voting_power'),
+          },
+        },
+      },
+      async (req, reply) => {
+        const p = req.principal!;
+        if (p.role !== 'prosumer') return reply.code(403).send({ code: 'forbidden', message: 'votes are cast with a prosumer key' });
+        try {
+          const { power } = await voting.vote(p.account, req.body.proposal, req.body.choice as 'yes' | 'no' | 'abstain');
+          return { proposal: req.body.proposal, voter: p.account, choice: req.body.choice, votingPower: formatAmount(power, NRG) };
+        } catch (e) {
+          const f = fail(e);
+          return reply.code(f.status).send(f.body);
+        }
+      },
+    );
+  }
+
   const StakeBody = Type.Object(
     { amount: Nrg('NRG to stake, at least [governance] stake_min_amount'), lockDays: Type.Integer({ minimum: 0, maximum: 1461, description: '0 to 4 years' }) },
     { additionalProperties: false },

@@ -2,7 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Staking } from '../../../settlement/governance/governance.ts';
 import { ApiKeyStore } from '../../../settlement/registry/api-keys.ts';
-import type { AccountId } from '../../../settlement/registry/registry.ts';
+import type { AccountId, MarketId } from '../../../settlement/registry/registry.ts';
+import { defaultSettlementConfig } from '../../../settlement/config.ts';
+import { MarketParameters, Voting } from '../../../settlement/governance/voting.ts';
+import { GovernanceStore } from '../../../settlement/store/governance-store.ts';
 import { MoneyStore } from '../../../settlement/store/money-store.ts';
 import { NRG_UNIT, NrgToken } from '../../../settlement/tokens/nrg.ts';
 import { engines, type OpenedLedger } from '../../support/ledgers.ts';
@@ -13,8 +16,13 @@ const CALLS = {
   prosumer: [
     { method: 'POST' as const, url: '/api/v1/governance/stake', payload: { amount: '150', lockDays: 90 } },
     { method: 'POST' as const, url: '/api/v1/governance/stakes/stk_nosuch/unstake', payload: {} },
+    { method: 'POST' as const, url: '/api/v1/governance/proposals', payload: { title: 'Balance price', market: 'thailand_central', parameter: 'p_balance', value: '4.50' } },
+    { method: 'POST' as const, url: '/api/v1/governance/vote', payload: { proposal: 'prop_nosuch', choice: 'yes' } },
   ],
-  anyone: [{ method: 'GET' as const, url: '/api/v1/governance/voting-power/ann' }],
+  anyone: [
+    { method: 'GET' as const, url: '/api/v1/governance/voting-power/ann' },
+    { method: 'GET' as const, url: '/api/v1/governance/proposals' },
+  ],
   admin: [{ method: 'POST' as const, url: '/api/v1/admin/nrg/grants', payload: { account: 'ann', amount: '1000' } }],
 };
 
@@ -40,7 +48,11 @@ for (const engine of engines) {
       const nrg = new NrgToken(money, supply, Date.now);
       await nrg.genesis();
       const staking = new Staking(ledger.db, money, { stakeMin: 100n * NRG_UNIT, voteThreshold: 1000n * NRG_UNIT }, Date.now);
-      app = testApi(ledger, store, { governance: { staking, nrg } });
+      const m = defaultSettlementConfig().markets[0]!;
+      await ledger.putMarket({ id: m.id as MarketId, name: m.name, timeZone: m.timeZone, intervalMinutes: m.intervalMinutes });
+      const parameters = new MarketParameters(new GovernanceStore(ledger.db), () => m.rules);
+      const voting = new Voting(ledger.db, money, staking, { rules: { stakeMin: 100n * NRG_UNIT, voteThreshold: 100n * NRG_UNIT }, parameters, energyMinutes: () => 15, now: Date.now });
+      app = testApi(ledger, store, { governance: { staking, nrg, voting } });
       await app.ready();
     });
     afterAll(async () => {
@@ -74,6 +86,22 @@ for (const engine of engines) {
       expect(seenByBen.json()).toEqual({ staker: 'ann', votingPower: '187.500000000000000000', totalVotingPower: '187.500000000000000000', stakes: [] });
       const seenByAnn = await call(CALLS.anyone[0]!, keys.ann);
       expect(seenByAnn.json().stakes).toHaveLength(1);
+
+      // ann proposes (187.5 voting power ≥ the 100 this test sets) and votes; ben has no power.
+      const proposed = await call(CALLS.prosumer[2]!, keys.ann);
+      expect(proposed.statusCode, proposed.body).toBe(201);
+      expect(proposed.json()).toMatchObject({ proposer: 'ann', parameter: 'p_balance', value: '4.50', status: 'active', tally: null });
+      const id = proposed.json().id as string;
+      const voted = await call({ method: 'POST', url: '/api/v1/governance/vote', payload: { proposal: id, choice: 'yes' } }, keys.ann);
+      expect(voted.json()).toEqual({ proposal: id, voter: 'ann', choice: 'yes', votingPower: '187.500000000000000000' });
+      const powerless = await call({ method: 'POST', url: '/api/v1/governance/vote', payload: { proposal: id, choice: 'no' } }, keys.ben);
+      expect([powerless.statusCode, powerless.json().code]).toEqual([422, 'no_voting_power']);
+      const badParam = await call({ ...CALLS.prosumer[2]!, payload: { title: 't', market: 'thailand_central', parameter: 'fee', value: '1' } }, keys.ann);
+      expect(badParam.statusCode).toBe(400);
+      const unknown = await call(CALLS.prosumer[3]!, keys.ann);
+      expect(unknown.statusCode).toBe(404);
+      const listed = await call(CALLS.anyone[1]!, keys.utility);
+      expect(listed.json().map((p: { id: string }) => p.id)).toEqual([id]);
     });
   });
 }
