@@ -195,6 +195,13 @@ export class MarketService {
     const { market, rules: base } = await this.market(marketId);
     const rules: MarketRules = { ...base, auction: { ...base.auction, ...overrides } };
     const now = this.deps.now();
+    // A scheduled auction is for a boundary near now: a week either way bounds what a typo (1970) can create.
+    if (atMs !== undefined && Math.abs(atMs - now) > 7 * 86_400_000) {
+      throw new MarketError('bad_time', `an auction boundary must be within 7 days of now (${new Date(now).toISOString()})`, 400);
+    }
+    if (atMs !== undefined && intervalStart(atMs, intervalMs(rules), market.timeZone) !== atMs) {
+      throw new MarketError('bad_time', `${new Date(atMs).toISOString()} is not a ${rules.auction.intervalMinutes}-minute boundary in ${market.timeZone}`, 400);
+    }
     const at = atMs ?? intervalStart(now, intervalMs(rules), market.timeZone);
     const delivery = deliveryOfAuction(rules, at);
     const indicative = (await this.currentPrice(marketId)).price;

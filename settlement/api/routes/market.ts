@@ -480,7 +480,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
       config: { roles: ADMINS },
       schema: {
         body: AuctionBody,
-        response: { 201: AuctionJson, 400: ErrorSchema, 404: UNKNOWN_MARKET, 409: describedError('auction_exists: that delivery interval was auctioned already.') },
+        response: { 201: AuctionJson, 400: describedError('bad_request; bad_time: `at` is not an interval boundary within 7 days of now.'), 404: UNKNOWN_MARKET, 409: describedError('auction_exists: that delivery interval was auctioned already.') },
       },
     },
     async (req, reply) => {

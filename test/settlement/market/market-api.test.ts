@@ -150,6 +150,10 @@ for (const engine of engines) {
       expect(auction.statusCode, auction.body).toBe(201);
       expect(auction.json()).toMatchObject({ clearingPrice: '4.00', volumeKwh: '1.000', trades: 1, orders: 2 });
       expect((await call({ ...CALLS.admin[2]!, payload: { market: TEST_MARKET, at: '2026-11-30T03:30:00Z' } }, keys.admin)).statusCode).toBe(409);
+      for (const at of ['1970-01-01T00:00:00Z', '2026-11-30T03:40:00Z']) {
+        const r = await call({ ...CALLS.admin[2]!, payload: { market: TEST_MARKET, at } }, keys.admin);
+        expect([at, r.statusCode, r.json().code]).toEqual([at, 400, 'bad_time']);
+      }
       const listed = await call(CALLS.anyone[1]!, keys.seller);
       expect(listed.json<Array<{ id: string }>>()[0]).toMatchObject({ clearingPrice: '4.00' });
       const trades = await call({ method: 'GET', url: '/api/v1/trades', route: '' }, keys.seller);

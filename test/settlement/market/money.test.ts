@@ -15,8 +15,14 @@ import {
 import { CURRENCIES } from '../../../settlement/market/types.ts';
 
 describe('amounts', () => {
-  it('has two minor digits for every currency', () => {
-    expect(MINOR_DIGITS).toEqual({ THB: 2, USD: 2, EUR: 2 });
+  it('has two minor digits for every currency, and 18 for NRG', () => {
+    expect(MINOR_DIGITS).toEqual({ THB: 2, USD: 2, EUR: 2, NRG: 18 });
+  });
+
+  it('keeps NRG amounts past 64 bits exact', () => {
+    expect(parseAmount('1000000000', 'NRG')).toBe(10n ** 27n);
+    expect(formatAmount(10n ** 27n + 1n, 'NRG')).toBe('1000000000.000000000000000001');
+    expect(() => parseAmount('0.0000000000000000001', 'NRG')).toThrow(/19 decimals; at most 18/);
   });
 
   it('parses decimal text to minor units', () => {
