@@ -24,11 +24,13 @@ export class SqliteLedger extends SharedLedgerQueries implements Ledger {
     super();
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.sqlite = new Database(path);
+    // First: switching a new file to WAL needs a lock that another process opening the same
+    // ledger (a second `gtx settlement run`, a CLI command) may hold for a moment.
+    this.sqlite.pragma('busy_timeout = 5000');
     this.sqlite.pragma('journal_mode = WAL');
     // NORMAL in WAL mode is durable against process crashes; FULL adds power-loss safety.
     this.sqlite.pragma('synchronous = FULL');
     this.sqlite.pragma('foreign_keys = ON');
-    this.sqlite.pragma('busy_timeout = 5000');
     if (opts.walAutocheckpointPages !== undefined) this.sqlite.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages}`);
     this.db = sqliteDb(this.sqlite);
   }
