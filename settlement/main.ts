@@ -230,7 +230,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   });
   const marketDeps = { ledger, market, markets: cfg.markets, log: log.child({ component: 'market' }), now };
   // NRG: the supply is minted once (the first start of the first worker), then only moves.
-  const nrg = new NrgToken(market.money, cfg.governance.supply, now);
+  const nrg = new NrgToken(market.money, cfg.governance.supply, now, async (id) => (await ledger.getAccount(id)) !== undefined);
   if (await nrg.genesis()) log.info({ event: 'NrgGenesis', total_supply: cfg.governance.supply.totalSupply.toString(), incentive_pool: cfg.governance.supply.incentivePool.toString() }, 'NRG supply minted to the treasury');
   const staking = new Staking(ledger.db, market.money, cfg.governance.rules, now, log.child({ component: 'governance' }));
   const voting = new Voting(ledger.db, market.money, staking, {

@@ -24,6 +24,8 @@ export class NrgToken {
     private readonly money: MoneyStore,
     private readonly supply: TokenSupply,
     private readonly now: () => number,
+    /** Whether a registry account exists (grants go to known accounts only). */
+    private readonly accountExists: (id: string) => Promise<boolean> = async () => true,
   ) {}
 
   /**
@@ -51,6 +53,7 @@ export class NrgToken {
   /** Tokens from the treasury to an account (admin). */
   async grant(owner: string, amount: Minor, memo = ''): Promise<Minor> {
     if (amount <= 0n || amount > this.supply.totalSupply) throw new MarketError('bad_amount', 'the amount must be positive and at most the total supply', 400);
+    if (!(await this.accountExists(owner))) throw new MarketError('unknown_account', `account ${owner} does not exist`, 404);
     try {
       await this.money.transaction((trx) => this.money.apply(trx, [move('grant', { kind: 'admin', id: owner }, systemAccount('treasury', NRG), ownerAccount(owner, NRG), NRG, amount, memo)], this.now()));
     } catch (e) {

@@ -45,7 +45,7 @@ for (const engine of engines) {
       keys.ben = (await store.create('prosumer', '', 'ben')).key;
       const money = new MoneyStore(ledger.db, ledger.engine);
       const supply = { totalSupply: 1_000_000_000n * NRG_UNIT, incentivePool: 0n };
-      const nrg = new NrgToken(money, supply, Date.now);
+      const nrg = new NrgToken(money, supply, Date.now, async (id) => (await ledger.getAccount(id)) !== undefined);
       await nrg.genesis();
       const staking = new Staking(ledger.db, money, { stakeMin: 100n * NRG_UNIT, voteThreshold: 1000n * NRG_UNIT }, Date.now);
       const m = defaultSettlementConfig().markets[0]!;
@@ -67,6 +67,8 @@ for (const engine of engines) {
     });
 
     it('grant, stake with voting power, a locked stake stays, another prosumer sees the power but not the stakes', async () => {
+      const nobody = await call({ ...CALLS.admin[0]!, payload: { account: 'nobody', amount: '1' } }, keys.admin);
+      expect([nobody.statusCode, nobody.json().code]).toEqual([404, 'unknown_account']);
       const granted = await call(CALLS.admin[0]!, keys.admin);
       expect([granted.statusCode, granted.json()]).toEqual([201, { account: 'ann', balance: '1000.000000000000000000' }]);
       const staked = await call(CALLS.prosumer[0]!, keys.ann);
