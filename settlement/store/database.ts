@@ -282,7 +282,32 @@ export interface ParameterChangesTable {
   effective_at_ms: number;
 }
 
+export interface RecsTable {
+  id: string;
+  meter: string;
+  generator_owner: string;
+  owner: string;
+  energy_source: string;
+  market: string;
+  period_start_ms: number;
+  period_end_ms: number;
+  volume_wh: number;
+  issued_at_ms: number;
+  status: 'active' | 'for_sale' | 'sold' | 'retired';
+  first_seq: number;
+  last_seq: number;
+  envelopes: string;
+}
+
+export interface RecCoverageTable {
+  meter: string;
+  hour_start_ms: number;
+  certified_wh: number;
+}
+
 export interface LedgerSchema {
+  recs: RecsTable;
+  rec_coverage: RecCoverageTable;
   stakes: StakesTable;
   proposals: ProposalsTable;
   votes: VotesTable;
