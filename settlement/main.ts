@@ -27,6 +27,8 @@ import { MarketService } from './market/market.ts';
 import { Staking } from './governance/governance.ts';
 import { MarketParameters, Voting } from './governance/voting.ts';
 import { governanceJob } from './jobs/governance-job.ts';
+import { recMintingJob } from './jobs/rec-minting-job.ts';
+import { RecMinter } from './recs/minting.ts';
 import { GovernanceStore } from './store/governance-store.ts';
 import { NrgToken } from './tokens/nrg.ts';
 import { marketEventPublisher } from './market-events.ts';
@@ -66,6 +68,7 @@ export interface Settlement {
     auctions: PeriodicJob<{ auctions: number }>;
     deliveries: PeriodicJob<{ trades: number }>;
     governance: PeriodicJob<{ decided: number; executed: number }>;
+    recMinting: PeriodicJob<{ minted: number }>;
   };
   /** Pricing jobs, one per market. */
   pricing: Array<PeriodicJob<unknown>>;
@@ -75,6 +78,8 @@ export interface Settlement {
   nrg: NrgToken;
   staking: Staking;
   voting: Voting;
+  /** Certificates from verified generation (recs/minting.ts). */
+  recs: RecMinter;
   /** Counts and samples refusals; `flush()` writes what it holds. */
   recorder: RejectionRecorder;
   /** Resolves when every message received so far is committed and answered. */
@@ -233,6 +238,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   const nrg = new NrgToken(market.money, cfg.governance.supply, now, async (id) => (await ledger.getAccount(id)) !== undefined);
   if (await nrg.genesis()) log.info({ event: 'NrgGenesis', total_supply: cfg.governance.supply.totalSupply.toString(), incentive_pool: cfg.governance.supply.incentivePool.toString() }, 'NRG supply minted to the treasury');
   const staking = new Staking(ledger.db, market.money, cfg.governance.rules, now, log.child({ component: 'governance' }));
+  const recMinter = new RecMinter(ledger, market.money, { now, settleMs: cfg.ingest.gapGraceMs + 60_000, lookbackMs: cfg.ingest.maxBackfillMs, log: log.child({ component: 'recs' }) });
   const voting = new Voting(ledger.db, market.money, staking, {
     rules: cfg.governance.rules,
     parameters,
@@ -247,6 +253,8 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     // After the gap grace, so estimated energy across gaps is booked (or replaced) first.
     deliveries: deliveryJob({ ...marketDeps, graceMs: cfg.ingest.gapGraceMs + 60_000, everyMs: deps.marketJobEveryMs?.deliveries }),
     governance: governanceJob({ ledger, voting, log: log.child({ component: 'governance' }), now, everyMs: deps.marketJobEveryMs?.auctions }),
+    // Hours are certified once their readings are in: after the gap grace, like delivery settlement.
+    recMinting: recMintingJob({ ledger, minter: recMinter, log: log.child({ component: 'recs' }), now, everyMs: deps.marketJobEveryMs?.deliveries }),
   };
   const pricing = pricingJobs(marketDeps);
 
@@ -343,6 +351,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
         readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
         market: { market, currencyOf: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency },
         governance: { staking, nrg, voting },
+        recs: recMinter,
       })
     : undefined;
   if (api && cfg.http) {
@@ -377,6 +386,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     nrg,
     staking,
     voting,
+    recs: recMinter,
     recorder,
     idle,
     async stop() {
