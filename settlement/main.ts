@@ -29,6 +29,7 @@ import { MarketParameters, Voting } from './governance/voting.ts';
 import { governanceJob } from './jobs/governance-job.ts';
 import { recMintingJob } from './jobs/rec-minting-job.ts';
 import { RecMinter } from './recs/minting.ts';
+import { RecLifecycle } from './recs/lifecycle.ts';
 import { GovernanceStore } from './store/governance-store.ts';
 import { NrgToken } from './tokens/nrg.ts';
 import { marketEventPublisher } from './market-events.ts';
@@ -351,7 +352,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
         readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
         market: { market, currencyOf: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency },
         governance: { staking, nrg, voting },
-        recs: recMinter,
+        recs: { minter: recMinter, lifecycle: new RecLifecycle(recMinter.recs, market.money, now, log.child({ component: 'recs' })) },
       })
     : undefined;
   if (api && cfg.http) {

@@ -12,6 +12,7 @@ import { marketRoutes, type MarketApiDeps } from './routes/market.ts';
 import { governanceRoutes, type GovernanceApiDeps } from './routes/governance.ts';
 import { recRoutes } from './routes/recs.ts';
 import type { RecMinter } from '../recs/minting.ts';
+import type { RecLifecycle } from '../recs/lifecycle.ts';
 import type { Enrollment } from '../registry/enrollment.ts';
 import type { ApiKeyStore } from '../registry/api-keys.ts';
 import { checkAdminKey } from '../config.ts';
@@ -37,7 +38,7 @@ export interface ApiDeps {
   /** NRG and staking (routes/governance.ts); absent: no governance routes. */
   governance?: GovernanceApiDeps;
   /** Certificates (routes/recs.ts); absent: no certificate routes. */
-  recs?: RecMinter;
+  recs?: { minter: RecMinter; lifecycle: RecLifecycle };
 }
 
 /**
@@ -66,7 +67,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.register(adminRoutes, { ...deps, prefix: '/api/v1/admin' });
   if (deps.market) app.register(marketRoutes, { ...deps.market, prefix: '/api/v1' });
   if (deps.governance) app.register(governanceRoutes, { ...deps.governance, prefix: '/api/v1' });
-  if (deps.recs) app.register(recRoutes, { minter: deps.recs, prefix: '/api/v1' });
+  if (deps.recs) app.register(recRoutes, { ...deps.recs, prefix: '/api/v1' });
   return app;
 }
 

@@ -60,9 +60,10 @@ export type TransferReason =
   | 'genesis'
   | 'grant'
   | 'stake'
-  | 'unstake';
+  | 'unstake'
+  | 'rec_payment';
 
-export type RefKind = 'order' | 'trade' | 'auction' | 'delivery' | 'conversion' | 'admin' | 'genesis' | 'stake';
+export type RefKind = 'order' | 'trade' | 'auction' | 'delivery' | 'conversion' | 'admin' | 'genesis' | 'stake' | 'rec';
 
 export interface Posting {
   account: MoneyAccountId;

@@ -89,6 +89,9 @@ export class RecMinter {
         firstSeq: span.firstSeq,
         lastSeq: span.lastSeq,
         envelopes: await this.recs.envelopesOf(trx, m.id, span.firstSeq, span.lastSeq),
+        listing: null,
+        parent: null,
+        retirement: null,
       };
       await this.recs.insert(trx, rec);
       await this.recs.setCoverage(trx, m.id, hourStartMs, exactWh);

@@ -297,6 +297,12 @@ export interface RecsTable {
   first_seq: number;
   last_seq: number;
   envelopes: string;
+  price: Generated<string | null>;
+  currency: Generated<string | null>;
+  parent: Generated<string | null>;
+  retired_at_ms: Generated<number | null>;
+  retire_reason: Generated<string | null>;
+  beneficiary: Generated<string | null>;
 }
 
 export interface RecCoverageTable {

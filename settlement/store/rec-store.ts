@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { LedgerDb, RecsTable } from './database.ts';
 import type { Trx } from './money-store.ts';
 
@@ -18,11 +18,16 @@ export interface RecRecord {
   firstSeq: number;
   lastSeq: number;
   envelopes: string[];
+  /** For sale: minor units of `currency` per kWh. */
+  listing: { price: bigint; currency: string } | null;
+  /** The certificate this one was split from (partial retirement); same provenance. */
+  parent: string | null;
+  retirement: { atMs: number; reason: string; beneficiary: string } | null;
 }
 
 export const HOUR_MS = 3_600_000;
 
-const toRec = (r: RecsTable): RecRecord => ({
+const toRec = (r: Selectable<RecsTable>): RecRecord => ({
   id: r.id,
   meter: r.meter,
   generatorOwner: r.generator_owner,
@@ -37,6 +42,9 @@ const toRec = (r: RecsTable): RecRecord => ({
   firstSeq: Number(r.first_seq),
   lastSeq: Number(r.last_seq),
   envelopes: JSON.parse(r.envelopes) as string[],
+  listing: r.price === null || r.currency === null ? null : { price: BigInt(r.price), currency: r.currency },
+  parent: r.parent,
+  retirement: r.retired_at_ms === null ? null : { atMs: Number(r.retired_at_ms), reason: r.retire_reason ?? '', beneficiary: r.beneficiary ?? '' },
 });
 
 export class RecStore {
@@ -144,17 +152,84 @@ export class RecStore {
         first_seq: r.firstSeq,
         last_seq: r.lastSeq,
         envelopes: JSON.stringify(r.envelopes),
+        price: r.listing?.price.toString() ?? null,
+        currency: r.listing?.currency ?? null,
+        parent: r.parent,
+        retired_at_ms: r.retirement?.atMs ?? null,
+        retire_reason: r.retirement?.reason ?? null,
+        beneficiary: r.retirement?.beneficiary ?? null,
       })
       .execute();
   }
 
-  async list(filter: { owner?: string; generator?: string; source?: string; status?: RecRecord['status']; meter?: string; limit?: number }): Promise<RecRecord[]> {
+  async get(id: string, db: LedgerDb | Trx = this.db): Promise<RecRecord | undefined> {
+    const r = await db.selectFrom('recs').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toRec(r);
+  }
+
+  /** Puts a held certificate up for sale; false unless `owner` holds it active or bought. */
+  async putForSale(trx: Trx, id: string, owner: string, price: bigint, currency: string): Promise<boolean> {
+    const r = await trx
+      .updateTable('recs')
+      .set({ status: 'for_sale', price: price.toString(), currency })
+      .where('id', '=', id)
+      .where('owner', '=', owner)
+      .where('status', 'in', ['active', 'sold'])
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Takes a listing back; false unless `owner` has it for sale. */
+  async withdraw(trx: Trx, id: string, owner: string): Promise<boolean> {
+    const r = await trx.updateTable('recs').set({ status: 'active', price: null, currency: null }).where('id', '=', id).where('owner', '=', owner).where('status', '=', 'for_sale').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Hands a listed certificate to its buyer; false when it is no longer for sale (someone bought it first). */
+  async sell(trx: Trx, id: string, seller: string, buyer: string): Promise<boolean> {
+    const r = await trx
+      .updateTable('recs')
+      .set({ status: 'sold', owner: buyer, price: null, currency: null })
+      .where('id', '=', id)
+      .where('owner', '=', seller)
+      .where('status', '=', 'for_sale')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Retires a held certificate (final); false unless `owner` holds it active or bought. */
+  async retire(trx: Trx, id: string, owner: string, atMs: number, reason: string, beneficiary: string): Promise<boolean> {
+    const r = await trx
+      .updateTable('recs')
+      .set({ status: 'retired', retired_at_ms: atMs, retire_reason: reason, beneficiary, price: null, currency: null })
+      .where('id', '=', id)
+      .where('owner', '=', owner)
+      .where('status', 'in', ['active', 'sold'])
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Lowers a held certificate's volume (its other part was split off); false unless held as described. */
+  async shrink(trx: Trx, id: string, owner: string, fromWh: number, toWh: number): Promise<boolean> {
+    const r = await trx
+      .updateTable('recs')
+      .set({ volume_wh: toWh })
+      .where('id', '=', id)
+      .where('owner', '=', owner)
+      .where('volume_wh', '=', fromWh)
+      .where('status', 'in', ['active', 'sold'])
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async list(filter: { owner?: string; generator?: string; source?: string; status?: RecRecord['status']; meter?: string; hourStartMs?: number; limit?: number }): Promise<RecRecord[]> {
     let q = this.db.selectFrom('recs').selectAll().orderBy('period_start_ms', 'desc').orderBy('id');
     if (filter.owner !== undefined) q = q.where('owner', '=', filter.owner);
     if (filter.generator !== undefined) q = q.where('meter', '=', filter.generator);
     if (filter.source !== undefined) q = q.where('energy_source', '=', filter.source);
     if (filter.status !== undefined) q = q.where('status', '=', filter.status);
     if (filter.meter !== undefined) q = q.where('meter', '=', filter.meter);
+    if (filter.hourStartMs !== undefined) q = q.where('period_start_ms', '=', filter.hourStartMs);
     return (await q.limit(filter.limit ?? 500).execute()).map(toRec);
   }
 }

@@ -1,6 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { RecMinter } from '../../recs/minting.ts';
+import type { RecLifecycle } from '../../recs/lifecycle.ts';
+import { MarketError } from '../../market/market.ts';
+import { formatAmount, formatPrice, parseAmount } from '../../market/money.ts';
+import { CURRENCIES, type Currency } from '../../market/types.ts';
+import { describedError } from './errors.ts';
 import type { RecRecord } from '../../store/rec-store.ts';
 import { ADMINS } from '../auth.ts';
 import { parseInstant } from './energy.ts';
@@ -20,8 +25,11 @@ const RecJson = Type.Object({
   periodEnd: Type.String(),
   volumeWh: Type.Integer(),
   issuedAt: Type.String(),
-  status: Type.String(),
+  status: Type.Union(['active', 'for_sale', 'sold', 'retired'].map((x) => Type.Literal(x))),
   provenance: Type.Object({ firstSeq: Type.Integer(), lastSeq: Type.Integer(), envelopes: Type.Array(Type.String()) }),
+  listing: Type.Union([Type.Object({ pricePerKwh: Type.String(), currency: Type.String() }), Type.Null()]),
+  parent: Type.Union([Type.String(), Type.Null()], { description: 'split from (partial retirement)' }),
+  retirement: Type.Union([Type.Object({ at: Type.String(), reason: Type.String(), beneficiary: Type.String() }), Type.Null()]),
 });
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -37,9 +45,116 @@ const recJson = (r: RecRecord) => ({
   issuedAt: iso(r.issuedAtMs),
   status: r.status,
   provenance: { firstSeq: r.firstSeq, lastSeq: r.lastSeq, envelopes: r.envelopes },
+  listing: r.listing && { pricePerKwh: formatPrice(r.listing.price, r.listing.currency as Currency), currency: r.listing.currency },
+  parent: r.parent,
+  retirement: r.retirement && { at: iso(r.retirement.atMs), reason: r.retirement.reason, beneficiary: r.retirement.beneficiary },
 });
 
-export const recRoutes: FastifyPluginAsync<{ minter: RecMinter }> = async (app, { minter }) => {
+const failed = (e: unknown) => {
+  if (e instanceof MarketError) return { status: e.status, body: { code: e.code, message: e.message } };
+  if (e instanceof RangeError) return { status: 400, body: { code: 'bad_request', message: e.message } };
+  throw e;
+};
+
+export const recRoutes: FastifyPluginAsync<{ minter: RecMinter; lifecycle: RecLifecycle }> = async (app, { minter, lifecycle }) => {
+  app.get<{ Querystring: { source?: string; limit?: number } }>(
+    '/recs/marketplace',
+    {
+      config: { roles: ['admin', 'utility', 'prosumer'] },
+      schema: {
+        querystring: Type.Object({ source: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }, { additionalProperties: false }),
+        response: { 200: Type.Array(RecJson, { description: 'certificates for sale' }) },
+      },
+    },
+    async (req) => (await minter.recs.list({ status: 'for_sale', ...(req.query.source ? { source: req.query.source } : {}), limit: req.query.limit ?? 100 })).map(recJson),
+  );
+
+  const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+  const prosumer = (req: { principal?: { role: string; account?: string } }) => (req.principal?.role === 'prosumer' ? (req.principal as { account: string }).account : undefined);
+  const notProsumer = { code: 'forbidden', message: 'certificates are traded and retired with the holder’s prosumer key' };
+
+  const ListBody = Type.Object({ pricePerKwh: Type.String({ pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,2})?$', examples: ['0.05'] }), currency: Type.Union(CURRENCIES.map((c) => Type.Literal(c))) }, { additionalProperties: false });
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof ListBody> }>(
+    '/recs/:id/list',
+    {
+      config: { roles: ['prosumer'] },
+      schema: { params: IdParams, body: ListBody, response: { 200: RecJson, 400: ErrorSchema, 404: describedError('unknown_rec: not held by the caller'), 409: describedError('rec_not_available: retired or already for sale') } },
+    },
+    async (req, reply) => {
+      const who = prosumer(req);
+      if (!who) return reply.code(403).send(notProsumer);
+      try {
+        return recJson(await lifecycle.putForSale(req.params.id, who, parseAmount(req.body.pricePerKwh, req.body.currency), req.body.currency));
+      } catch (e) {
+        const f = failed(e);
+        return reply.code(f.status).send(f.body);
+      }
+    },
+  );
+
+  app.delete<{ Params: Static<typeof IdParams> }>(
+    '/recs/:id/list',
+    { config: { roles: ['prosumer'] }, schema: { params: IdParams, response: { 200: RecJson, 404: ErrorSchema, 409: describedError('rec_not_for_sale') } } },
+    async (req, reply) => {
+      const who = prosumer(req);
+      if (!who) return reply.code(403).send(notProsumer);
+      try {
+        return recJson(await lifecycle.withdraw(req.params.id, who));
+      } catch (e) {
+        const f = failed(e);
+        return reply.code(f.status).send(f.body);
+      }
+    },
+  );
+
+  app.post<{ Params: Static<typeof IdParams> }>(
+    '/recs/:id/purchase',
+    {
+      config: { roles: ['prosumer'] },
+      schema: {
+        params: IdParams,
+        response: {
+          200: Type.Object({ rec: RecJson, paid: Type.String(), currency: Type.String() }),
+          409: describedError('rec_not_for_sale (sold or withdrawn), own_rec'),
+          422: describedError('insufficient_credits'),
+        },
+      },
+    },
+    async (req, reply) => {
+      const who = prosumer(req);
+      if (!who) return reply.code(403).send(notProsumer);
+      try {
+        const r = await lifecycle.purchase(req.params.id, who);
+        return { rec: recJson(r.rec), paid: formatAmount(r.paid, r.currency), currency: r.currency };
+      } catch (e) {
+        const f = failed(e);
+        return reply.code(f.status).send(f.body);
+      }
+    },
+  );
+
+  const RetireBody = Type.Object(
+    { reason: Type.String({ minLength: 1, maxLength: 200 }), beneficiary: Type.String({ minLength: 1, maxLength: 200 }), volumeWh: Type.Optional(Type.Integer({ minimum: 1, description: 'retire only this much; the rest stays held' })) },
+    { additionalProperties: false },
+  );
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof RetireBody> }>(
+    '/recs/:id/retire',
+    {
+      config: { roles: ['prosumer'] },
+      schema: { params: IdParams, body: RetireBody, response: { 200: RecJson, 400: ErrorSchema, 404: ErrorSchema, 409: describedError('rec_not_available: retired, or for sale (withdraw first)') } },
+    },
+    async (req, reply) => {
+      const who = prosumer(req);
+      if (!who) return reply.code(403).send(notProsumer);
+      try {
+        return recJson(await lifecycle.retire(req.params.id, who, req.body.reason, req.body.beneficiary, req.body.volumeWh));
+      } catch (e) {
+        const f = failed(e);
+        return reply.code(f.status).send(f.body);
+      }
+    },
+  );
+
   const ListQuery = Type.Object(
     {
       owner: Type.Optional(Type.String()),

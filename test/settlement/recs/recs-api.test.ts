@@ -2,6 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_PREV, meterId, readingHash, type Reading } from '../../../protocol/index.ts';
 import { RecMinter } from '../../../settlement/recs/minting.ts';
+import { RecLifecycle } from '../../../settlement/recs/lifecycle.ts';
+import { MarketService } from '../../../settlement/market/market.ts';
+import { defaultSettlementConfig } from '../../../settlement/config.ts';
+import { ownerAccount } from '../../../settlement/market/accounts.ts';
 import { ApiKeyStore } from '../../../settlement/registry/api-keys.ts';
 import { MoneyStore } from '../../../settlement/store/money-store.ts';
 import { testApi } from '../../support/api.ts';
@@ -18,7 +22,8 @@ for (const engine of engines) {
     let opened: OpenedLedger;
     let app: FastifyInstance;
     const keys = {} as Record<'admin' | 'utility' | 'owner' | 'other', string>;
-    const call = (method: 'GET' | 'POST', url: string, key?: string, payload?: object) =>
+    let market: MarketService;
+    const call = (method: 'GET' | 'POST' | 'DELETE', url: string, key?: string, payload?: object) =>
       app.inject({ method, url, headers: key ? { authorization: `Bearer ${key}` } : {}, ...(payload ? { payload } : {}) });
 
     beforeAll(async () => {
@@ -38,7 +43,8 @@ for (const engine of engines) {
       keys.owner = (await store.create('prosumer', '', 'owner-gw-rec')).key;
       keys.other = (await store.create('prosumer', '', 'owner-gw-rec-other')).key;
       const minter = new RecMinter(ledger, new MoneyStore(ledger.db, ledger.engine), { now: () => T + 2 * H, settleMs: 0, lookbackMs: 35 * 24 * H });
-      app = testApi(ledger, store, { recs: minter });
+      market = new MarketService(ledger, { rules: () => undefined, credits: defaultSettlementConfig().credits, now: Date.now });
+      app = testApi(ledger, store, { recs: { minter, lifecycle: new RecLifecycle(minter.recs, market.money, Date.now) } });
       await app.ready();
     });
     afterAll(async () => {
@@ -51,6 +57,17 @@ for (const engine of engines) {
       expect((await call('POST', '/api/v1/recs/mint', undefined, {})).statusCode).toBe(401);
       for (const k of [keys.owner, keys.utility]) expect((await call('POST', '/api/v1/recs/mint', k, {})).statusCode).toBe(403);
       expect((await call('GET', '/api/v1/recs?owner=owner-gw-rec', keys.other)).statusCode).toBe(403);
+      expect((await call('GET', '/api/v1/recs/marketplace')).statusCode).toBe(401);
+      const holderOnly: Array<['POST' | 'DELETE', string, object | undefined]> = [
+        ['POST', '/api/v1/recs/rec_x/list', { pricePerKwh: '0.05', currency: 'THB' }],
+        ['DELETE', '/api/v1/recs/rec_x/list', undefined],
+        ['POST', '/api/v1/recs/rec_x/purchase', undefined],
+        ['POST', '/api/v1/recs/rec_x/retire', { reason: 'r', beneficiary: 'b' }],
+      ];
+      for (const [method, url, body] of holderOnly) {
+        expect([url, (await call(method, url, undefined, body)).statusCode]).toEqual([url, 401]);
+        for (const k of [keys.admin, keys.utility]) expect([url, (await call(method, url, k, body)).statusCode]).toEqual([url, 403]);
+      }
     });
 
     it('an admin runs the minting job; the owner sees its certificate with provenance, another prosumer sees none', async () => {
@@ -64,6 +81,37 @@ for (const engine of engines) {
       expect((await call('GET', '/api/v1/recs', keys.other)).json()).toEqual([]);
       expect((await call('GET', '/api/v1/recs?source=Solar&status=active', keys.utility)).json()).toHaveLength(1);
       expect((await call('POST', '/api/v1/recs/mint', keys.admin, { from: 'yesterday' })).statusCode).toBe(400);
+    });
+
+    it('lists, withdraws, sells (payment through the journal, once), retires in part and in whole — final', async () => {
+      const [rec] = (await call('GET', '/api/v1/recs', keys.owner)).json() as Array<{ id: string }>;
+      const id = rec!.id;
+      const list = (key: string, body = { pricePerKwh: '0.05', currency: 'THB' }) => call('POST', `/api/v1/recs/${id}/list`, key, body);
+      expect((await list(keys.other)).statusCode).toBe(404); // not the holder's
+      expect((await list(keys.owner)).json()).toMatchObject({ status: 'for_sale', listing: { pricePerKwh: '0.05', currency: 'THB' } });
+      expect((await call('GET', '/api/v1/recs/marketplace', keys.other)).json().map((r: { id: string }) => r.id)).toEqual([id]);
+      expect((await call('DELETE', `/api/v1/recs/${id}/list`, keys.owner)).json()).toMatchObject({ status: 'active', listing: null });
+      await list(keys.owner, { pricePerKwh: '0.10', currency: 'THB' });
+      // The buyer has no credits yet: refused, nothing moves.
+      const broke = await call('POST', `/api/v1/recs/${id}/purchase`, keys.other);
+      expect([broke.statusCode, broke.json().code]).toEqual([422, 'insufficient_credits']);
+      await market.deposit('owner-gw-rec-other', 'THB', 1_000n);
+      expect((await call('POST', `/api/v1/recs/${id}/purchase`, keys.owner)).statusCode).toBe(409); // own
+      const bought = await call('POST', `/api/v1/recs/${id}/purchase`, keys.other);
+      expect(bought.statusCode, bought.body).toBe(200);
+      expect(bought.json()).toMatchObject({ paid: '0.12', currency: 'THB', rec: { owner: 'owner-gw-rec-other', status: 'sold' } }); // 1.2 kWh × 0.10
+      expect((await call('POST', `/api/v1/recs/${id}/purchase`, keys.other)).statusCode).toBe(409);
+      expect(await market.money.balance(ownerAccount('owner-gw-rec', 'THB'))).toBe(12n);
+      expect(await market.money.check()).toEqual([]);
+      // The new holder retires 200 Wh (split off, same provenance), then the rest: final.
+      const part = await call('POST', `/api/v1/recs/${id}/retire`, keys.other, { reason: 'green tariff 2026', beneficiary: 'Bob', volumeWh: 200 });
+      expect(part.json()).toMatchObject({ status: 'retired', volumeWh: 200, parent: id, retirement: { reason: 'green tariff 2026', beneficiary: 'Bob' }, provenance: { firstSeq: 1, lastSeq: 3 } });
+      const rest = await call('POST', `/api/v1/recs/${id}/retire`, keys.other, { reason: 'r', beneficiary: 'Bob' });
+      expect(rest.json()).toMatchObject({ status: 'retired', volumeWh: 1000 });
+      expect((await call('POST', `/api/v1/recs/${id}/retire`, keys.other, { reason: 'r', beneficiary: 'Bob' })).statusCode).toBe(409);
+      expect((await call('POST', `/api/v1/recs/${id}/list`, keys.other, { pricePerKwh: '0.05', currency: 'THB' })).statusCode).toBe(409);
+      const all = (await call('GET', '/api/v1/recs?generator=rec-pv-1', keys.utility)).json() as Array<{ volumeWh: number }>;
+      expect(all.reduce((a, r) => a + r.volumeWh, 0)).toBe(1200); // splitting never adds or loses Wh
     });
   });
 }

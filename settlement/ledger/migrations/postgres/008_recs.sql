@@ -18,8 +18,15 @@ CREATE TABLE recs (
   status           TEXT NOT NULL CHECK (status IN ('active', 'for_sale', 'sold', 'retired')),
   first_seq        BIGINT NOT NULL,
   last_seq         BIGINT NOT NULL,
-  envelopes        TEXT NOT NULL                -- JSON array of the envelope ids of first_seq..last_seq
+  envelopes        TEXT NOT NULL,               -- JSON array of the envelope ids of first_seq..last_seq
+  price            NUMERIC(78, 0),                        -- for sale: minor units of `currency` per kWh
+  currency         TEXT,
+  parent           TEXT COLLATE "C",                   -- split from (partial retirement), same provenance
+  retired_at_ms    BIGINT,
+  retire_reason    TEXT,
+  beneficiary      TEXT
 );
+CREATE INDEX recs_for_sale ON recs (status, energy_source);
 CREATE INDEX recs_meter ON recs (meter, period_start_ms);
 CREATE INDEX recs_owner ON recs (owner, status);
 

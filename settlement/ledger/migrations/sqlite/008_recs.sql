@@ -18,8 +18,15 @@ CREATE TABLE recs (
   status           TEXT NOT NULL CHECK (status IN ('active', 'for_sale', 'sold', 'retired')),
   first_seq        INTEGER NOT NULL,
   last_seq         INTEGER NOT NULL,
-  envelopes        TEXT NOT NULL                -- JSON array of the envelope ids of first_seq..last_seq
+  envelopes        TEXT NOT NULL,               -- JSON array of the envelope ids of first_seq..last_seq
+  price            TEXT,                        -- for sale: minor units of `currency` per kWh
+  currency         TEXT,
+  parent           TEXT,                   -- split from (partial retirement), same provenance
+  retired_at_ms    INTEGER,
+  retire_reason    TEXT,
+  beneficiary      TEXT
 );
+CREATE INDEX recs_for_sale ON recs (status, energy_source);
 CREATE INDEX recs_meter ON recs (meter, period_start_ms);
 CREATE INDEX recs_owner ON recs (owner, status);
 
