@@ -3,6 +3,7 @@ import { verifyMeter, type MeterAuditReport } from '../../settlement/audit/verif
 import type { SettlementConfig } from '../../settlement/config.ts';
 import { command, parseFlags, required, runSubcommand, UsageError } from '../args.ts';
 import { progressBar } from '../progress.ts';
+import { auditRec } from '../../settlement/audit/rec.ts';
 import { openExistingLedger, settlementConfigFrom } from './settlement.ts';
 
 const USAGE = `gtx audit meters [--config FILE]
@@ -19,7 +20,13 @@ gtx audit verify --meter ID [--from ISO] [--to ISO] [--config FILE] [--json]
       from <= ts < to, as 2026-11-01 (UTC midnight) or 2026-11-01T06:00:00Z / +07:00.
       Exit 0 pass, 1 fail
 
-  All three read an existing ledger and never create one: with none at the configured
+gtx audit rec ID [--config FILE] [--json]
+      a certificate down to its signed readings: re-verifies the readings it names (signatures,
+      signed originals, chain), checks its envelope list, and that the export energy those
+      readings prove for its hour equals what is certified for that meter and hour.
+      Exit 0 pass, 1 fail
+
+  All of them read an existing ledger and never create one: with none at the configured
   path they exit 2.`;
 
 // One usage text for the three: --help on any of them shows it (bin/args.ts).
@@ -33,9 +40,45 @@ const VERIFY = command('audit verify', USAGE, {
   json: { type: 'boolean' },
 });
 
+const REC = command('audit rec', USAGE, { config: { type: 'string' }, json: { type: 'boolean' } });
+
 export async function run(argv: string[]): Promise<void> {
   // --help, and a missing or unknown command, are handled as for every gtx command.
-  return runSubcommand({ name: 'audit', usage: USAGE }, argv, { meters: (rest) => read('meters', rest), export: (rest) => read('export', rest), verify });
+  return runSubcommand({ name: 'audit', usage: USAGE }, argv, { meters: (rest) => read('meters', rest), export: (rest) => read('export', rest), verify, rec });
+}
+
+/** `gtx audit rec ID`: settlement/audit/rec.ts. The id is the one positional argument. */
+async function rec(argv: string[]): Promise<void> {
+  const id = argv[0] && !argv[0].startsWith('-') ? argv[0] : undefined;
+  const f = parseFlags(id ? argv.slice(1) : argv, REC);
+  if (!id) throw new UsageError('give the certificate id: gtx audit rec rec_… (GET /api/v1/recs lists them)', REC.name);
+  const ledger = await openExistingLedger(settlementConfigFrom(f.config), 'audit');
+  let report;
+  try {
+    const bar = progressBar(`verifying the readings of ${id}`);
+    report = await auditRec(ledger, id, bar.update);
+    bar.done();
+  } finally {
+    await ledger.close();
+  }
+  if (!report) throw new UsageError(`no certificate ${id} in the ledger (GET /api/v1/recs lists them)`, REC.name);
+  const r = report.rec;
+  if (f.json) {
+    console.log(JSON.stringify({ ...report, rec: { ...r, listing: r.listing && { ...r.listing, price: r.listing.price.toString() } }, result: report.ok ? 'PASS' : 'FAIL' }, null, 2));
+  } else {
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const lines = [
+      `certificate ${r.id}: ${r.volumeWh} Wh ${r.energySource} from meter ${r.meter} (${r.generatorOwner}), ${iso(r.periodStartMs)} – ${iso(r.periodEndMs)}, ${r.status}, held by ${r.owner}${r.parent ? `, split from ${r.parent}` : ''}`,
+      `readings seq ${r.firstSeq}..${r.lastSeq} in ${r.envelopes.length} envelopes: ${report.readings.ok ? 'signatures, signed originals and chain verify' : `${report.readings.failures.length} failures`}`,
+      ...report.readings.failures.slice(0, 10).map((x) => `  ${x.kind}${x.seq !== undefined ? ` seq ${x.seq}` : ''}: ${x.detail}`),
+      `envelope list: ${report.envelopesMatch ? 'matches the readings' : 'does NOT match the envelopes carrying those readings'}`,
+      `energy: the readings prove ${report.provenWh} Wh exported in the hour; certified for it: ${report.certifiedWh} Wh in ${report.certificatesOfHour.length} certificate(s)`,
+      `export the signed originals: gtx audit export --meter ${r.meter} --out DIR`,
+      report.ok ? 'PASS' : 'FAIL',
+    ];
+    for (const l of lines) console.log(l);
+  }
+  if (!report.ok) process.exitCode = 1;
 }
 
 async function read(sub: 'meters' | 'export', rest: string[]): Promise<void> {

@@ -59,6 +59,7 @@ const SUBCOMMANDS: Array<[string[], string]> = [
   [['audit', 'meters'], 'gtx audit meters [--config FILE]'],
   [['audit', 'export'], 'gtx audit export --meter ID --out DIR'],
   [['audit', 'verify'], 'gtx audit verify --meter ID'],
+  [['audit', 'rec'], 'gtx audit rec ID [--config FILE] [--json]'],
 ];
 
 describe('gtx --help and bad input, for every command', () => {
