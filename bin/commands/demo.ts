@@ -189,10 +189,10 @@ export async function run(argv: string[]): Promise<void> {
     const outbox = gateways.reduce((a, g) => a + g.outboxDepth(), 0);
     const polls = gateways.reduce((a, g) => a + g.stats().polls, 0);
     const t = new Date(now()).toISOString().slice(11, 19);
-    void settlement.market.store.counts().then(
-      (m) =>
+    void Promise.all([settlement.market.store.counts(), settlement.recs.recs.list({ limit: 500 })]).then(
+      ([m, recs]) =>
         console.log(
-          `[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls} · orders open ${m.openOrders} · auctions ${m.auctions} · trades ${m.trades} (settled ${m.settledTrades})`,
+          `[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls} · orders open ${m.openOrders} · auctions ${m.auctions} · trades ${m.trades} (settled ${m.settledTrades}) · RECs ${recs.length}`,
         ),
       () => undefined,
     );

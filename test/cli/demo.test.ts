@@ -57,6 +57,14 @@ describe('gtx demo trades (the market issue’s done-when)', () => {
       expect(settled.delivery!.basis.seller.meters.length).toBeGreaterThan(0);
       const auctions = await get<Array<{ clearingPrice: string | null; trades: number }>>('/api/v1/markets/thailand_central/auctions');
       expect(auctions.some((a) => a.clearingPrice !== null && a.trades > 0)).toBe(true);
+      // The PV homes' export turns into hourly certificates with their provenance.
+      const recs = await waitFor(async () => {
+        const list = await get<Array<{ generator: { meter: string }; volumeWh: number; provenance: { envelopes: string[] } }>>('/api/v1/recs');
+        return list.length > 0 ? list : undefined;
+      }, 'a certificate', 120_000, 1_000);
+      expect(recs[0]!.volumeWh).toBeGreaterThan(0);
+      expect(recs[0]!.provenance.envelopes.length).toBeGreaterThan(0);
+      expect(['home-2-main', 'home-4-main']).toContain(recs[0]!.generator.meter);
     } finally {
       child.kill('SIGTERM');
     }
