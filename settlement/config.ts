@@ -9,6 +9,7 @@ import type { StableCredits } from './market/market.ts';
 import { MINOR_DIGITS, priceFromConfig, scaledFromNumber } from './market/money.ts';
 import type { GovernanceRules } from './governance/governance.ts';
 import type { TokenSupply } from './tokens/nrg.ts';
+import type { RewardRules } from './rewards/rewards.ts';
 import { assertPricingParams } from './market/pricing.ts';
 import { PPM, parseClock, type MarketRules } from './market/rules.ts';
 import { CURRENCIES, type Currency } from './market/types.ts';
@@ -61,11 +62,13 @@ export interface SettlementConfig {
     rejectionRetentionMs: number;
   };
   /** Markets this settlement runs; upserted into the registry at start, each with its trading rules. */
-  markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number; rules: MarketRules }>;
+  markets: Array<{ id: string; name: string; timeZone: string; intervalMinutes: number; rules: MarketRules; holidays?: string[] }>;
   /** [stable_credits]: the currencies balances are kept in, conversion rates and fee. */
   credits: StableCredits;
   /** [governance]: the NRG supply and pool, staking and proposal thresholds (NRG base units). */
   governance: { supply: TokenSupply; rules: GovernanceRules };
+  /** [rewards]: conservation rewards, NRG base units per kWh saved and the baseline's days. */
+  rewards: RewardRules;
   /**
    * A configured admin API key (`Authorization: Bearer …`, or the older `x-admin-key` header), at
    * least 32 characters (checkAdminKey); null = only admin keys stored in the ledger
@@ -127,6 +130,7 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
     markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: marketRules({}, {}, 'THB', 'defaults') }],
     credits: defaultCredits(),
     governance: loadGovernance({}, 'defaults'),
+    rewards: loadRewards({}, 'defaults'),
     // An empty GTX_ADMIN_KEY counts as unset.
     adminKey: process.env.GTX_ADMIN_KEY || null,
     enrollmentCodeTtlMs: 7 * 24 * 3600_000,
@@ -171,6 +175,17 @@ const PRICING_KEYS = ['p_balance', 'p_con', 'k', 'update_interval', 'min_ratio']
 const AUCTION_KEYS = ['interval_minutes', 'market_open', 'market_close', 'min_volume', 'max_price_deviation'] as const;
 const CREDITS_KEYS = ['supported_currencies', 'default_currency', 'conversion_fee', 'rates'] as const;
 const GOVERNANCE_KEYS = ['nrg_total_supply', 'stake_min_amount', 'vote_threshold', 'incentive_pool'] as const;
+const REWARDS_KEYS = ['rate', 'baseline_days'] as const;
+
+/** [rewards]: rate in NRG per kWh saved (default 0.1), baseline_days (default 10). */
+function loadRewards(t: Table, where: string): RewardRules {
+  const w = `${where} [rewards]`;
+  const ratePerKwh = checked(w, () => scaledFromNumber(num(t, 'rate', w) ?? 0.1, MINOR_DIGITS.NRG, 'rate'));
+  if (ratePerKwh < 0n) throw new ConfigError(`${w}: rate must not be negative`);
+  const baselineDays = int(t, 'baseline_days', w, 1) ?? 10;
+  if (baselineDays > 30) throw new ConfigError(`${w}: baseline_days must be at most 30`);
+  return { ratePerKwh, baselineDays };
+}
 
 /** [governance], NRG amounts in whole or decimal NRG (up to 18 decimals) → base units. */
 function loadGovernance(t: Table, where: string): { supply: TokenSupply; rules: GovernanceRules } {
@@ -274,11 +289,12 @@ function loadCredits(doc: Table, path: string): StableCredits {
 export const SETTLEMENT_CONFIG_SHAPE: ConfigShape = {
   settlement: { kind: 'table', keys: ['data_dir', 'log_level'] },
   ledger: { kind: 'table', keys: ['sqlite_path', 'database_url'] },
-  markets: { kind: 'array', keys: ['id', 'name', 'time_zone', 'interval_minutes', 'dynamic_pricing', 'auction'] },
+  markets: { kind: 'array', keys: ['id', 'name', 'time_zone', 'interval_minutes', 'dynamic_pricing', 'auction', 'holidays'] },
   dynamic_pricing: { kind: 'table', keys: PRICING_KEYS },
   auction: { kind: 'table', keys: AUCTION_KEYS },
   stable_credits: { kind: 'table', keys: CREDITS_KEYS },
   governance: { kind: 'table', keys: GOVERNANCE_KEYS },
+  rewards: { kind: 'table', keys: REWARDS_KEYS },
   enrollment: { kind: 'table', keys: ['code_ttl_hours', 'admin_key'] },
   mqtt: {
     kind: 'table',
@@ -401,6 +417,7 @@ export function loadSettlementConfig(path: string): SettlementConfig {
 
   cfg.credits = loadCredits(doc, path);
   cfg.governance = loadGovernance(table(doc, 'governance', path), path);
+  cfg.rewards = loadRewards(table(doc, 'rewards', path), path);
   const top = { pricing: table(doc, 'dynamic_pricing', path), auction: table(doc, 'auction', path) };
   const currency = cfg.credits.defaultCurrency;
   cfg.markets = cfg.markets.map((m) => ({ ...m, rules: marketRules(top, {}, currency, path, m.intervalMinutes) }));
@@ -425,7 +442,11 @@ export function loadSettlementConfig(path: string): SettlementConfig {
       const own = { pricing: table(t, 'dynamic_pricing', w), auction: table(t, 'auction', w) };
       const unknown = unknownConfigKey({ dynamic_pricing: own.pricing, auction: own.auction }, { dynamic_pricing: SETTLEMENT_CONFIG_SHAPE.dynamic_pricing!, auction: SETTLEMENT_CONFIG_SHAPE.auction! }, w);
       if (unknown) throw new ConfigError(unknown);
-      return { id, name: str(t, 'name', w) ?? id, timeZone, intervalMinutes, rules: marketRules(top, own, currency, w, intervalMinutes) };
+      const holidays = t.holidays ?? [];
+      if (!Array.isArray(holidays) || !holidays.every((d) => typeof d === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(d) && !Number.isNaN(Date.parse(`${d}T00:00:00Z`)))) {
+        throw new ConfigError(`${w}: holidays must be a list of local dates like "2026-12-05"`);
+      }
+      return { id, name: str(t, 'name', w) ?? id, timeZone, intervalMinutes, rules: marketRules(top, own, currency, w, intervalMinutes), holidays: holidays as string[] };
     });
   }
   const en = table(doc, 'enrollment', path);

@@ -22,6 +22,8 @@ import { RejectionRecorder } from './ingest/rejection-recorder.ts';
 import { gapEstimator } from './jobs/gap-estimator.ts';
 import { rejectionRetention } from './jobs/rejection-retention.ts';
 import type { PeriodicJob } from './jobs/periodic-job.ts';
+import { rewardsJob } from './jobs/rewards-job.ts';
+import { RewardPayer } from './rewards/rewards.ts';
 import { auctionJob, deliveryJob, pricingJobs } from './jobs/market-jobs.ts';
 import { MarketService } from './market/market.ts';
 import { Staking } from './governance/governance.ts';
@@ -70,6 +72,7 @@ export interface Settlement {
     deliveries: PeriodicJob<{ trades: number }>;
     governance: PeriodicJob<{ decided: number; executed: number }>;
     recMinting: PeriodicJob<{ minted: number }>;
+    rewards: PeriodicJob<{ paid: number }>;
   };
   /** Pricing jobs, one per market. */
   pricing: Array<PeriodicJob<unknown>>;
@@ -239,6 +242,13 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   const nrg = new NrgToken(market.money, cfg.governance.supply, now, async (id) => (await ledger.getAccount(id)) !== undefined);
   if (await nrg.genesis()) log.info({ event: 'NrgGenesis', total_supply: cfg.governance.supply.totalSupply.toString(), incentive_pool: cfg.governance.supply.incentivePool.toString() }, 'NRG supply minted to the treasury');
   const staking = new Staking(ledger.db, market.money, cfg.governance.rules, now, log.child({ component: 'governance' }));
+  const rewardPayer = new RewardPayer(ledger, market.money, {
+    rules: () => cfg.rewards,
+    holidays: (id) => new Set(cfg.markets.find((m) => m.id === id)?.holidays ?? []),
+    now,
+    settleMs: cfg.ingest.gapGraceMs + 60_000,
+    log: log.child({ component: 'rewards' }),
+  });
   const recMinter = new RecMinter(ledger, market.money, { now, settleMs: cfg.ingest.gapGraceMs + 60_000, lookbackMs: cfg.ingest.maxBackfillMs, log: log.child({ component: 'recs' }) });
   const voting = new Voting(ledger.db, market.money, staking, {
     rules: cfg.governance.rules,
@@ -256,6 +266,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     governance: governanceJob({ ledger, voting, log: log.child({ component: 'governance' }), now, everyMs: deps.marketJobEveryMs?.auctions }),
     // Hours are certified once their readings are in: after the gap grace, like delivery settlement.
     recMinting: recMintingJob({ ledger, minter: recMinter, log: log.child({ component: 'recs' }), now, everyMs: deps.marketJobEveryMs?.deliveries }),
+    rewards: rewardsJob({ ledger, payer: rewardPayer, log: log.child({ component: 'rewards' }), now, everyMs: deps.marketJobEveryMs?.deliveries }),
   };
   const pricing = pricingJobs(marketDeps);
 

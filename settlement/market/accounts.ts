@@ -61,9 +61,10 @@ export type TransferReason =
   | 'grant'
   | 'stake'
   | 'unstake'
-  | 'rec_payment';
+  | 'rec_payment'
+  | 'reward';
 
-export type RefKind = 'order' | 'trade' | 'auction' | 'delivery' | 'conversion' | 'admin' | 'genesis' | 'stake' | 'rec';
+export type RefKind = 'order' | 'trade' | 'auction' | 'delivery' | 'conversion' | 'admin' | 'genesis' | 'stake' | 'rec' | 'reward';
 
 export interface Posting {
   account: MoneyAccountId;

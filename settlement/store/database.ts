@@ -311,7 +311,18 @@ export interface RecCoverageTable {
   certified_wh: number;
 }
 
+export interface RewardPaymentsTable {
+  meter: string;
+  day: string;
+  owner: string;
+  saved_wh: number;
+  amount: string;
+  details: string;
+  paid_at_ms: number;
+}
+
 export interface LedgerSchema {
+  reward_payments: RewardPaymentsTable;
   recs: RecsTable;
   rec_coverage: RecCoverageTable;
   stakes: StakesTable;

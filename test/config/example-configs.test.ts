@@ -10,7 +10,7 @@ const dir = join(import.meta.dirname, '../../config');
 describe('the example configuration files', () => {
   it('settlement.toml loads with the market and defaults the README describes', () => {
     const cfg = loadSettlementConfig(join(dir, 'settlement.toml'));
-    expect(cfg.markets).toEqual([{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: defaultSettlementConfig().markets[0]!.rules }]);
+    expect(cfg.markets).toEqual([{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: defaultSettlementConfig().markets[0]!.rules, holidays: [] }]);
     // The file states the market defaults of the issue: 4.0 THB/kWh, 2.0, 1.0, 300 s, 0.01; 30 min, 06:00–22:00, 1 kWh, 0.50.
     expect(cfg.markets[0]!.rules).toEqual({
       currency: 'THB',

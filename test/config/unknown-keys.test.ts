@@ -27,7 +27,7 @@ host = "127.0.0.1"
 describe('config/settlement.toml refuses unknown keys', () => {
   const cases: Array<[string, string, string]> = [
     ['a typo at the top level', 'log_level = "debug"\n', ': log_level must be inside a table; did you mean log_level under [settlement]?'],
-    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
+    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
     ['a typo in a table', '[ledger]\nsqlite_pth = "x.sqlite"\n', ' [ledger]: unknown key sqlite_pth; did you mean sqlite_path?'],
     ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled'],
     [
@@ -36,7 +36,7 @@ describe('config/settlement.toml refuses unknown keys', () => {
       ' [[markets]] #2: unknown key timezone; did you mean time_zone?',
     ],
     ['an unknown table', '[ledgr]\nsqlite_path = "x.sqlite"\n', ': unknown table [ledgr]; did you mean [ledger]?'],
-    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
+    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
     ['a typo in [auction]', '[auction]\nmin_volum = 1.0\n', ' [auction]: unknown key min_volum; did you mean min_volume?'],
     ['a typo in a market’s own [markets.auction]', '[[markets]]\nid = "a"\n[markets.auction]\nmarket_opn = "07:00"\n', ' [[markets]] #1 [auction]: unknown key market_opn; did you mean market_open?'],
     ['a typo in [dynamic_pricing]', '[dynamic_pricing]\np_balanse = 4.0\n', ' [dynamic_pricing]: unknown key p_balanse; did you mean p_balance?'],
@@ -89,6 +89,13 @@ describe('config/settlement.toml refuses unknown keys', () => {
       rules: { stakeMin: 5n * 10n ** 17n, voteThreshold: 1500n * 10n ** 18n },
     });
     expect(loadSettlementConfig(file('settlement.toml', '')).governance.supply.totalSupply).toBe(10n ** 27n);
+  });
+
+  it('loads [rewards] and a market’s holidays', () => {
+    const cfg = loadSettlementConfig(file('settlement.toml', '[rewards]\nrate = 0.25\nbaseline_days = 5\n[[markets]]\nid = "m"\nholidays = ["2026-12-05"]\n'));
+    expect(cfg.rewards).toEqual({ ratePerKwh: 25n * 10n ** 16n, baselineDays: 5 });
+    expect(cfg.markets[0]!.holidays).toEqual(['2026-12-05']);
+    expect(() => loadSettlementConfig(file('settlement.toml', '[[markets]]\nid = "m"\nholidays = ["5 Dec"]\n'))).toThrow(/holidays must be a list of local dates/);
   });
 
   it.each([
