@@ -243,7 +243,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   if (await nrg.genesis()) log.info({ event: 'NrgGenesis', total_supply: cfg.governance.supply.totalSupply.toString(), incentive_pool: cfg.governance.supply.incentivePool.toString() }, 'NRG supply minted to the treasury');
   const staking = new Staking(ledger.db, market.money, cfg.governance.rules, now, log.child({ component: 'governance' }));
   const rewardPayer = new RewardPayer(ledger, market.money, {
-    rules: () => cfg.rewards,
+    rules: (id) => ({ ...cfg.rewards, ratePerKwh: parameters.rewardRate(id, cfg.rewards.ratePerKwh) }),
     holidays: (id) => new Set(cfg.markets.find((m) => m.id === id)?.holidays ?? []),
     now,
     settleMs: cfg.ingest.gapGraceMs + 60_000,

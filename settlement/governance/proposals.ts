@@ -1,4 +1,5 @@
-import { formatPrice, parseAmount } from '../market/money.ts';
+import { formatAmount, formatPrice, parseAmount } from '../market/money.ts';
+import { NRG } from '../market/types.ts';
 import type { MarketRules } from '../market/rules.ts';
 
 /**
@@ -13,8 +14,8 @@ export const MAX_ACTIVE_PER_PROPOSER = 5;
 export type ProposalStatus = 'active' | 'passed' | 'rejected' | 'executed';
 export type Choice = 'yes' | 'no' | 'abstain';
 
-/** The parameters a proposal may change, as their config keys name them. */
-export const PARAMETERS = ['p_balance', 'p_con', 'k', 'auction_interval_minutes'] as const;
+/** The parameters a proposal may change, as their config keys name them ([rewards] rate as reward_rate). */
+export const PARAMETERS = ['p_balance', 'p_con', 'k', 'auction_interval_minutes', 'reward_rate'] as const;
 export type Parameter = (typeof PARAMETERS)[number];
 
 export const isParameter = (s: string): s is Parameter => (PARAMETERS as readonly string[]).includes(s);
@@ -23,7 +24,8 @@ export const isParameter = (s: string): s is Parameter => (PARAMETERS as readonl
  * The canonical text of a new value, checked against the market's current rules:
  * p_balance and p_con are prices in the market's currency ("4.50"), k a positive decimal
  * number, auction_interval_minutes whole minutes that divide a day and are a multiple of the
- * market's energy interval. Throws RangeError saying what is wrong.
+ * market's energy interval, reward_rate NRG per kWh saved ("0.2", up to 18 decimals) for the
+ * market's consumption meters. Throws RangeError saying what is wrong.
  */
 export function canonicalValue(parameter: Parameter, value: string, rules: MarketRules, energyMinutes: number): string {
   switch (parameter) {
@@ -36,6 +38,11 @@ export function canonicalValue(parameter: Parameter, value: string, rules: Marke
     case 'k': {
       if (!/^(0|[1-9]\d*)(\.\d{1,6})?$/.test(value) || !(Number(value) > 0) || Number(value) > 1000) throw new RangeError('k must be a decimal number above 0 and at most 1000, up to 6 decimals');
       return String(Number(value));
+    }
+    case 'reward_rate': {
+      const r = parseAmount(value, NRG);
+      if (r < 0n || r > 1000n * 10n ** 18n) throw new RangeError('reward_rate must be from 0 to 1000 NRG per kWh');
+      return formatAmount(r, NRG);
     }
     case 'auction_interval_minutes': {
       const n = Number(value);
@@ -65,6 +72,8 @@ export function withChanges(rules: MarketRules, changes: ReadonlyArray<{ paramet
       case 'auction_interval_minutes':
         r = { ...r, auction: { ...r.auction, intervalMinutes: Number(c.value) } };
         break;
+      case 'reward_rate':
+        break; // not a market rule: rewardRate() below
     }
   }
   return r;
@@ -88,4 +97,11 @@ export function outcome(t: Tally): { status: 'passed' | 'rejected'; quorum: bool
   const quorum = t.total > 0n && cast * 2n >= t.total;
   const approval = t.yes + t.no > 0n && t.yes * 5n >= (t.yes + t.no) * 3n;
   return { status: quorum && approval ? 'passed' : 'rejected', quorum, approval };
+}
+
+/** The reward rate (NRG base units per kWh) after executed changes, newest last wins; `base` from [rewards] rate. */
+export function rewardRate(base: bigint, changes: ReadonlyArray<{ parameter: string; value: string }>): bigint {
+  let rate = base;
+  for (const c of changes) if (c.parameter === 'reward_rate') rate = parseAmount(c.value, NRG);
+  return rate;
 }

@@ -15,6 +15,7 @@ import {
   canonicalValue,
   isParameter,
   outcome,
+  rewardRate,
   withChanges,
   PARAMETERS,
   type Choice,
@@ -41,6 +42,11 @@ export class MarketParameters {
   rules(market: string): MarketRules | undefined {
     const base = this.base(market);
     return base && withChanges(base, this.changes.filter((c) => c.market === market));
+  }
+
+  /** The market's conservation reward rate: [rewards] rate, overridden by an executed reward_rate. */
+  rewardRate(market: string, base: bigint): bigint {
+    return rewardRate(base, this.changes.filter((c) => c.market === market));
   }
 }
 

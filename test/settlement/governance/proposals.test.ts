@@ -94,6 +94,20 @@ for (const engine of engines) {
       expect((await market.updatePrice(MARKET.id)).price).toBe(450n);
     });
 
+    it('a vote changes the market\u2019s reward rate for conservation rewards', async () => {
+      const base = NRG_UNIT / 10n; // [rewards] rate 0.1
+      await expect(voting.propose('ann', { title: 'x', market: MARKET.id, parameter: 'reward_rate', value: '-1' })).rejects.toMatchObject({ code: 'bad_value' });
+      const p = await voting.propose('ann', { title: 'Double the reward', market: MARKET.id, parameter: 'reward_rate', value: '0.2' });
+      expect(p.value).toBe('0.200000000000000000');
+      await voting.vote('ann', p.id, 'yes');
+      now += 9 * DAY;
+      await voting.runDue();
+      expect(parameters.rewardRate(MARKET.id, base)).toBe(base);
+      await voting.runDue();
+      expect(parameters.rewardRate(MARKET.id, base)).toBe(2n * base);
+      expect(parameters.rewardRate('another_market', base)).toBe(base);
+    });
+
     it('rejects without quorum, and allows at most five active proposals per proposer', async () => {
       const p = await voting.propose('ann', { title: 'k', market: MARKET.id, parameter: 'k', value: '2' });
       await voting.vote('cai', p.id, 'yes'); // 500 of 5500: no quorum
