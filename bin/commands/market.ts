@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { SettlementConfig } from '../../settlement/config.ts';
 import { clearAuction, fillList, type BookOrder } from '../../settlement/market/clearing.ts';
-import { MarketError, MarketService } from '../../settlement/market/market.ts';
+import { DomainError } from '../../settlement/domain-error.ts';
+import { MarketService } from '../../settlement/market/market.ts';
 import { MINOR_DIGITS, formatAmount, formatEnergyKwh, formatPrice, parseAmount, parseEnergyKwh, scaledFromNumber } from '../../settlement/market/money.ts';
 import { indicativePrice } from '../../settlement/market/pricing.ts';
 import { orderId, type Currency } from '../../settlement/market/types.ts';
@@ -239,7 +240,7 @@ async function withMarket(cfg: SettlementConfig, cmd: Command, fn: (m: MarketSer
     const market = new MarketService(ledger, { rules: (id) => cfg.markets.find((m) => m.id === id)?.rules, credits: cfg.credits, now: Date.now });
     await fn(market);
   } catch (e) {
-    if (e instanceof MarketError) throw new CliError(e.message);
+    if (e instanceof DomainError) throw new CliError(e.message);
     throw e;
   } finally {
     await ledger.close();

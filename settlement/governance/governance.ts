@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { InsufficientFunds, move, ownerAccount, systemAccount } from '../market/accounts.ts';
-import { MarketError } from '../market/market.ts';
+import { DomainError } from '../domain-error.ts';
 import { formatAmount } from '../market/money.ts';
 import { NRG } from '../market/types.ts';
 import type { MoneyStore } from '../store/money-store.ts';
@@ -38,13 +38,13 @@ export class Staking {
 
   async stake(staker: string, amount: bigint, lockDays: number): Promise<StakeRecord> {
     if (amount < this.rules.stakeMin) {
-      throw new MarketError('below_stake_min', `a stake must be at least ${formatAmount(this.rules.stakeMin, NRG)} NRG ([governance] stake_min_amount)`, 422);
+      throw new DomainError('below_stake_min', `a stake must be at least ${formatAmount(this.rules.stakeMin, NRG)} NRG ([governance] stake_min_amount)`, 422);
     }
     let power: bigint;
     try {
       power = votingPower(amount, lockDays);
     } catch (e) {
-      throw new MarketError('bad_lock', (e as Error).message, 400);
+      throw new DomainError('bad_lock', (e as Error).message, 400);
     }
     const at = this.now();
     const rec: StakeRecord = {
@@ -63,7 +63,7 @@ export class Staking {
         await this.stakes.insert(trx, rec);
       });
     } catch (e) {
-      if (e instanceof InsufficientFunds) throw new MarketError('insufficient_tokens', `${staker} holds ${formatAmount(e.balance, NRG)} NRG, ${formatAmount(amount, NRG)} asked`, 422);
+      if (e instanceof InsufficientFunds) throw new DomainError('insufficient_tokens', `${staker} holds ${formatAmount(e.balance, NRG)} NRG, ${formatAmount(amount, NRG)} asked`, 422);
       throw e;
     }
     // The reference's log line, with the fields it names.
@@ -77,11 +77,11 @@ export class Staking {
   /** Returns a stake's tokens once its lock has ended; `staker` null: any staker's (admin). */
   async unstake(staker: string | null, id: string): Promise<StakeRecord> {
     const s = await this.stakes.get(id);
-    if (!s || (staker !== null && s.staker !== staker)) throw new MarketError('unknown_stake', `stake ${id} does not exist`, 404);
+    if (!s || (staker !== null && s.staker !== staker)) throw new DomainError('unknown_stake', `stake ${id} does not exist`, 404);
     const at = this.now();
-    if (at < s.unlocksAtMs) throw new MarketError('stake_locked', `stake ${id} is locked until ${new Date(s.unlocksAtMs).toISOString()}`, 409);
+    if (at < s.unlocksAtMs) throw new DomainError('stake_locked', `stake ${id} is locked until ${new Date(s.unlocksAtMs).toISOString()}`, 409);
     await this.money.transaction(async (trx) => {
-      if (!(await this.stakes.markUnstaked(trx, id, at))) throw new MarketError('already_unstaked', `stake ${id} was unstaked already`, 409);
+      if (!(await this.stakes.markUnstaked(trx, id, at))) throw new DomainError('already_unstaked', `stake ${id} was unstaked already`, 409);
       await this.money.apply(trx, [move('unstake', { kind: 'stake', id }, systemAccount('staking', NRG), ownerAccount(s.staker, NRG), NRG, s.amount)], at);
     });
     this.log?.info({ event: 'TokensUnstaked', staker: s.staker, amount: formatAmount(s.amount, NRG), stake: id }, 'Tokens unstaked');

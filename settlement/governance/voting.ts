@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { MarketError } from '../market/market.ts';
+import { DomainError } from '../domain-error.ts';
 import { formatAmount } from '../market/money.ts';
 import type { MarketRules } from '../market/rules.ts';
 import { NRG } from '../market/types.ts';
@@ -72,17 +72,17 @@ export class Voting {
   async propose(proposer: string, p: { title: string; market: string; parameter: string; value: string }): Promise<ProposalRecord> {
     const rules = this.deps.parameters.rules(p.market);
     const energyMinutes = this.deps.energyMinutes(p.market);
-    if (!rules || energyMinutes === undefined) throw new MarketError('unknown_market', `market ${p.market} does not exist`, 404);
-    if (!isParameter(p.parameter)) throw new MarketError('bad_parameter', `parameter must be one of ${PARAMETERS.join(', ')}`, 400);
+    if (!rules || energyMinutes === undefined) throw new DomainError('unknown_market', `market ${p.market} does not exist`, 404);
+    if (!isParameter(p.parameter)) throw new DomainError('bad_parameter', `parameter must be one of ${PARAMETERS.join(', ')}`, 400);
     let value: string;
     try {
       value = canonicalValue(p.parameter, p.value, rules, energyMinutes);
     } catch (e) {
-      throw new MarketError('bad_value', (e as Error).message, 400);
+      throw new DomainError('bad_value', (e as Error).message, 400);
     }
     const power = await this.staking.votingPower(proposer);
     if (power < this.deps.rules.voteThreshold) {
-      throw new MarketError('below_vote_threshold', `a proposal needs ${formatAmount(this.deps.rules.voteThreshold, NRG)} voting power ([governance] vote_threshold); ${proposer} has ${formatAmount(power, NRG)}`, 422);
+      throw new DomainError('below_vote_threshold', `a proposal needs ${formatAmount(this.deps.rules.voteThreshold, NRG)} voting power ([governance] vote_threshold); ${proposer} has ${formatAmount(power, NRG)}`, 422);
     }
     const now = this.deps.now();
     const rec: ProposalRecord = {
@@ -101,7 +101,7 @@ export class Voting {
     };
     await this.money.transaction(async (trx) => {
       if ((await this.store.activeCount(trx, proposer)) >= MAX_ACTIVE_PER_PROPOSER) {
-        throw new MarketError('too_many_active', `a proposer may have at most ${MAX_ACTIVE_PER_PROPOSER} active proposals`, 422);
+        throw new DomainError('too_many_active', `a proposer may have at most ${MAX_ACTIVE_PER_PROPOSER} active proposals`, 422);
       }
       await this.store.insertProposal(trx, rec);
     });
@@ -112,11 +112,11 @@ export class Voting {
   /** One vote per staker and proposal, weighted by its voting power now; a new vote replaces the old until voting ends. */
   async vote(voter: string, proposalId: string, choice: Choice): Promise<{ power: bigint }> {
     const p = await this.store.get(proposalId);
-    if (!p) throw new MarketError('unknown_proposal', `proposal ${proposalId} does not exist`, 404);
+    if (!p) throw new DomainError('unknown_proposal', `proposal ${proposalId} does not exist`, 404);
     const now = this.deps.now();
-    if (p.status !== 'active' || now >= p.votingEndsAtMs) throw new MarketError('voting_closed', `voting on ${proposalId} ended ${new Date(p.votingEndsAtMs).toISOString()}`, 409);
+    if (p.status !== 'active' || now >= p.votingEndsAtMs) throw new DomainError('voting_closed', `voting on ${proposalId} ended ${new Date(p.votingEndsAtMs).toISOString()}`, 409);
     const power = await this.staking.votingPower(voter);
-    if (power === 0n) throw new MarketError('no_voting_power', `${voter} has no staked voting power`, 422);
+    if (power === 0n) throw new DomainError('no_voting_power', `${voter} has no staked voting power`, 422);
     await this.money.transaction((trx) => this.store.putVote(trx, { proposal: proposalId, voter, choice, power, atMs: now }));
     return { power };
   }

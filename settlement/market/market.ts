@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { DomainError } from '../domain-error.ts';
 import { intervalStart } from '../energy/intervals.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Market as RegistryMarket } from '../registry/registry.ts';
@@ -35,18 +36,6 @@ export interface StableCredits {
   fee: FeeFraction;
 }
 
-export class MarketError extends Error {
-  override readonly name = 'MarketError';
-  constructor(
-    readonly code: string,
-    message: string,
-    /** The HTTP status the API answers with. */
-    readonly status: 400 | 403 | 404 | 409 | 422,
-  ) {
-    super(message);
-  }
-}
-
 /** Largest single deposit, withdrawal or conversion: 10^15 minor units (10 trillion THB). */
 export const MAX_AMOUNT = 10n ** 15n;
 
@@ -77,7 +66,7 @@ export class MarketService {
   private async market(id: string): Promise<{ market: RegistryMarket; rules: MarketRules }> {
     const market = await this.ledger.getMarket(id);
     const rules = market && this.deps.rules(id);
-    if (!market || !rules) throw new MarketError('unknown_market', `market ${id} does not exist`, 404);
+    if (!market || !rules) throw new DomainError('unknown_market', `market ${id} does not exist`, 404);
     return { market, rules };
   }
 
@@ -113,7 +102,7 @@ export class MarketService {
 
   async placeOrder(account: string, marketId: string, req: OrderRequest): Promise<{ ok: true; order: OrderRecord } | { ok: false; refusal: OrderRefusal }> {
     const { market, rules } = await this.market(marketId);
-    if (!(await this.ledger.getAccount(account))) throw new MarketError('unknown_account', `account ${account} does not exist`, 404);
+    if (!(await this.ledger.getAccount(account))) throw new DomainError('unknown_account', `account ${account} does not exist`, 404);
     const now = this.deps.now();
     const indicative = (await this.currentPrice(marketId)).price;
     const supply = req.side === 'sell' ? (await this.ledger.listMeters({ market: marketId })).filter((m) => m.owner === account && m.role !== 'consumption') : [];
@@ -174,9 +163,9 @@ export class MarketService {
     const now = this.deps.now();
     const found = await this.store.order(id);
     // Someone else's order answers as an unknown one: ids are not an oracle.
-    if (!found || (account !== null && found.account !== account)) throw new MarketError('unknown_order', `order ${id} does not exist`, 404);
+    if (!found || (account !== null && found.account !== account)) throw new DomainError('unknown_order', `order ${id} does not exist`, 404);
     await this.money.transaction(async (trx) => {
-      if (!(await this.store.cancelOrder(trx, id))) throw new MarketError('order_closed', `order ${id} is ${found.status}: only an open order can be cancelled`, 409);
+      if (!(await this.store.cancelOrder(trx, id))) throw new DomainError('order_closed', `order ${id} is ${found.status}: only an open order can be cancelled`, 409);
       if (found.escrow > 0n) {
         await this.money.apply(trx, [move('escrow_release', { kind: 'order', id }, systemAccount('escrow', found.currency), ownerAccount(found.account, found.currency), found.currency, found.escrow, 'cancelled')], now);
       }
@@ -197,10 +186,10 @@ export class MarketService {
     const now = this.deps.now();
     // A scheduled auction is for a boundary near now: a week either way bounds what a typo (1970) can create.
     if (atMs !== undefined && Math.abs(atMs - now) > 7 * 86_400_000) {
-      throw new MarketError('bad_time', `an auction boundary must be within 7 days of now (${new Date(now).toISOString()})`, 400);
+      throw new DomainError('bad_time', `an auction boundary must be within 7 days of now (${new Date(now).toISOString()})`, 400);
     }
     if (atMs !== undefined && intervalStart(atMs, intervalMs(rules), market.timeZone) !== atMs) {
-      throw new MarketError('bad_time', `${new Date(atMs).toISOString()} is not a ${rules.auction.intervalMinutes}-minute boundary in ${market.timeZone}`, 400);
+      throw new DomainError('bad_time', `${new Date(atMs).toISOString()} is not a ${rules.auction.intervalMinutes}-minute boundary in ${market.timeZone}`, 400);
     }
     const at = atMs ?? intervalStart(now, intervalMs(rules), market.timeZone);
     const delivery = deliveryOfAuction(rules, at);
@@ -289,7 +278,7 @@ export class MarketService {
 
   private checkCurrency(c: string): Currency {
     if (!(this.deps.credits.currencies as readonly string[]).includes(c)) {
-      throw new MarketError('unsupported_currency', `currency ${c} is not one of ${this.deps.credits.currencies.join(', ')}`, 400);
+      throw new DomainError('unsupported_currency', `currency ${c} is not one of ${this.deps.credits.currencies.join(', ')}`, 400);
     }
     return c as Currency;
   }
@@ -304,15 +293,15 @@ export class MarketService {
 
   private async adminMove(kind: 'deposit' | 'withdrawal', account: string, currency: string, amount: Minor, memo: string): Promise<Minor> {
     const c = this.checkCurrency(currency);
-    if (amount <= 0n || amount > MAX_AMOUNT) throw new MarketError('bad_amount', `the amount must be positive and at most ${MAX_AMOUNT} minor units`, 400);
-    if (!(await this.ledger.getAccount(account))) throw new MarketError('unknown_account', `account ${account} does not exist`, 404);
+    if (amount <= 0n || amount > MAX_AMOUNT) throw new DomainError('bad_amount', `the amount must be positive and at most ${MAX_AMOUNT} minor units`, 400);
+    if (!(await this.ledger.getAccount(account))) throw new DomainError('unknown_account', `account ${account} does not exist`, 404);
     const owner = ownerAccount(account, c);
     const issuance = systemAccount('issuance', c);
     const t = kind === 'deposit' ? move('deposit', { kind: 'admin', id: account }, issuance, owner, c, amount, memo) : move('withdrawal', { kind: 'admin', id: account }, owner, issuance, c, amount, memo);
     try {
       await this.money.transaction((trx) => this.money.apply(trx, [t], this.deps.now()));
     } catch (e) {
-      if (e instanceof InsufficientFunds) throw new MarketError('insufficient_credits', `${account} holds ${e.balance} minor units of ${c}, cannot withdraw ${amount}`, 422);
+      if (e instanceof InsufficientFunds) throw new DomainError('insufficient_credits', `${account} holds ${e.balance} minor units of ${c}, cannot withdraw ${amount}`, 422);
       throw e;
     }
     return this.money.balance(owner);
@@ -322,12 +311,12 @@ export class MarketService {
   async convert(account: string, from: string, to: string, amount: Minor): Promise<{ debit: Minor; credit: Minor; fee: Minor }> {
     const f = this.checkCurrency(from);
     const t = this.checkCurrency(to);
-    if (amount > MAX_AMOUNT) throw new MarketError('bad_amount', `a conversion may be at most ${MAX_AMOUNT} minor units`, 400);
+    if (amount > MAX_AMOUNT) throw new DomainError('bad_amount', `a conversion may be at most ${MAX_AMOUNT} minor units`, 400);
     let c;
     try {
       c = convert(amount, f, t, this.deps.credits.rates, this.deps.credits.fee);
     } catch (e) {
-      throw new MarketError('bad_conversion', (e as Error).message, 400);
+      throw new DomainError('bad_conversion', (e as Error).message, 400);
     }
     const id = newId('cnv');
     const ref = { kind: 'conversion' as const, id };
@@ -348,7 +337,7 @@ export class MarketService {
     try {
       await this.money.transaction((trx) => this.money.apply(trx, transfers, this.deps.now()));
     } catch (e) {
-      if (e instanceof InsufficientFunds) throw new MarketError('insufficient_credits', `${account} holds ${e.balance} minor units of ${f}, ${c.debit} needed`, 422);
+      if (e instanceof InsufficientFunds) throw new DomainError('insufficient_credits', `${account} holds ${e.balance} minor units of ${f}, ${c.debit} needed`, 422);
       throw e;
     }
     return { debit: c.debit, credit: c.credit, fee: c.fee };

@@ -1,5 +1,5 @@
 import { move, ownerAccount, systemAccount, InsufficientFunds } from '../market/accounts.ts';
-import { MarketError } from '../market/market.ts';
+import { DomainError } from '../domain-error.ts';
 import { NRG, type Minor } from '../market/types.ts';
 import type { MoneyStore } from '../store/money-store.ts';
 
@@ -52,12 +52,12 @@ export class NrgToken {
 
   /** Tokens from the treasury to an account (admin). */
   async grant(owner: string, amount: Minor, memo = ''): Promise<Minor> {
-    if (amount <= 0n || amount > this.supply.totalSupply) throw new MarketError('bad_amount', 'the amount must be positive and at most the total supply', 400);
-    if (!(await this.accountExists(owner))) throw new MarketError('unknown_account', `account ${owner} does not exist`, 404);
+    if (amount <= 0n || amount > this.supply.totalSupply) throw new DomainError('bad_amount', 'the amount must be positive and at most the total supply', 400);
+    if (!(await this.accountExists(owner))) throw new DomainError('unknown_account', `account ${owner} does not exist`, 404);
     try {
       await this.money.transaction((trx) => this.money.apply(trx, [move('grant', { kind: 'admin', id: owner }, systemAccount('treasury', NRG), ownerAccount(owner, NRG), NRG, amount, memo)], this.now()));
     } catch (e) {
-      if (e instanceof InsufficientFunds) throw new MarketError('insufficient_tokens', `the treasury holds ${e.balance} base units, ${amount} asked`, 422);
+      if (e instanceof InsufficientFunds) throw new DomainError('insufficient_tokens', `the treasury holds ${e.balance} base units, ${amount} asked`, 422);
       throw e;
     }
     return this.balance(owner);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Staking } from '../../governance/governance.ts';
 import { multiplierText } from '../../governance/staking.ts';
-import { MarketError } from '../../market/market.ts';
+import { DomainError } from '../../domain-error.ts';
 import { formatAmount, parseAmount } from '../../market/money.ts';
 import { NRG } from '../../market/types.ts';
 import type { StakeRecord } from '../../store/stake-store.ts';
@@ -56,7 +56,7 @@ function stakeJson(s: StakeRecord) {
 }
 
 const fail = (e: unknown) => {
-  if (e instanceof MarketError) return { status: e.status, body: { code: e.code, message: e.message } };
+  if (e instanceof DomainError) return { status: e.status, body: { code: e.code, message: e.message } };
   if (e instanceof RangeError) return { status: 400, body: { code: 'bad_request', message: e.message } };
   throw e;
 };

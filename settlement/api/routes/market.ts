@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { MarketError, type MarketService } from '../../market/market.ts';
+import { DomainError } from '../../domain-error.ts';
+import { type MarketService } from '../../market/market.ts';
 import { formatAmount, formatEnergyKwh, formatPrice, parseAmount, parseEnergyKwh } from '../../market/money.ts';
 import type { PriceSignal } from '../../market/pricing.ts';
 import { CURRENCIES, type Currency } from '../../market/types.ts';
@@ -195,8 +196,8 @@ function withoutCounterpartyMeters(t: TradeRecord, account: string): TradeRecord
   return { ...t, delivery: { ...t.delivery, basis: { ...rest, [other]: { account: other === 'seller' ? t.seller : t.buyer } } } };
 }
 
-function sendMarketError(reply: FastifyReply, e: unknown): FastifyReply {
-  if (e instanceof MarketError) return reply.code(e.status).send({ code: e.code, message: e.message });
+function sendDomainError(reply: FastifyReply, e: unknown): FastifyReply {
+  if (e instanceof DomainError) return reply.code(e.status).send({ code: e.code, message: e.message });
   throw e;
 }
 
@@ -233,7 +234,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
         const history = await market.store.prices(req.params.market, req.query.limit ?? 100);
         return { current, history: history.map((s) => priceJson(s, c)) };
       } catch (e) {
-        return sendMarketError(reply, e);
+        return sendDomainError(reply, e);
       }
     },
   );
@@ -254,7 +255,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
         const c = currencyOf(req.params.market);
         return (await market.store.auctions(req.params.market, req.query.limit ?? 50)).map((a) => auctionJson(a, c));
       } catch (e) {
-        return sendMarketError(reply, e);
+        return sendDomainError(reply, e);
       }
     },
   );
@@ -313,7 +314,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
         req.log.info({ order: r.order.id, account: p.account, market: b.market, side: r.order.side, energy_wh: r.order.energyWh, limit: r.order.limit.toString() }, 'order accepted');
         return reply.code(201).send(orderJson(r.order));
       } catch (e) {
-        return sendMarketError(reply, e);
+        return sendDomainError(reply, e);
       }
     },
   );
@@ -362,7 +363,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
         req.log.info({ order: o.id, account: o.account, key: p.keyId }, 'order cancelled');
         return orderJson(o);
       } catch (e) {
-        return sendMarketError(reply, e);
+        return sendDomainError(reply, e);
       }
     },
   );
@@ -428,7 +429,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
         return reply.code(201).send({ from, to, debit: formatAmount(r.debit, from), fee: formatAmount(r.fee, from), credit: formatAmount(r.credit, to) });
       } catch (e) {
         if (e instanceof RangeError) return reply.code(400).send({ code: 'bad_request', message: e.message });
-        return sendMarketError(reply, e);
+        return sendDomainError(reply, e);
       }
     },
   );
@@ -459,7 +460,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
           return reply.code(201).send({ account: req.body.account, currency: c, balance: formatAmount(balance, c) });
         } catch (e) {
           if (e instanceof RangeError) return reply.code(400).send({ code: 'bad_request', message: e.message });
-          return sendMarketError(reply, e);
+          return sendDomainError(reply, e);
         }
       },
     );
@@ -495,7 +496,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
         return reply.code(201).send(auctionJson(r.auction, currencyOf(req.body.market)));
       } catch (e) {
         if (e instanceof RangeError) return reply.code(400).send({ code: 'bad_request', message: e.message });
-        return sendMarketError(reply, e);
+        return sendDomainError(reply, e);
       }
     },
   );

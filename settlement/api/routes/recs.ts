@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { RecMinter } from '../../recs/minting.ts';
 import type { RecLifecycle } from '../../recs/lifecycle.ts';
-import { MarketError } from '../../market/market.ts';
+import { DomainError } from '../../domain-error.ts';
 import { formatAmount, formatPrice, parseAmount } from '../../market/money.ts';
 import { CURRENCIES, type Currency } from '../../market/types.ts';
 import { describedError } from './errors.ts';
@@ -51,7 +51,7 @@ const recJson = (r: RecRecord) => ({
 });
 
 const failed = (e: unknown) => {
-  if (e instanceof MarketError) return { status: e.status, body: { code: e.code, message: e.message } };
+  if (e instanceof DomainError) return { status: e.status, body: { code: e.code, message: e.message } };
   if (e instanceof RangeError) return { status: 400, body: { code: 'bad_request', message: e.message } };
   throw e;
 };
