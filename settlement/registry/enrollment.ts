@@ -9,20 +9,14 @@ import {
   type EnrollmentResponse,
 } from '../../protocol/index.ts';
 import { hashSecret, newSecret } from '../broker/credentials.ts';
+import { DomainError } from '../domain-error.ts';
 import type { AccountId, MarketId, RegistryStore } from './registry.ts';
 import type { LedgerDb } from '../store/database.ts';
 import { HandoverStore } from './handovers.ts';
 
 /** Enrollment failures a caller can act on; `status` is the HTTP status the API answers with. */
-export class EnrollmentError extends Error {
+export class EnrollmentError extends DomainError {
   override readonly name = 'EnrollmentError';
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: 400 | 403 | 404 | 409 | 410,
-  ) {
-    super(message);
-  }
 }
 
 /** A registry account id (the owner of meters, orders and balances). */
