@@ -34,6 +34,23 @@ export function pricingJobs(d: MarketJobDeps): Array<PeriodicJob<unknown>> {
   );
 }
 
+/**
+ * Runs `work` for each market; one market's failure is logged and does not keep the others from
+ * their turn. The run still fails (after all markets) so the job records the error.
+ */
+async function eachMarket(d: MarketJobDeps, job: string, work: (m: MarketJobDeps['markets'][number]) => Promise<void>): Promise<void> {
+  let failed: unknown;
+  for (const m of d.markets) {
+    try {
+      await work(m);
+    } catch (e) {
+      d.log.error({ job, market: m.id, err: e }, `${job} failed for a market; it is tried again at the next run`);
+      failed = e;
+    }
+  }
+  if (failed) throw failed;
+}
+
 /** Most delivery intervals caught up per run, so a long outage cannot make one run unbounded. */
 const CATCH_UP_PER_RUN = 96;
 
@@ -50,28 +67,18 @@ export function auctionJob(d: MarketJobDeps & { everyMs?: number }): PeriodicJob
     now: d.now,
     everyMs: d.everyMs ?? 30_000,
     run: async () => {
-      let auctions = 0;
       const now = d.now();
-      let failed: unknown;
-      for (const m of d.markets) {
-        // One market's failure (logged) does not keep the others' auctions from running.
-        try {
-          // The rules now: a vote may have changed the auction interval since the start.
-          const i = intervalMs(d.market.rulesOf(m.id) ?? m.rules);
-          const boundary = intervalStart(now, i, m.timeZone);
-          if (await d.market.isOpen(m.id, now)) {
-            if (await d.market.runAuction(m.id, boundary)) auctions++;
-          }
-          // Deliveries starting by the next interval whose orders are still open: auction now.
-          for (const start of await d.market.store.dueDeliveries(m.id, boundary + i, CATCH_UP_PER_RUN)) {
-            if (await d.market.runAuction(m.id, start - i)) auctions++;
-          }
-        } catch (e) {
-          d.log.error({ job: 'auctions', market: m.id, err: e }, 'auction failed; it is tried again at the next run');
-          failed = e;
+      let auctions = 0;
+      await eachMarket(d, 'auctions', async (m) => {
+        // The rules now: a vote may have changed the auction interval since the start.
+        const i = intervalMs(d.market.rulesOf(m.id) ?? m.rules);
+        const boundary = intervalStart(now, i, m.timeZone);
+        if ((await d.market.isOpen(m.id, now)) && (await d.market.runAuction(m.id, boundary))) auctions++;
+        // Deliveries starting by the next interval whose orders are still open: auction now.
+        for (const start of await d.market.store.dueDeliveries(m.id, boundary + i, CATCH_UP_PER_RUN)) {
+          if (await d.market.runAuction(m.id, start - i)) auctions++;
         }
-      }
-      if (failed) throw failed;
+      });
       return { auctions };
     },
   });
@@ -86,21 +93,13 @@ export function deliveryJob(d: MarketJobDeps & { graceMs: number; everyMs?: numb
     everyMs: d.everyMs ?? 60_000,
     run: async () => {
       let trades = 0;
-      let failed: unknown;
-      for (const m of d.markets) {
-        // One market's failure (logged) does not hold up the others' settlement.
-        try {
-          for (let n = 0; n < CATCH_UP_PER_RUN; n++) {
-            const settled = await d.market.settleNextDelivery(m.id, d.graceMs);
-            if (settled === 0) break;
-            trades += settled;
-          }
-        } catch (e) {
-          d.log.error({ job: 'delivery-settlement', market: m.id, err: e }, 'delivery settlement failed; it is tried again at the next run');
-          failed = e;
+      await eachMarket(d, 'delivery-settlement', async (m) => {
+        for (let n = 0; n < CATCH_UP_PER_RUN; n++) {
+          const settled = await d.market.settleNextDelivery(m.id, d.graceMs);
+          if (settled === 0) break;
+          trades += settled;
         }
-      }
-      if (failed) throw failed;
+      });
       return { trades };
     },
   });

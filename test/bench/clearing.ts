@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { clearAuction, type BookOrder } from '../../settlement/market/clearing.ts';
 import { orderId } from '../../settlement/market/types.ts';
+import { seededRandom } from '../support/random.ts';
 
 export interface ClearingFigures {
   orders: number;
@@ -26,21 +27,10 @@ export interface ClearingFigures {
 const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
 const RUNS = 3;
 
-/** mulberry32: a seeded generator, so every run measures the same books. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Half bids, half asks (alternating), limits 200–600 minor/kWh, 100–10000 Wh, seq = index. */
 export function randomBook(size: number, seed = 1): { orders: BookOrder[]; prices: number[] } {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   const orders: BookOrder[] = [];
   const prices: number[] = [];

@@ -11,6 +11,7 @@ import type { AccountId, MarketId, MeterRecord } from '../../settlement/registry
 import { EnvelopeFactory, verifiedEnvelope } from '../support/envelopes.ts';
 import { engines, pgUrl, skipPostgres, type OpenedLedger } from '../support/ledgers.ts';
 import { freshPostgresSchema } from '../support/services.ts';
+import { seededRandom } from '../support/random.ts';
 
 /**
  * What every Ledger implementation promises, run against each engine: SQLite always,
@@ -786,17 +787,6 @@ describe.each(engines)('$name ledger', (engine) => {
   });
 });
 
-/** Deterministic shuffles, so that a failing interleaving can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled<T>(xs: T[], rand: () => number): T[] {
   const out = [...xs];
@@ -853,7 +843,7 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
 
   /** 200 envelopes of 1 to 3 readings over 5 meters of 2 gateways, one consistent chain per meter. */
   async function workload(): Promise<{ envs: VerifiedEnvelope[]; readings: Map<string, Reading[]> }> {
-    const rand = prng(seed);
+    const rand = seededRandom(seed);
     const gws = [new EnvelopeFactory('gw-worker-a'), new EnvelopeFactory('gw-worker-b')];
     for (const g of gws) await register(workers[0]!, g);
     const meters = ['m-0', 'm-1', 'm-2', 'm-3', 'm-4'];
@@ -879,8 +869,8 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
   it('commits the same 200 envelopes from both workers: every reading once, each envelope accepted on exactly one side', async () => {
     const { envs, readings } = await workload();
     const [a, b] = await Promise.all([
-      runWorker(workers[0]!, envs, prng(seed + 1), 2),
-      runWorker(workers[1]!, envs, prng(seed + 2), 2),
+      runWorker(workers[0]!, envs, seededRandom(seed + 1), 2),
+      runWorker(workers[1]!, envs, seededRandom(seed + 2), 2),
     ]);
     for (const env of envs) {
       const pair = [a.get(env.id), b.get(env.id)];
@@ -907,8 +897,8 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
     }
     const rest = envs.filter((_, i) => i % 10 !== 0 && i % 10 !== 5);
     const [a, b] = await Promise.all([
-      runWorker(workers[0]!, envs, prng(seed + 3), 2),
-      runWorker(workers[1]!, [...regrouped, ...rest], prng(seed + 4), 2),
+      runWorker(workers[0]!, envs, seededRandom(seed + 3), 2),
+      runWorker(workers[1]!, [...regrouped, ...rest], seededRandom(seed + 4), 2),
     ]);
     const all = [...a.values(), ...b.values()];
     expect(all.filter((o) => o.status === 'rejected'), `seed ${seed}`).toEqual([]);
@@ -1032,7 +1022,7 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
    * in envelopes of 1 to 3 readings; the expected interval rows of each meter.
    */
   function energyWorkload(): { envs: VerifiedEnvelope[]; expected: Map<string, IntervalRow[]>; contextOf: (m: string) => MeterContext } {
-    const rand = prng(seed + 10);
+    const rand = seededRandom(seed + 10);
     const gw = new EnvelopeFactory('gw-worker-a');
     const meters = ['e-0', 'e-1', 'e-2', 'e-3', 'e-4'];
     const contextOf = (m: string): MeterContext => ({ ...CONTEXT, market: meters.indexOf(m) < 3 ? 'm1' : 'm2' });
@@ -1084,9 +1074,9 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
 
     // Interleaved: each worker gets every other envelope, shuffled into random batches, so
     // the meters' chains fill in from both sides at once with gaps in between.
-    const rand = prng(seed + 11);
+    const rand = seededRandom(seed + 11);
     const mine = [envs.filter((_, i) => i % 2 === 0), envs.filter((_, i) => i % 2 === 1)];
-    const [a, b] = await Promise.all([runWorker(workers[0]!, mine[0]!, rand, 3), runWorker(workers[1]!, mine[1]!, prng(seed + 12), 3)]);
+    const [a, b] = await Promise.all([runWorker(workers[0]!, mine[0]!, rand, 3), runWorker(workers[1]!, mine[1]!, seededRandom(seed + 12), 3)]);
     const all = [...a.values(), ...b.values()];
     expect(all.filter((o) => o.status !== 'accepted'), `seed ${seed}`).toEqual([]);
     for (const m of expected.keys()) {
@@ -1096,7 +1086,7 @@ describe.skipIf(skipPostgres)('PostgreSQL ledger shared by two workers', () => {
     expect(await Promise.all(['m1', 'm2'].map((mk) => workers[0]!.marketIntervals(mk, 0, Number.MAX_SAFE_INTEGER)))).toEqual(soloMarkets);
 
     // Both workers resending everything at once changes nothing.
-    await Promise.all([runWorker(workers[0]!, envs, prng(seed + 13), 2), runWorker(workers[1]!, envs, prng(seed + 14), 2)]);
+    await Promise.all([runWorker(workers[0]!, envs, seededRandom(seed + 13), 2), runWorker(workers[1]!, envs, seededRandom(seed + 14), 2)]);
     for (const m of expected.keys()) {
       expect(await workers[0]!.intervalEnergy(m, 0, Number.MAX_SAFE_INTEGER), `meter ${m}, seed ${seed}`).toEqual(soloRows.get(m));
     }
@@ -1173,7 +1163,7 @@ describe.each(engines)('$name ledger, one batch against one envelope at a time',
 
     it('stores a shuffled batch with resends, regroupings, gap fills and a fork exactly as the same envelopes committed one at a time', async () => {
       const [batched, single] = [await open(), await open()];
-      const rand = prng(20_251_106);
+      const rand = seededRandom(20_251_106);
       const meters = ['b-0', 'b-1', 'b-2', 'b-3'];
       const envs: VerifiedEnvelope[] = [];
       for (const [k, meter] of meters.entries()) {
