@@ -47,7 +47,9 @@ export class RecMinter {
     const now = this.opts.now();
     const endedBy = Math.floor((now - this.opts.settleMs) / HOUR_MS) * HOUR_MS;
     const toMs = Math.min(window?.toMs ?? endedBy, endedBy);
-    const fromMs = window?.fromMs ?? endedBy - this.opts.lookbackMs;
+    // Never further back than a late reading can reach: bounds what one run (or an admin's
+    // trigger with a wide window) reads, and older hours cannot change any more.
+    const fromMs = Math.max(window?.fromMs ?? 0, endedBy - this.opts.lookbackMs);
     const minted: RecRecord[] = [];
     const meters = (await this.ledger.listMeters()).filter((m) => m.role !== 'consumption');
     for (const m of meters) {
