@@ -84,7 +84,8 @@ describe('kill -9 of the settlement under sustained load', () => {
     const restarted = gateways.map((_, i) => startGateway(configs[i]!, { log: testLog('gateway') }));
     const again = await Promise.all(restarted);
     await waitFor(() => again.every((g) => g.outboxDepth() === 0 && g.stats().inFlight === 0), 'every outbox drained', 30_000);
-    for (const g of again) await g.stop();
+    // Stopping seals what was read since the last poll: let that reading be delivered too.
+    for (const g of again) await g.stop({ drainMs: 30_000 });
 
     expect(ackedBefore).toBeGreaterThan(0);
     for (const cfg of configs) {
