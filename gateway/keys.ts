@@ -18,9 +18,13 @@ export function loadOrCreateKey(path: string): GatewayKey {
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const pair = generateGatewayKeyPair();
-    // 'wx' refuses to overwrite a key another process just created.
-    writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
-    created = true;
+    // 'wx' refuses to overwrite a key another process just created; then that key is the one.
+    try {
+      writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+      created = true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
   }
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077) chmodSync(path, 0o600);
