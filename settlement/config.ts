@@ -10,6 +10,7 @@ import { MINOR_DIGITS, priceFromConfig, scaledFromNumber } from './market/money.
 import type { GovernanceRules } from './governance/governance.ts';
 import type { TokenSupply } from './tokens/nrg.ts';
 import type { RewardRules } from './rewards/rewards.ts';
+import { DEFAULT_REC_RULES, type RecRules } from './recs/rules.ts';
 import { assertPricingParams } from './market/pricing.ts';
 import { PPM, parseClock, type MarketRules } from './market/rules.ts';
 import { CURRENCIES, type Currency } from './market/types.ts';
@@ -69,6 +70,8 @@ export interface SettlementConfig {
   governance: { supply: TokenSupply; rules: GovernanceRules };
   /** [rewards]: conservation rewards, NRG base units per kWh saved and the baseline's days. */
   rewards: RewardRules;
+  /** [recs]: how hours of generation accumulate into certificates. */
+  recs: RecRules;
   /**
    * A configured admin API key (`Authorization: Bearer …`, or the older `x-admin-key` header), at
    * least 32 characters (checkAdminKey); null = only admin keys stored in the ledger
@@ -131,6 +134,7 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
     credits: defaultCredits(),
     governance: loadGovernance({}, 'defaults'),
     rewards: loadRewards({}, 'defaults'),
+    recs: DEFAULT_REC_RULES,
     // An empty GTX_ADMIN_KEY counts as unset.
     adminKey: process.env.GTX_ADMIN_KEY || null,
     enrollmentCodeTtlMs: 7 * 24 * 3600_000,
@@ -176,6 +180,19 @@ const AUCTION_KEYS = ['interval_minutes', 'market_open', 'market_close', 'min_vo
 const CREDITS_KEYS = ['supported_currencies', 'default_currency', 'conversion_fee', 'rates'] as const;
 const GOVERNANCE_KEYS = ['nrg_total_supply', 'stake_min_amount', 'vote_threshold', 'incentive_pool'] as const;
 const REWARDS_KEYS = ['rate', 'baseline_days'] as const;
+const RECS_KEYS = ['min_volume_wh', 'max_period_hours'] as const;
+
+/** [recs]: min_volume_wh (default 1: a certificate per hour), max_period_hours (default 24), shorter than the backfill window. */
+function loadRecs(t: Table, where: string, maxBackfillMs: number): RecRules {
+  const w = `${where} [recs]`;
+  const minVolumeWh = int(t, 'min_volume_wh', w, 1) ?? DEFAULT_REC_RULES.minVolumeWh;
+  const hours = int(t, 'max_period_hours', w, 1);
+  const maxPeriodMs = hours === undefined ? DEFAULT_REC_RULES.maxPeriodMs : hours * 3_600_000;
+  if (maxPeriodMs >= maxBackfillMs) {
+    throw new ConfigError(`${w}: max_period_hours must be shorter than [ingest] max_backfill_days (${maxBackfillMs / 3_600_000} h), or energy waiting for the minimum could leave the window`);
+  }
+  return { minVolumeWh, maxPeriodMs };
+}
 
 /** [rewards]: rate in NRG per kWh saved (default 0.1), baseline_days (default 10). */
 function loadRewards(t: Table, where: string): RewardRules {
@@ -295,6 +312,7 @@ export const SETTLEMENT_CONFIG_SHAPE: ConfigShape = {
   stable_credits: { kind: 'table', keys: CREDITS_KEYS },
   governance: { kind: 'table', keys: GOVERNANCE_KEYS },
   rewards: { kind: 'table', keys: REWARDS_KEYS },
+  recs: { kind: 'table', keys: RECS_KEYS },
   enrollment: { kind: 'table', keys: ['code_ttl_hours', 'admin_key'] },
   mqtt: {
     kind: 'table',
@@ -418,6 +436,7 @@ export function loadSettlementConfig(path: string): SettlementConfig {
   cfg.credits = loadCredits(doc, path);
   cfg.governance = loadGovernance(table(doc, 'governance', path), path);
   cfg.rewards = loadRewards(table(doc, 'rewards', path), path);
+  cfg.recs = loadRecs(table(doc, 'recs', path), path, cfg.ingest.maxBackfillMs);
   const top = { pricing: table(doc, 'dynamic_pricing', path), auction: table(doc, 'auction', path) };
   const currency = cfg.credits.defaultCurrency;
   cfg.markets = cfg.markets.map((m) => ({ ...m, rules: marketRules(top, {}, currency, path, m.intervalMinutes) }));

@@ -249,7 +249,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     settleMs: cfg.ingest.gapGraceMs + 60_000,
     log: log.child({ component: 'rewards' }),
   });
-  const recMinter = new RecMinter(ledger, market.money, { now, settleMs: cfg.ingest.gapGraceMs + 60_000, lookbackMs: cfg.ingest.maxBackfillMs, log: log.child({ component: 'recs' }) });
+  const recMinter = new RecMinter(ledger, market.money, { now, settleMs: cfg.ingest.gapGraceMs + 60_000, lookbackMs: cfg.ingest.maxBackfillMs, rules: cfg.recs, log: log.child({ component: 'recs' }) });
   const voting = new Voting(ledger.db, market.money, staking, {
     rules: cfg.governance.rules,
     parameters,

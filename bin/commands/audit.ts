@@ -72,7 +72,8 @@ async function rec(argv: string[]): Promise<void> {
       `readings seq ${r.firstSeq}..${r.lastSeq} in ${r.envelopes.length} envelopes: ${report.readings.ok ? 'signatures, signed originals and chain verify' : `${report.readings.failures.length} failures`}`,
       ...report.readings.failures.slice(0, 10).map((x) => `  ${x.kind}${x.seq !== undefined ? ` seq ${x.seq}` : ''}: ${x.detail}`),
       `envelope list: ${report.envelopesMatch ? 'matches the readings' : 'does NOT match the envelopes carrying those readings'}`,
-      `energy: the readings prove ${report.provenWh} Wh exported in the hour; certified for it: ${report.certifiedWh} Wh in ${report.certificatesOfHour.length} certificate(s)`,
+      `energy ${iso(report.window.fromMs)} – ${iso(report.window.toMs)}: the readings prove ${report.provenWh} Wh exported; ${report.certificates.length} certificate(s) certify ${report.certifiedWh} Wh, the ledger records ${report.recordedWh} Wh certified${report.pendingWh ? `; ${report.pendingWh} Wh proven and not yet certified (below [recs] min_volume_wh, or for the next minting run)` : ''}`,
+      ...report.overCertified.slice(0, 10).map((h) => `  hour ${iso(h.hourStartMs)}: ${h.recordedWh} Wh certified, the readings prove only ${h.provenWh} Wh`),
       `export the signed originals: gtx audit export --meter ${r.meter} --out DIR`,
       report.ok ? 'PASS' : 'FAIL',
     ];

@@ -4,6 +4,7 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { lockMeter } from '../ledger/pg-locks.ts';
 import type { MoneyStore, Trx } from '../store/money-store.ts';
 import { HOUR_MS, RecStore, type RecRecord } from '../store/rec-store.ts';
+import { DEFAULT_REC_RULES, groupHours, type RecRules } from './rules.ts';
 
 /**
  * Minting Renewable Energy Certificates from verified generation, never by hand: per generation
@@ -13,9 +14,15 @@ import { HOUR_MS, RecStore, type RecRecord } from '../store/rec-store.ts';
  * certified twice: a run that comes again, a second worker, or a late reading that turns
  * estimated energy into exact energy certifies only the difference, as a new certificate.
  *
+ * With `[recs] min_volume_wh` above 1, uncertified hours accumulate into one certificate until
+ * their energy reaches the minimum, or until the period would pass `max_period_hours`, when
+ * what there is is certified anyway (so a small generator still gets a certificate, and no
+ * verified Wh waits past the backfill window). The period is then from the first such hour's
+ * start to the last one's end.
+ *
  * Each certificate names the readings its energy rests on: the meter's last reading at or before
- * the hour's start through its first reading at or after the hour's end (the counter
- * differences that span the hour), and their envelopes, so `gtx audit` can re-verify them.
+ * the period's start through its first reading at or after the period's end (the counter
+ * differences that span it), and their envelopes, so `gtx audit` can re-verify them.
  */
 export interface MintResult {
   minted: RecRecord[];
@@ -36,6 +43,7 @@ export class RecMinter {
       settleMs: number;
       /** How far back late readings can still add exact energy ([ingest] max_backfill_days). */
       lookbackMs: number;
+      rules?: RecRules;
       log?: Logger;
     },
   ) {
@@ -52,10 +60,15 @@ export class RecMinter {
     const fromMs = Math.max(window?.fromMs ?? 0, endedBy - this.opts.lookbackMs);
     const minted: RecRecord[] = [];
     const meters = (await this.ledger.listMeters()).filter((m) => m.role !== 'consumption');
+    const rules = this.opts.rules ?? DEFAULT_REC_RULES;
     for (const m of meters) {
-      const hours = (await this.recs.uncertifiedHours(m.id, fromMs, toMs)).slice(0, HOURS_PER_RUN);
-      for (const h of hours) {
-        const rec = await this.mintHour(m, h.hourStartMs, now);
+      const all = await this.recs.uncertifiedHours(m.id, fromMs, toMs);
+      const hours = all.slice(0, HOURS_PER_RUN);
+      // Hours past the last one read this run may still join its last group: it waits.
+      const seenTo = all.length > HOURS_PER_RUN ? hours.at(-1)!.hourStartMs + HOUR_MS : toMs;
+      const groups = groupHours(hours.map((h) => ({ hourStartMs: h.hourStartMs, wh: h.exactWh - h.certifiedWh })), rules, seenTo);
+      for (const g of groups) {
+        const rec = await this.mintHours(m, g, rules, seenTo, now);
         if (rec) minted.push(rec);
       }
     }
@@ -65,16 +78,25 @@ export class RecMinter {
     return { minted };
   }
 
-  private async mintHour(m: Awaited<ReturnType<Ledger['listMeters']>>[number], hourStartMs: number, now: number): Promise<RecRecord | undefined> {
+  /** One certificate for the Wh of `hourStarts` not yet certified, re-read under the lock. */
+  private async mintHours(m: Awaited<ReturnType<Ledger['listMeters']>>[number], hourStarts: number[], rules: RecRules, seenTo: number, now: number): Promise<RecRecord | undefined> {
     return this.money.transaction(async (trx) => {
       // PostgreSQL: the meter's lock, which its commits take too, so the energy read here is not
       // changing underneath; SQLite: the coverage write takes the one write lock first.
       if (this.ledger.engine === 'postgres') await lockMeter(m.id).execute(trx);
-      await this.recs.touchCoverage(trx, m.id, hourStartMs);
-      const { exactWh, certifiedWh } = await this.recs.hourState(trx, m.id, hourStartMs);
-      const volumeWh = exactWh - certifiedWh;
-      if (volumeWh <= 0) return undefined;
-      const span = await this.readingsSpanning(trx, m.id, hourStartMs, hourStartMs + HOUR_MS);
+      const exact = new Map<number, number>();
+      let volumeWh = 0;
+      for (const h of hourStarts) {
+        await this.recs.touchCoverage(trx, m.id, h);
+        const { exactWh, certifiedWh } = await this.recs.hourState(trx, m.id, h);
+        exact.set(h, exactWh);
+        volumeWh += Math.max(0, exactWh - certifiedWh);
+      }
+      const periodStartMs = hourStarts[0]!;
+      const periodEndMs = hourStarts.at(-1)! + HOUR_MS;
+      // Another worker got here first, or the minimum is no longer met and the period can still grow.
+      if (volumeWh <= 0 || (volumeWh < rules.minVolumeWh && seenTo < periodStartMs + rules.maxPeriodMs)) return undefined;
+      const span = await this.readingsSpanning(trx, m.id, periodStartMs, periodEndMs);
       if (!span) return undefined;
       const rec: RecRecord = {
         id: `rec_${randomBytes(9).toString('base64url')}`,
@@ -83,8 +105,8 @@ export class RecMinter {
         owner: m.owner,
         energySource: m.energySource ?? 'Other',
         market: m.market,
-        periodStartMs: hourStartMs,
-        periodEndMs: hourStartMs + HOUR_MS,
+        periodStartMs,
+        periodEndMs,
         volumeWh,
         issuedAtMs: now,
         status: 'active',
@@ -96,7 +118,7 @@ export class RecMinter {
         retirement: null,
       };
       await this.recs.insert(trx, rec);
-      await this.recs.setCoverage(trx, m.id, hourStartMs, exactWh);
+      for (const [h, wh] of exact) await this.recs.setCoverage(trx, m.id, h, wh);
       return rec;
     });
   }

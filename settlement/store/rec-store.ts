@@ -222,6 +222,18 @@ export class RecStore {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  /** Certificates of `meter` whose production period overlaps [fromMs, toMs). */
+  async overlapping(meter: string, fromMs: number, toMs: number, limit = 10_000): Promise<RecRecord[]> {
+    const rows = await this.db.selectFrom('recs').selectAll().where('meter', '=', meter).where('period_start_ms', '<', toMs).where('period_end_ms', '>', fromMs).orderBy('period_start_ms').orderBy('id').limit(limit).execute();
+    return rows.map(toRec);
+  }
+
+  /** What rec_coverage says is certified per hour of `meter` in [fromMs, toMs). */
+  async coverage(meter: string, fromMs: number, toMs: number): Promise<Map<number, number>> {
+    const rows = await this.db.selectFrom('rec_coverage').select(['hour_start_ms', 'certified_wh']).where('meter', '=', meter).where('hour_start_ms', '>=', fromMs).where('hour_start_ms', '<', toMs).execute();
+    return new Map(rows.map((r) => [Number(r.hour_start_ms), Number(r.certified_wh)]));
+  }
+
   async list(filter: { owner?: string; generator?: string; source?: string; status?: RecRecord['status']; meter?: string; hourStartMs?: number; limit?: number }): Promise<RecRecord[]> {
     let q = this.db.selectFrom('recs').selectAll().orderBy('period_start_ms', 'desc').orderBy('id');
     if (filter.owner !== undefined) q = q.where('owner', '=', filter.owner);

@@ -53,7 +53,7 @@ describe('gtx audit rec', { timeout: 60_000 }, () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`certificate ${recId}: 1500 Wh Solar from meter rec-audit-pv`);
     expect(r.stdout).toMatch(/readings seq 1\.\.4 in 2 envelopes: signatures, signed originals and chain verify/);
-    expect(r.stdout).toContain('the readings prove 1500 Wh exported in the hour; certified for it: 1500 Wh in 1 certificate(s)');
+    expect(r.stdout).toContain('the readings prove 1500 Wh exported; 1 certificate(s) certify 1500 Wh, the ledger records 1500 Wh certified\n');
     expect(r.stdout.trim().split('\n').at(-1)).toBe('PASS');
     const json = JSON.parse(gtx(['audit', 'rec', recId, '--config', ledgerCopy('json'), '--json']).stdout) as { result: string; provenWh: number };
     expect(json).toMatchObject({ result: 'PASS', provenWh: 1500 });
@@ -61,7 +61,15 @@ describe('gtx audit rec', { timeout: 60_000 }, () => {
 
   it('fails (exit 1) when the volume, a reading or the envelope list was changed behind the ledger’s back', () => {
     const cases: Array<[string, (db: Database.Database) => void, RegExp]> = [
-      ['volume', (db) => db.prepare('UPDATE recs SET volume_wh = volume_wh + 1 WHERE id = ?').run(recId), /certified for it: 1501 Wh/],
+      ['volume', (db) => db.prepare('UPDATE recs SET volume_wh = volume_wh + 1 WHERE id = ?').run(recId), /certify 1501 Wh, the ledger records 1500 Wh/],
+      [
+        'volume and coverage',
+        (db) => {
+          db.prepare('UPDATE recs SET volume_wh = volume_wh + 1 WHERE id = ?').run(recId);
+          db.prepare("UPDATE rec_coverage SET certified_wh = certified_wh + 1 WHERE meter = 'rec-audit-pv' AND hour_start_ms = ?").run(T);
+        },
+        /hour .*: 1501 Wh certified, the readings prove only 1500 Wh/,
+      ],
       ['reading', (db) => db.prepare("UPDATE readings SET export_wh = export_wh + 100 WHERE meter = 'rec-audit-pv' AND seq = 3").run(), /failures/],
       ['envelopes', (db) => db.prepare("UPDATE recs SET envelopes = '[]' WHERE id = ?").run(recId), /does NOT match/],
     ];

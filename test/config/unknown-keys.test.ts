@@ -27,7 +27,7 @@ host = "127.0.0.1"
 describe('config/settlement.toml refuses unknown keys', () => {
   const cases: Array<[string, string, string]> = [
     ['a typo at the top level', 'log_level = "debug"\n', ': log_level must be inside a table; did you mean log_level under [settlement]?'],
-    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
+    ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [recs], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
     ['a typo in a table', '[ledger]\nsqlite_pth = "x.sqlite"\n', ' [ledger]: unknown key sqlite_pth; did you mean sqlite_path?'],
     ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled'],
     [
@@ -36,7 +36,7 @@ describe('config/settlement.toml refuses unknown keys', () => {
       ' [[markets]] #2: unknown key timezone; did you mean time_zone?',
     ],
     ['an unknown table', '[ledgr]\nsqlite_path = "x.sqlite"\n', ': unknown table [ledgr]; did you mean [ledger]?'],
-    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
+    ['an unknown table with no close match', '[tariffs]\nx = 1\n', ': unknown table [tariffs]; known tables: [settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [recs], [enrollment], [mqtt], [ingest], [http], [influxdb]'],
     ['a typo in [auction]', '[auction]\nmin_volum = 1.0\n', ' [auction]: unknown key min_volum; did you mean min_volume?'],
     ['a typo in a market’s own [markets.auction]', '[[markets]]\nid = "a"\n[markets.auction]\nmarket_opn = "07:00"\n', ' [[markets]] #1 [auction]: unknown key market_opn; did you mean market_open?'],
     ['a typo in [dynamic_pricing]', '[dynamic_pricing]\np_balanse = 4.0\n', ' [dynamic_pricing]: unknown key p_balanse; did you mean p_balance?'],
@@ -98,7 +98,14 @@ describe('config/settlement.toml refuses unknown keys', () => {
     expect(() => loadSettlementConfig(file('settlement.toml', '[[markets]]\nid = "m"\nholidays = ["5 Dec"]\n'))).toThrow(/holidays must be a list of local dates/);
   });
 
+  it('loads [recs]', () => {
+    expect(loadSettlementConfig(file('settlement.toml', '[recs]\nmin_volume_wh = 1000\nmax_period_hours = 48\n')).recs).toEqual({ minVolumeWh: 1000, maxPeriodMs: 48 * 3_600_000 });
+    expect(loadSettlementConfig(file('settlement.toml', '')).recs).toEqual({ minVolumeWh: 1, maxPeriodMs: 24 * 3_600_000 });
+  });
+
   it.each([
+    ['[recs]\nmax_period_hours = 24\n[ingest]\nmax_backfill_days = 1\n', /max_period_hours must be shorter than \[ingest\] max_backfill_days \(24 h\)/],
+    ['[recs]\nmin_volume_wh = 0.5\n', /min_volume_wh must be an integer ≥ 1/],
     ['[governance]\nincentive_pool = 2000000000\n', /incentive_pool must be from 0 to nrg_total_supply/],
     ['[governance]\nstake_min_amount = 0\n', /stake_min_amount must be positive/],
     ['[governance]\nvote_treshold = 1\n', /unknown key vote_treshold; did you mean vote_threshold\?/],

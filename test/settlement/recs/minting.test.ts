@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GENESIS_PREV, meterId, readingHash, type Reading } from '../../../protocol/index.ts';
 import { estimateDueGaps } from '../../../settlement/ledger/gap-estimates.ts';
+import { auditRec } from '../../../settlement/audit/rec.ts';
 import { RecMinter } from '../../../settlement/recs/minting.ts';
+import { groupHours } from '../../../settlement/recs/rules.ts';
 import { MoneyStore } from '../../../settlement/store/money-store.ts';
 import { EnvelopeFactory, verifiedEnvelope } from '../../support/envelopes.ts';
 import { engines, type OpenedLedger } from '../../support/ledgers.ts';
@@ -15,6 +17,21 @@ import { TEST_MARKET, enrollTestGateway } from '../../support/registry.ts';
 const H = 3_600_000;
 const T = Date.parse('2026-11-30T10:00:00Z');
 const CTX = { ratedPowerW: 100_000, market: TEST_MARKET, timeZone: 'Asia/Bangkok', intervalMs: 900_000 };
+
+describe('grouping hours into certificates', () => {
+  const hours = (whs: number[]) => whs.map((wh, i) => ({ hourStartMs: T + i * H, wh }));
+  it('one certificate per hour with the default minimum of 1 Wh', () => {
+    expect(groupHours(hours([5, 7, 1]), { minVolumeWh: 1, maxPeriodMs: 24 * H }, T + 3 * H)).toEqual([[T], [T + H], [T + 2 * H]]);
+  });
+  it('accumulates hours up to the minimum; a remainder waits while its period can still grow, and goes once it cannot', () => {
+    const rules = { minVolumeWh: 1000, maxPeriodMs: 4 * H };
+    const hs = hours([400, 400, 400, 300, 300]);
+    expect(groupHours(hs, rules, T + 5 * H)).toEqual([[T, T + H, T + 2 * H]]);
+    expect(groupHours(hs, rules, T + 7 * H)).toEqual([[T, T + H, T + 2 * H], [T + 3 * H, T + 4 * H]]);
+    // Never past the maximum period, even below the minimum.
+    expect(groupHours(hours([100, 100, 100, 100, 100, 900]), rules, T + 6 * H)).toEqual([[T, T + H, T + 2 * H, T + 3 * H], [T + 4 * H, T + 5 * H]]);
+  });
+});
 
 for (const engine of engines) {
   describe.skipIf(engine.skip)(`REC minting on ${engine.name}`, () => {
@@ -102,6 +119,47 @@ for (const engine of engines) {
       const volumes = runs.flatMap((r) => r.minted).map((r) => r.volumeWh);
       expect(volumes.reduce((a, b) => a + b, 0)).toBe(1200);
       expect((await minter.recs.list({ meter: 'pv-1' })).reduce((a, r) => a + r.volumeWh, 0)).toBe(1200);
+    });
+
+    it('with a minimum volume, accumulates hours into one certificate, certifies the rest once its period cannot grow, and each audits', async () => {
+      const rules = { minVolumeWh: 1500, maxPeriodMs: 4 * H };
+      const acc = new RecMinter(opened.ledger, new MoneyStore(opened.ledger.db, opened.ledger.engine), { now: () => now, settleMs: 0, lookbackMs: 35 * 24 * H, rules });
+      await commit(chain('pv-1', [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300])); // 600 Wh per hour, 10:00–15:00
+      now = T + 5 * H;
+      const first = (await acc.mintDue()).minted;
+      expect(first.map((r) => [new Date(r.periodStartMs).toISOString(), new Date(r.periodEndMs).toISOString(), r.volumeWh, r.firstSeq, r.lastSeq])).toEqual([
+        ['2026-11-30T10:00:00.000Z', '2026-11-30T13:00:00.000Z', 1800, 1, 7],
+      ]);
+      expect((await acc.mintDue()).minted).toEqual([]); // 13:00–15:00 has 1200 Wh and may still grow
+      now = T + 7 * H;
+      const rest = (await acc.mintDue()).minted;
+      expect(rest.map((r) => [new Date(r.periodStartMs).toISOString(), new Date(r.periodEndMs).toISOString(), r.volumeWh, r.firstSeq, r.lastSeq])).toEqual([
+        ['2026-11-30T13:00:00.000Z', '2026-11-30T15:00:00.000Z', 1200, 7, 11],
+      ]);
+      for (const rec of [...first, ...rest]) {
+        const report = (await auditRec(opened.ledger, rec.id))!;
+        expect([report.ok, report.provenWh, report.certifiedWh, report.recordedWh, report.pendingWh]).toEqual([true, rec.volumeWh, rec.volumeWh, rec.volumeWh, 0]);
+      }
+    });
+
+    it('the audit of overlapping certificates checks them together and reports energy still pending', async () => {
+      const rules = { minVolumeWh: 1000, maxPeriodMs: 4 * H };
+      const acc = new RecMinter(opened.ledger, new MoneyStore(opened.ledger.db, opened.ledger.engine), { now: () => now, settleMs: 0, lookbackMs: 35 * 24 * H, rules });
+      const rs = chain('pv-2', [0, 10, 20, 30, 40, 50, 60, 90, 120, 150]);
+      await commit(rs.slice(0, 2)); // 10:00, 10:10, then a gap to 11:00
+      await commit(rs.slice(6));
+      now = T + 5 * H;
+      // 100 Wh in hour 10 and 600 Wh in hour 11 (11:00–12:00), 300 in hour 12: 1000 Wh over 10:00–13:00.
+      const [a] = (await acc.mintDue()).minted;
+      expect([a!.volumeWh, new Date(a!.periodEndMs).toISOString()]).toEqual([1000, '2026-11-30T13:00:00.000Z']);
+      await commit(rs.slice(2, 6)); // the gap fills: 500 Wh more in hour 10, below the minimum
+      const report = (await auditRec(opened.ledger, a!.id))!;
+      expect([report.ok, report.provenWh, report.certifiedWh, report.pendingWh]).toEqual([true, 1500, 1000, 500]);
+      now = T + 15 * H; // its period (from 10:00) can no longer grow: certified anyway
+      const [b] = (await acc.mintDue()).minted;
+      expect([b!.volumeWh, new Date(b!.periodStartMs).toISOString(), new Date(b!.periodEndMs).toISOString()]).toEqual([500, '2026-11-30T10:00:00.000Z', '2026-11-30T11:00:00.000Z']);
+      const both = (await auditRec(opened.ledger, b!.id))!;
+      expect([both.ok, both.provenWh, both.certifiedWh, both.pendingWh, both.certificates.length]).toEqual([true, 1500, 1500, 0, 2]);
     });
   });
 }
