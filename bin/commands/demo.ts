@@ -4,18 +4,23 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { getDefinition } from '../../devices/catalog.ts';
 import { createSimClock } from '../../devices/clock.ts';
-import type { ProfileName } from '../../devices/profiles.ts';
+import { createProfile, type ProfileName } from '../../devices/profiles.ts';
 import { MeterSimulator } from '../../devices/simulator.ts';
 import { gatewayDefaults } from '../../gateway/config.ts';
 import { saveCredentials, savedCredentials } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway } from '../../gateway/main.ts';
-import { meterId } from '../../protocol/index.ts';
+import { gatewayId, meterId } from '../../protocol/index.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { ApiKeyStore } from '../../settlement/registry/api-keys.ts';
 import { command, parseFlags, portNumber, positiveNumber, UsageError } from '../args.ts';
 import { untilStopSignal } from '../stop-signal.ts';
+import { formatPrice } from '../../settlement/market/money.ts';
+import { DemoGovernance } from './demo-governance.ts';
+import { sealHistory } from './demo-history.ts';
+import { DemoHomes, Ticker } from './demo-homes.ts';
+import { DemoCertificates } from './demo-recs.ts';
 import { DemoTrader } from './demo-trader.ts';
 
 const DEMO = command(
@@ -39,6 +44,9 @@ const DEMO = command(
     duration: { type: 'string' },
   },
 );
+
+/** Days of recorded readings a new demo home arrives with. */
+const HISTORY_DAYS = 21;
 
 const HOMES: Array<{ model: string; profile: ProfileName }> = [
   { model: 'sdm120', profile: 'household' },
@@ -94,6 +102,11 @@ export async function run(argv: string[]): Promise<void> {
     auction: { ...demoMarket.rules.auction, intervalMinutes: 15, openMinute: 0, closeMinute: 1440, minVolumeWh: 100 },
   };
   cfg.ingest.gapGraceMs = 120_000;
+  // New homes arrive with three weeks of recorded readings (demo-history.ts), so baselines and
+  // certificates exist from the start; five comparable days make a baseline for weekends too.
+  cfg.rewards = { ...cfg.rewards, baselineDays: 5 };
+  // A vote that takes minutes, not the 7 + 2 days of the real rules, so it can be watched.
+  cfg.governance = { ...cfg.governance, rules: { ...cfg.governance.rules, votingMs: 20 * 60_000, executionDelayMs: 10 * 60_000 } };
   const settlementLog = pino({ name: 'settlement', level: logLevel }, pino.destination(2));
   // The usual ports may be taken (the CI machine runs Mosquitto on 1883): then take free ones.
   const brokerPort = (await portIsFree(mqttPort)) ? mqttPort : 0;
@@ -110,11 +123,33 @@ export async function run(argv: string[]): Promise<void> {
   const simState = (existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : {}) as Record<string, { importKWh: number; exportKWh: number }>;
   const gateways: Gateway[] = [];
   const gwLog = pino({ name: 'gateway', level: logLevel }, pino.destination(2));
+  const lastReading = async (meter: string) => {
+    const r = await settlement.ledger.db.selectFrom('readings').select(['import_wh', 'export_wh']).where('meter', '=', meter).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return r && { importWh: Number(r.import_wh), exportWh: Number(r.export_wh) };
+  };
+  // A new home's recorded past, sealed before any meter is polled (demo-history.ts).
+  const fresh = [];
+  for (let i = 1; i <= homes; i++) {
+    const id = `gw-home-${i}`;
+    const gcfg = gatewayDefaults(id, join(dataDir, 'gateways', id));
+    if (!(await lastReading(`home-${i}-main`)) && !simState[`home-${i}-main`] && !existsSync(gcfg.outboxFile)) fresh.push({ i, id, gcfg });
+  }
+  if (fresh.length) console.log(`sealing ${HISTORY_DAYS} days of recorded readings for ${fresh.length} new home(s); their gateways replay them on start…`);
+  for (const { i, id, gcfg } of fresh) {
+    const home = HOMES[(i - 1) % HOMES.length]!;
+    const definition = getDefinition(home.model);
+    const key = loadOrCreateKey(gcfg.keyFile);
+    const power = createProfile(home.profile, { seed: i });
+    simState[`home-${i}-main`] = sealHistory({ outboxFile: gcfg.outboxFile, gateway: gatewayId(id), key: key.privateKey, meter: meterId(`home-${i}-main`), power, maxPowerW: definition.maxPowerW, toMs: now(), days: HISTORY_DAYS });
+  }
   for (let i = 1; i <= homes; i++) {
     const home = HOMES[(i - 1) % HOMES.length]!;
     // A meter's counters never go back: continue from where the last run stopped.
     const meter = `home-${i}-main`;
-    const last = (await settlement.ledger.readings(meter)).at(-1);
+    const id = `gw-home-${i}`;
+    const gcfg = gatewayDefaults(id, join(dataDir, 'gateways', id));
+    const key = loadOrCreateKey(gcfg.keyFile);
+    const last = await lastReading(meter);
     const saved = simState[meter];
     const sim = new MeterSimulator({
       definition: getDefinition(home.model),
@@ -126,8 +161,6 @@ export async function run(argv: string[]): Promise<void> {
     });
     const { port } = await sim.start({ port: 0 });
     sims.push(sim);
-    const id = `gw-home-${i}`;
-    const gcfg = gatewayDefaults(id, join(dataDir, 'gateways', id));
     gcfg.pollIntervalMs = 2_000;
     gcfg.batchMaxReadings = 4;
     gcfg.batchMaxAgeMs = 4_000;
@@ -148,7 +181,6 @@ export async function run(argv: string[]): Promise<void> {
     ];
     // The demo enrolls its own gateways the way an installer does: a one-time code, then the
     // enrollment; the gateway keeps the MQTT login it is given. A restart reuses it.
-    const key = loadOrCreateKey(gcfg.keyFile);
     if (!(await settlement.ledger.getGateway(id)) || !savedCredentials(gcfg.dataDir)) {
       const { code } = await settlement.enrollment.issueCode({ market: cfg.markets[0]!.id, owner: `prosumer-${i}`, ttlMs: 600_000 });
       const res = await settlement.enrollment.enroll({
@@ -167,32 +199,42 @@ export async function run(argv: string[]): Promise<void> {
   if (settlement.httpUrl) {
     console.log(`HTTP API      curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
   }
-  // Homes with PV sell, households buy, each through the REST API with its own prosumer key.
-  const trader = new DemoTrader(
+  // The homes at the market, the certificate marketplace and the vote, each through the REST API
+  // with the home's own prosumer key.
+  const say = (line: string) => console.log(line);
+  const community = new DemoHomes(
     settlement,
     Array.from({ length: homes }, (_, k) => ({ account: `prosumer-${k + 1}`, sells: HOMES[k % HOMES.length]!.profile !== 'household' })),
-    demoMarket.id,
-    now,
-    (line) => console.log(line),
   );
+  const configFlag = dataDir === resolve('./data') ? '' : ` --config ${join(dataDir, 'settlement.toml')}`;
+  if (configFlag) writeFileSync(join(dataDir, 'settlement.toml'), `# written by gtx demo, for gtx audit\n[settlement]\ndata_dir = ${JSON.stringify(dataDir)}\n`);
+  const trader = new DemoTrader(settlement, community, demoMarket.id, say);
+  const certificates = new DemoCertificates(community, say, (id) => `gtx audit rec ${id}${configFlag}`);
+  const governance = new DemoGovernance(settlement, community, demoMarket.id, () => formatPrice(demoMarket.rules.pricing.pBalance, cfg.credits.defaultCurrency), say);
+  const tickers = [trader, certificates, governance].map((x) => new Ticker(() => x.tick(), (e) => say(`demo: ${e.message}`)));
   if (settlement.httpUrl) {
-    await trader.start(join(dataDir, 'demo-prosumer-keys.json'));
+    await community.load(join(dataDir, 'demo-prosumer-keys.json'));
+    await governance.start();
+    for (const t of tickers) t.start(5_000);
     console.log(`market        ${demoMarket.id}: 15-minute auctions around the clock; curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/trades`);
+    console.log(`certificates  from the PV homes' export, hourly: curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/recs`);
+    console.log(`rewards       households below their baseline are paid NRG daily: curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/rewards`);
   }
   console.log(`ledger        ${cfg.ledger.sqlitePath}`);
-  console.log(`audit         gtx audit meters; gtx audit export --meter home-1-main --out ./audit-home-1`);
+  console.log(`audit         gtx audit meters${configFlag}; gtx audit export --meter home-1-main --out ./audit-home-1${configFlag}`);
   console.log(`clock         ${speed}x real time${speed === 1 ? '' : ' (simulated)'}; Ctrl-C stops`);
 
+  const rewardsPaid = async () => Number((await settlement.ledger.db.selectFrom('reward_payments').select((eb) => eb.fn.countAll<number>().as('n')).where('amount', '!=', '0').executeTakeFirst())?.n ?? 0);
   const status = setInterval(() => {
     const st = settlement.stats;
     const rejected = Object.values(st.rejected).reduce((a, b) => a + (b ?? 0), 0);
     const outbox = gateways.reduce((a, g) => a + g.outboxDepth(), 0);
     const polls = gateways.reduce((a, g) => a + g.stats().polls, 0);
     const t = new Date(now()).toISOString().slice(11, 19);
-    void Promise.all([settlement.market.store.counts(), settlement.recs.recs.list({ limit: 500 })]).then(
-      ([m, recs]) =>
+    void Promise.all([settlement.market.store.counts(), settlement.ledger.db.selectFrom('recs').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst(), rewardsPaid()]).then(
+      ([m, recs, rewards]) =>
         console.log(
-          `[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls} · orders open ${m.openOrders} · auctions ${m.auctions} · trades ${m.trades} (settled ${m.settledTrades}) · RECs ${recs.length}`,
+          `[${t}Z] readings verified ${st.readingsVerified} · rejected ${rejected} · outbox ${outbox} · meter polls ${polls} · orders open ${m.openOrders} · auctions ${m.auctions} · trades ${m.trades} (settled ${m.settledTrades}) · RECs ${Number(recs?.n ?? 0)} (retired ${certificates.retired}) · rewards paid ${rewards}`,
         ),
       () => undefined,
     );
@@ -201,7 +243,7 @@ export async function run(argv: string[]): Promise<void> {
   await untilStopSignal(duration ? { signal: AbortSignal.timeout(duration * 1000) } : {});
   clearInterval(status);
   console.log('stopping…');
-  await trader.stop();
+  for (const t of tickers) await t.stop();
   await Promise.all(gateways.map((g) => g.stop({ drainMs: 3_000 })));
   await settlement.idle();
   // The simulated meters' counters, for the next run (the gateways have read their last values).

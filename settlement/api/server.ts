@@ -11,6 +11,7 @@ import { energyRoutes } from './routes/energy.ts';
 import { marketRoutes, type MarketApiDeps } from './routes/market.ts';
 import { governanceRoutes, type GovernanceApiDeps } from './routes/governance.ts';
 import { recRoutes } from './routes/recs.ts';
+import { rewardRoutes } from './routes/rewards.ts';
 import type { RecMinter } from '../recs/minting.ts';
 import type { RecLifecycle } from '../recs/lifecycle.ts';
 import type { Enrollment } from '../registry/enrollment.ts';
@@ -68,6 +69,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   if (deps.market) app.register(marketRoutes, { ...deps.market, prefix: '/api/v1' });
   if (deps.governance) app.register(governanceRoutes, { ...deps.governance, prefix: '/api/v1' });
   if (deps.recs) app.register(recRoutes, { ...deps.recs, prefix: '/api/v1' });
+  app.register(rewardRoutes, { db: deps.ledger.db, prefix: '/api/v1' });
   return app;
 }
 

@@ -19,6 +19,9 @@ export interface GovernanceRules {
   stakeMin: bigint;
   /** [governance] vote_threshold: voting power needed to propose, NRG base units. */
   voteThreshold: bigint;
+  /** How long voting lasts and how long a passed proposal waits; 7 and 2 days unless a demo shortens them. */
+  votingMs?: number;
+  executionDelayMs?: number;
 }
 
 const DAY_MS = 86_400_000;

@@ -94,7 +94,7 @@ export class Voting {
       value,
       status: 'active',
       createdAtMs: now,
-      votingEndsAtMs: now + VOTING_MS,
+      votingEndsAtMs: now + (this.deps.rules.votingMs ?? VOTING_MS),
       executesAtMs: null,
       executedAtMs: null,
       tally: null,
@@ -133,7 +133,7 @@ export class Voting {
       const tally: Tally = { yes: sum('yes'), no: sum('no'), abstain: sum('abstain'), total: await this.staking.votingPower() };
       const o = outcome(tally);
       const p = (await this.store.get(id))!;
-      const ok = await this.money.transaction((trx) => this.store.decide(trx, id, o.status, tally, o.status === 'passed' ? p.votingEndsAtMs + EXECUTION_DELAY_MS : null));
+      const ok = await this.money.transaction((trx) => this.store.decide(trx, id, o.status, tally, o.status === 'passed' ? p.votingEndsAtMs + (this.deps.rules.executionDelayMs ?? EXECUTION_DELAY_MS) : null));
       if (!ok) continue;
       decided++;
       this.deps.log?.info({ event: 'ProposalDecided', proposal: id, status: o.status, quorum: o.quorum, approval: o.approval, yes: tally.yes.toString(), no: tally.no.toString(), abstain: tally.abstain.toString(), total: tally.total.toString() }, `proposal ${o.status}`);

@@ -33,9 +33,10 @@ describe('gtx demo (what npm start runs)', () => {
   }, 60_000);
 });
 
-describe('gtx demo trades (the market issue’s done-when)', () => {
+describe('gtx demo trades, certifies, rewards and votes (the market and certificate issues’ done-when)', () => {
   const dir = tempDir('gtx-demo-market-');
   afterAll(() => dir.remove());
+  let retiredId = '';
 
   it('homes sell and buy, an auction clears them, the trade settles against metered energy and every credit is accounted for', async () => {
     // 60 simulated seconds per real second: 15-minute auctions every 15 s, settlement ~3 min after delivery.
@@ -65,6 +66,26 @@ describe('gtx demo trades (the market issue’s done-when)', () => {
       expect(recs[0]!.volumeWh).toBeGreaterThan(0);
       expect(recs[0]!.provenance.envelopes.length).toBeGreaterThan(0);
       expect(['home-2-main', 'home-4-main']).toContain(recs[0]!.generator.meter);
+      // Households buy certificates on the marketplace and retire them.
+      type Rec = { id: string; owner: string; status: string; retirement: { beneficiary: string } | null };
+      const [retired] = await waitFor(async () => {
+        const list = await get<Rec[]>('/api/v1/recs?status=retired');
+        return list.length > 0 ? list : undefined;
+      }, 'a retired certificate', 120_000, 1_000);
+      expect(['prosumer-1', 'prosumer-3']).toContain(retired!.owner);
+      retiredId = retired!.id;
+      // The households' three weeks of history give baselines: who used less was paid, hour by hour.
+      type Reward = { meter: string; amount: string; savedWh: number; hours: Array<{ baselineWh: number; actualWh: number; savedWh: number }> };
+      const rewards = await get<Reward[]>('/api/v1/rewards');
+      const paid = rewards.find((r) => Number(r.amount) > 0)!;
+      expect(['home-1-main', 'home-3-main']).toContain(paid.meter);
+      expect(paid.hours.reduce((a, h) => a + h.savedWh, 0)).toBe(paid.savedWh);
+      expect(paid.hours.every((h) => h.savedWh === Math.max(0, h.baselineWh - h.actualWh))).toBe(true);
+      // Stakers raise p_balance by vote; once executed, the price signal is computed with it.
+      await waitFor(() => /governance: the price signal follows the vote: [\d.]+ THB\/kWh .*\(p_balance 4\.25,/.exec(out), 'the price signal after the vote', 180_000);
+      const [proposal] = await get<Array<{ status: string; parameter: string; value: string; tally: { yes: string; no: string } }>>('/api/v1/governance/proposals');
+      expect(proposal).toMatchObject({ status: 'executed', parameter: 'p_balance', value: '4.25' });
+      expect(out).toMatch(/governance: prop_\S+ passed \(yes 6000\.0+, no 2000\.0+ of 8000\.0+ NRG voting power\)/);
     } finally {
       child.kill('SIGTERM');
     }
@@ -75,5 +96,9 @@ describe('gtx demo trades (the market issue’s done-when)', () => {
     const check = spawnSync(process.execPath, [GTX, 'market', 'check', '--config', config], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
     expect(check.status, check.stdout + check.stderr).toBe(0);
     expect(check.stdout).toMatch(/money ledger sound/);
-  }, 330_000);
+    // The retired certificate audits down to its signed readings.
+    const audit = spawnSync(process.execPath, [GTX, 'audit', 'rec', retiredId, '--config', config], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+    expect(audit.status, audit.stdout + audit.stderr).toBe(0);
+    expect(audit.stdout.trim().split('\n').at(-1)).toBe('PASS');
+  }, 420_000);
 });

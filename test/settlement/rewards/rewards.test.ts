@@ -6,6 +6,8 @@ import { baseline, dayKind, savingsOf, type HourUsage } from '../../../settlemen
 import { RewardPayer, localMidnight } from '../../../settlement/rewards/rewards.ts';
 import type { Market, MarketId } from '../../../settlement/registry/registry.ts';
 import { MoneyStore } from '../../../settlement/store/money-store.ts';
+import { ApiKeyStore } from '../../../settlement/registry/api-keys.ts';
+import { testApi } from '../../support/api.ts';
 import { NRG_UNIT, NrgToken } from '../../../settlement/tokens/nrg.ts';
 import { EnvelopeFactory, verifiedEnvelope } from '../../support/envelopes.ts';
 import { engines, type OpenedLedger } from '../../support/ledgers.ts';
@@ -83,6 +85,29 @@ for (const engine of engines) {
       expect(Number(row.saved_wh)).toBe(4800);
       expect((JSON.parse(row.details) as unknown[]).length).toBe(24);
       expect(await money.check()).toEqual([]);
+    });
+
+    it('GET /api/v1/rewards: a prosumer sees its own payments with their hours, utilities all, nobody without a key', async () => {
+      await payer().payDay(market, DAY);
+      const keys = new ApiKeyStore(opened.ledger.db);
+      const app = testApi(opened.ledger, keys);
+      try {
+        const own = (await keys.create('prosumer', 'saver', 'owner-gw-saver')).key;
+        const utility = (await keys.create('utility', 'auditor')).key;
+        const get = (url: string, key?: string) => app.inject({ method: 'GET', url, headers: key ? { authorization: `Bearer ${key}` } : {} });
+        const mine = await get('/api/v1/rewards', own);
+        expect(mine.statusCode).toBe(200);
+        const [payment] = mine.json() as Array<{ meter: string; day: string; amount: string; savedWh: number; hours: Array<{ hour: number; baselineWh: number; actualWh: number; savedWh: number }> }>;
+        expect(payment).toMatchObject({ meter: 'saver-1', day: DAY, amount: '0.480000000000000000', savedWh: 4800 });
+        expect(payment!.hours[0]).toEqual({ hour: 0, baselineWh: 500, actualWh: 300, savedWh: 200 });
+        expect((await get('/api/v1/rewards?owner=someone-else', own)).statusCode).toBe(403);
+        expect(((await get(`/api/v1/rewards?meter=saver-1&from=${DAY}&to=${DAY}`, utility)).json() as unknown[]).length).toBe(1);
+        expect(((await get('/api/v1/rewards?from=2026-11-26', utility)).json() as unknown[]).length).toBe(0);
+        expect((await get('/api/v1/rewards?from=25.11.2026', utility)).statusCode).toBe(400);
+        expect((await get('/api/v1/rewards')).statusCode).toBe(401);
+      } finally {
+        await app.close();
+      }
     });
 
     it('pays nothing without enough comparable history (a holiday compares with the 4 weekend days only) or before the day has settled', async () => {
