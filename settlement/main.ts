@@ -248,14 +248,22 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     now,
     settleMs: cfg.ingest.gapGraceMs + 60_000,
     log: log.child({ component: 'rewards' }),
+    onPaid: (m) => metrics.rewardsPaid.inc({ market: m }),
   });
-  const recMinter = new RecMinter(ledger, market.money, { now, settleMs: cfg.ingest.gapGraceMs + 60_000, lookbackMs: cfg.ingest.maxBackfillMs, rules: cfg.recs, log: log.child({ component: 'recs' }) });
+  const recMinter = new RecMinter(ledger, market.money, { now, settleMs: cfg.ingest.gapGraceMs + 60_000, lookbackMs: cfg.ingest.maxBackfillMs, rules: cfg.recs,
+    log: log.child({ component: 'recs' }),
+    onMinted: (r) => {
+      metrics.recsMinted.inc({ market: r.market, source: r.energySource });
+      metrics.recsCertifiedWh.inc({ market: r.market, source: r.energySource }, r.volumeWh);
+    },
+  });
   const voting = new Voting(ledger.db, market.money, staking, {
     rules: cfg.governance.rules,
     parameters,
     energyMinutes: (id) => cfg.markets.find((m) => m.id === id)?.intervalMinutes,
     now,
     log: log.child({ component: 'governance' }),
+    onOutcome: (outcome) => metrics.proposalsDecided.inc({ outcome }),
   });
   const jobs = {
     gapEstimates: gapEstimator({ ledger, writer, log, now, graceMs: cfg.ingest.gapGraceMs, maxSpanMs: cfg.ingest.maxBackfillMs }),

@@ -126,8 +126,36 @@ export function createMetrics(opts: { defaultMetrics?: boolean; sources?: Metric
     labelNames: ['market', 'currency'] as const,
     registers: [registry],
   });
+  const recsMinted = new Counter({
+    name: 'gtx_recs_minted_total',
+    help: 'Renewable Energy Certificates minted from verified exact export, by market and energy source',
+    labelNames: ['market', 'source'] as const,
+    registers: [registry],
+  });
+  const recsCertifiedWh = new Counter({
+    name: 'gtx_recs_certified_wh_total',
+    help: 'Energy certified by minted certificates, Wh',
+    labelNames: ['market', 'source'] as const,
+    registers: [registry],
+  });
+  const rewardsPaid = new Counter({
+    name: 'gtx_rewards_paid_total',
+    help: 'Conservation reward payments made from the incentive pool, by market',
+    labelNames: ['market'] as const,
+    registers: [registry],
+  });
+  const proposalsDecided = new Counter({
+    name: 'gtx_governance_proposals_total',
+    help: 'Proposals decided or executed, by outcome (passed, rejected, executed)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    recsMinted,
+    recsCertifiedWh,
+    rewardsPaid,
+    proposalsDecided,
     marketOrders,
     marketAuctions,
     marketTradedWh,

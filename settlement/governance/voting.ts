@@ -64,6 +64,8 @@ export class Voting {
       energyMinutes: (market: string) => number | undefined;
       now: () => number;
       log?: Logger;
+      /** Each decision or execution (metrics). */
+      onOutcome?: (outcome: 'passed' | 'rejected' | 'executed') => void;
     },
   ) {
     this.store = new GovernanceStore(db);
@@ -136,12 +138,14 @@ export class Voting {
       const ok = await this.money.transaction((trx) => this.store.decide(trx, id, o.status, tally, o.status === 'passed' ? p.votingEndsAtMs + (this.deps.rules.executionDelayMs ?? EXECUTION_DELAY_MS) : null));
       if (!ok) continue;
       decided++;
+      this.deps.onOutcome?.(o.status);
       this.deps.log?.info({ event: 'ProposalDecided', proposal: id, status: o.status, quorum: o.quorum, approval: o.approval, yes: tally.yes.toString(), no: tally.no.toString(), abstain: tally.abstain.toString(), total: tally.total.toString() }, `proposal ${o.status}`);
     }
     for (const id of toExecute) {
       const p = (await this.store.get(id))!;
       if (!(await this.money.transaction((trx) => this.store.execute(trx, p, now)))) continue;
       executed++;
+      this.deps.onOutcome?.('executed');
       this.deps.log?.warn({ event: 'ProposalExecuted', proposal: id, market: p.market, parameter: p.parameter, value: p.value }, 'market parameter changed by vote');
     }
     await this.deps.parameters.refresh();

@@ -45,6 +45,8 @@ export class RecMinter {
       lookbackMs: number;
       rules?: RecRules;
       log?: Logger;
+      /** Each certificate as it is minted (metrics). */
+      onMinted?: (rec: RecRecord) => void;
     },
   ) {
     this.recs = new RecStore(ledger.db);
@@ -69,7 +71,10 @@ export class RecMinter {
       const groups = groupHours(hours.map((h) => ({ hourStartMs: h.hourStartMs, wh: h.exactWh - h.certifiedWh })), rules, seenTo);
       for (const g of groups) {
         const rec = await this.mintHours(m, g, rules, seenTo, now);
-        if (rec) minted.push(rec);
+        if (rec) {
+          minted.push(rec);
+          this.opts.onMinted?.(rec);
+        }
       }
     }
     if (minted.length) {

@@ -46,6 +46,8 @@ export class RewardPayer {
       /** A day is paid once it ended this long ago ([ingest] gap_grace_s + a minute). */
       settleMs: number;
       log?: Logger;
+      /** Each payment made (metrics). */
+      onPaid?: (market: string) => void;
     },
   ) {}
 
@@ -106,7 +108,10 @@ export class RewardPayer {
           }
           return true;
         });
-        if (claimed && amount > 0n) paid++;
+        if (claimed && amount > 0n) {
+          paid++;
+          this.opts.onPaid?.(market.id);
+        }
       } catch (e) {
         if (!(e instanceof InsufficientFunds)) throw e;
         this.opts.log?.error({ job: 'rewards', meter: m.id, day, amount: amount.toString() }, 'incentive pool cannot pay this reward; it is tried again at the next run');

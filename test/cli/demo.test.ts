@@ -85,6 +85,11 @@ describe('gtx demo trades, certifies, rewards and votes (the market and certific
       await waitFor(() => /governance: the price signal follows the vote: [\d.]+ THB\/kWh .*\(p_balance 4\.25,/.exec(out), 'the price signal after the vote', 180_000);
       const [proposal] = await get<Array<{ status: string; parameter: string; value: string; tally: { yes: string; no: string } }>>('/api/v1/governance/proposals');
       expect(proposal).toMatchObject({ status: 'executed', parameter: 'p_balance', value: '4.25' });
+      // Operators see the same in Prometheus metrics.
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toMatch(/^gtx_recs_minted_total\{market="thailand_central",source="Solar"\} [1-9]/m);
+      expect(metrics).toMatch(/^gtx_rewards_paid_total\{market="thailand_central"\} [1-9]/m);
+      expect(metrics).toMatch(/^gtx_governance_proposals_total\{outcome="executed"\} 1$/m);
       expect(out).toMatch(/governance: prop_\S+ passed \(yes 6000\.0+, no 2000\.0+ of 8000\.0+ NRG voting power\)/);
     } finally {
       child.kill('SIGTERM');

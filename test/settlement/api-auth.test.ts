@@ -41,6 +41,7 @@ const READ_CALLS: Call[] = [
   { method: 'GET', url: `/api/v1/meters/meter-a/intervals?${RANGE}`, route: '/api/v1/meters/:meter/intervals' },
   { method: 'GET', url: '/api/v1/meters/meter-a/gaps', route: '/api/v1/meters/:meter/gaps' },
   { method: 'GET', url: `/api/v1/markets/${TEST_MARKET}/intervals?${RANGE}`, route: '/api/v1/markets/:market/intervals' },
+  { method: 'GET', url: '/api/v1/rewards', route: '/api/v1/rewards' },
 ];
 const ADMIN_CALLS: Call[] = [
   { method: 'POST', url: '/api/v1/admin/enrollment-codes', route: '/api/v1/admin/enrollment-codes', payload: { market: TEST_MARKET, owner: 'alice' } },
