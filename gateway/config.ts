@@ -36,16 +36,31 @@ export interface GatewayConfig {
     ackTimeoutMs: number;
     maxInFlight: number;
   };
+  /** Serial lines and TCP endpoints; each is polled by one client, one request at a time. */
+  buses: BusConfig[];
   meters: MeterConfig[];
 }
+
+export type Parity = 'none' | 'even' | 'odd';
+
+/**
+ * A bus: a serial port (Modbus RTU over RS-485) or a TCP endpoint (a meter, or an RS-485/TCP
+ * bridge, many of which take one connection only). Several meters share a bus by unit id.
+ */
+export type BusConfig =
+  | { kind: 'tcp'; name: string; host: string; port: number; connectTimeoutMs: number }
+  | { kind: 'rtu'; name: string; path: string; baudRate: number; parity: Parity; dataBits: 7 | 8; stopBits: 1 | 2 };
 
 export interface MeterConfig {
   id: MeterId;
   definition: DeviceDefinition;
-  host: string;
-  port: number;
+  /** The name of its bus in GatewayConfig.buses. */
+  bus: string;
   unitId: number;
+  /** Per request; a meter that does not answer costs its bus at most this per attempt. */
   timeoutMs: number;
+  /** Its own schedule; default [gateway] poll_interval_s. */
+  intervalMs?: number;
   /** What the meter measures; told to settlement at enrollment. */
   role: MeterRole;
   ratedPowerW: number;
@@ -69,8 +84,22 @@ export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
     batchMaxReadings: 16,
     batchMaxAgeMs: 10_000,
     mqtt: { ackTimeoutMs: 15_000, maxInFlight: 32 },
+    buses: [],
     meters: [],
   };
+}
+
+/** The name of the TCP bus for host:port in `cfg`, added if missing (a meter's `host`/`port` shorthand). */
+export function tcpBus(cfg: Pick<GatewayConfig, 'buses'>, host: string, port: number, connectTimeoutMs = 3_000): string {
+  const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (!cfg.buses.some((b) => b.name === name)) cfg.buses.push({ kind: 'tcp', name, host, port, connectTimeoutMs });
+  return name;
+}
+
+/** Where a bus is, for messages: modbus-tcp://host:port or modbus-rtu:///dev/ttyUSB0@9600/8N1. */
+export function busUrl(b: BusConfig): string {
+  if (b.kind === 'tcp') return `modbus-tcp://${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`;
+  return `modbus-rtu://${b.path}@${b.baudRate}/${b.dataBits}${b.parity[0]!.toUpperCase()}${b.stopBits}`;
 }
 
 type Table = Record<string, unknown>;
@@ -79,9 +108,10 @@ type Table = Record<string, unknown>;
 export const GATEWAY_CONFIG_SHAPE: ConfigShape = {
   gateway: { kind: 'table', keys: ['id', 'data_dir', 'key_file', 'poll_interval_s', 'batch_max_readings', 'batch_max_age_s'] },
   mqtt: { kind: 'table', keys: ['url', 'username', 'password', 'ack_timeout_s', 'max_in_flight'] },
+  buses: { kind: 'array', keys: ['name', 'serial', 'baud', 'parity', 'data_bits', 'stop_bits', 'tcp', 'connect_timeout_s'] },
   meters: {
     kind: 'array',
-    keys: ['id', 'model', 'transport', 'host', 'port', 'unit_id', 'timeout_s', 'role', 'energy_source', 'rated_power_w'],
+    keys: ['id', 'model', 'bus', 'transport', 'host', 'port', 'unit_id', 'timeout_s', 'poll_interval_s', 'role', 'energy_source', 'rated_power_w'],
   },
 };
 
@@ -136,6 +166,36 @@ export function loadGatewayConfig(path: string): GatewayConfig {
   if (ackTimeout !== undefined) cfg.mqtt.ackTimeoutMs = Math.round(ackTimeout * 1000);
   cfg.mqtt.maxInFlight = num(m, 'max_in_flight', '[mqtt]', 1) ?? cfg.mqtt.maxInFlight;
 
+  const buses = doc.buses ?? [];
+  if (!Array.isArray(buses)) fail('[[buses]]', 'must be an array of tables');
+  (buses as unknown[]).forEach((raw, i) => {
+    const where = `[[buses]] #${i + 1}`;
+    const t = tbl(raw, where);
+    const name = str(t, 'name', where) ?? fail(where, 'name is required (meters name their bus with bus = "…")');
+    if (cfg.buses.some((b) => b.name === name)) fail(where, `bus name ${name} appears twice`);
+    const serial = str(t, 'serial', where);
+    const tcp = str(t, 'tcp', where);
+    if ((serial === undefined) === (tcp === undefined)) fail(where, 'give either serial = "/dev/ttyUSB0" (Modbus RTU) or tcp = "host:port" (Modbus TCP)');
+    if (tcp !== undefined) {
+      for (const k of ['baud', 'parity', 'data_bits', 'stop_bits']) if (t[k] !== undefined) fail(where, `${k} is for a serial bus; this one is tcp`);
+      const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(tcp);
+      const port = m?.[3] === undefined ? 502 : Number(m[3]);
+      if (!m || port < 1 || port > 65535) fail(where, `tcp must look like "192.168.1.50:502", got "${tcp}"`);
+      cfg.buses.push({ kind: 'tcp', name, host: (m![1] ?? m![2])!, port, connectTimeoutMs: Math.round((num(t, 'connect_timeout_s', where, 0.1) ?? 3) * 1000) });
+    } else {
+      if (t.connect_timeout_s !== undefined) fail(where, 'connect_timeout_s is for a tcp bus');
+      const parity = str(t, 'parity', where) ?? 'none';
+      if (!['none', 'even', 'odd'].includes(parity)) fail(where, `parity must be none, even or odd, got "${parity}"`);
+      const dataBits = num(t, 'data_bits', where, 7) ?? 8;
+      if (dataBits !== 7 && dataBits !== 8) fail(where, 'data_bits must be 7 or 8');
+      const stopBits = num(t, 'stop_bits', where, 1) ?? 1;
+      if (stopBits !== 1 && stopBits !== 2) fail(where, 'stop_bits must be 1 or 2');
+      const baudRate = num(t, 'baud', where, 300) ?? 9600;
+      if (!Number.isInteger(baudRate) || baudRate > 921_600) fail(where, `baud must be a whole number from 300 to 921600, got ${baudRate}`);
+      cfg.buses.push({ kind: 'rtu', name, path: serial!, baudRate, parity: parity as Parity, dataBits: dataBits as 7 | 8, stopBits: stopBits as 1 | 2 });
+    }
+  });
+
   const meters = doc.meters ?? [];
   if (!Array.isArray(meters)) fail('[[meters]]', 'must be an array of tables');
   const seen = new Set<string>();
@@ -147,8 +207,23 @@ export function loadGatewayConfig(path: string): GatewayConfig {
     seen.add(mid);
     const model = str(t, 'model', where) ?? fail(where, 'model is required (e.g. "sdm120")');
     const definition = ident(getDefinition, model, where);
-    const transport = str(t, 'transport', where) ?? 'tcp';
-    if (transport !== 'tcp') fail(where, `transport "${transport}" is not supported yet; use "tcp"`);
+    const transport = str(t, 'transport', where);
+    if (transport !== undefined && transport !== 'tcp') fail(where, `transport "${transport}" is not supported; name a [[buses]] entry with bus = "…" (serial or tcp)`);
+    const busName = str(t, 'bus', where);
+    const host = str(t, 'host', where);
+    if (busName !== undefined && (host !== undefined || t.port !== undefined)) fail(where, 'give either bus = "…" or host (and port), not both');
+    let bus: string;
+    if (busName !== undefined) {
+      if (!cfg.buses.some((b) => b.name === busName)) fail(where, `bus "${busName}" is not defined; known buses: ${cfg.buses.map((b) => b.name).join(', ') || 'none (add a [[buses]] table)'}`);
+      bus = busName;
+    } else {
+      bus = tcpBus(cfg, host ?? fail(where, 'bus = "…" (a [[buses]] name) or host is required'), num(t, 'port', where, 1) ?? 502);
+    }
+    const unitId = num(t, 'unit_id', where, 0) ?? 1;
+    if (!Number.isInteger(unitId) || unitId > 247) fail(where, `unit_id must be a whole number from 0 to 247, got ${unitId}`);
+    const clash = cfg.meters.find((x) => x.bus === bus && x.unitId === unitId);
+    if (clash) fail(where, `unit ${unitId} on bus ${bus} is already meter ${clash.id}`);
+    const interval = num(t, 'poll_interval_s', where, 0.1);
     const role = (str(t, 'role', where) ?? 'consumption') as MeterRole;
     if (!METER_ROLES.includes(role)) fail(where, `role must be one of ${METER_ROLES.join(', ')}`);
     const source = str(t, 'energy_source', where) ?? null;
@@ -160,10 +235,10 @@ export function loadGatewayConfig(path: string): GatewayConfig {
       role,
       ratedPowerW: num(t, 'rated_power_w', where, 1) ?? definition.maxPowerW,
       energySource: source as EnergySource | null,
-      host: str(t, 'host', where) ?? fail(where, 'host is required'),
-      port: num(t, 'port', where, 1) ?? 502,
-      unitId: num(t, 'unit_id', where, 0) ?? 1,
-      timeoutMs: Math.round((num(t, 'timeout_s', where, 0.1) ?? 2) * 1000),
+      bus,
+      unitId,
+      timeoutMs: Math.round((num(t, 'timeout_s', where, 0.05) ?? 1) * 1000),
+      ...(interval === undefined ? {} : { intervalMs: Math.round(interval * 1000) }),
     });
   });
   return cfg;

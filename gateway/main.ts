@@ -6,7 +6,7 @@ import type { GatewayConfig } from './config.ts';
 import { brokerSettings } from './enroll.ts';
 import { loadOrCreateKey } from './keys.ts';
 import { Outbox, type Sample } from './outbox.ts';
-import { MeterReadError, TcpMeterPoller } from './poller.ts';
+import { BusPoller, type MeterState } from './bus.ts';
 import { Publisher } from './publisher.ts';
 
 export interface GatewayStats {
@@ -37,6 +37,8 @@ export interface Gateway {
   outboxDepth(): number;
   stats(): GatewayStats;
   clock(): ClockState;
+  /** Each meter's last values, errors and schedule, by bus. */
+  meters(): MeterState[];
   /** Seals whatever samples are waiting, without waiting for the batch to fill. */
   sealNow(): void;
   /**
@@ -91,16 +93,11 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     monoNow: mono,
     lastReadingMs: outbox.meterHeads().flatMap((h) => (h.tsMs === null ? [] : [[h.meter, h.tsMs] as const])),
   });
-  const pollers = cfg.meters.map((m) => new TcpMeterPoller(m));
   const batchSize = Math.min(cfg.batchMaxReadings, MAX_READINGS_PER_ENVELOPE);
 
   let pending: Sample[] = [];
   let oldestPendingAt = 0;
-  let polls = 0;
-  let pollErrors = 0;
   let sealed = 0;
-  // Log a meter's failure once per outage, not on every poll.
-  const failing = new Set<string>();
 
   const add = (samples: Sample[]) => {
     for (const s of samples) {
@@ -135,43 +132,42 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     publisher.notify();
   };
 
-  let polling = false;
-  const pollOnce = async () => {
-    if (polling) return; // a slow meter must not stack polls
-    polling = true;
-    try {
-      // Held readings go out once the clock is sane, even while every meter is silent.
-      add(clock.tick());
-      await Promise.all(
-        pollers.map(async (p) => {
-          try {
-            const values = await p.read();
-            polls++;
-            if (failing.delete(p.cfg.id)) log.info({ meter: p.cfg.id }, 'meter answers again');
-            add(clock.stamp(p.cfg.id, values));
-          } catch (e) {
-            pollErrors++;
-            if (!failing.has(p.cfg.id)) {
-              failing.add(p.cfg.id);
-              log.warn({ meter: p.cfg.id, err: e instanceof MeterReadError ? e.message : String(e) }, 'meter read failed');
-            }
-          }
+  // One poller per bus; buses run independently, a meter's failure is logged once per outage.
+  const pollers = cfg.buses
+    .map((bus) => ({ bus, meters: cfg.meters.filter((m) => m.bus === bus.name) }))
+    .filter((b) => b.meters.length > 0)
+    .map(
+      ({ bus, meters }) =>
+        new BusPoller(bus, meters, {
+          defaultIntervalMs: cfg.pollIntervalMs,
+          mono,
+          now,
+          onReading: (m, values) => {
+            add(clock.stamp(m.id, values));
+            if (pending.length >= batchSize) seal();
+          },
+          onFailure: (m, err, first) => {
+            if (first) log.warn({ meter: m.id, bus: bus.name, err: err.message }, 'meter read failed');
+          },
+          onRecovery: (m) => log.info({ meter: m.id, bus: bus.name }, 'meter answers again'),
         }),
-      );
-      persistClock();
-      if (pending.length >= batchSize || (pending.length > 0 && mono() - oldestPendingAt >= cfg.batchMaxAgeMs)) seal();
-    } finally {
-      polling = false;
-    }
+    );
+
+  // Clock checks and partly filled batches by time, whatever the meters do.
+  const housekeeping = () => {
+    // Held readings go out once the clock is sane, even while every meter is silent.
+    add(clock.tick());
+    persistClock();
+    if (pending.length >= batchSize || (pending.length > 0 && mono() - oldestPendingAt >= cfg.batchMaxAgeMs)) seal();
   };
 
   add(clock.tick());
   persistClock(true);
   await publisher.start();
-  const timer = setInterval(() => void pollOnce(), cfg.pollIntervalMs);
-  void pollOnce();
+  const timer = setInterval(housekeeping, Math.min(cfg.pollIntervalMs, 1_000));
+  for (const p of pollers) p.start();
   log.info(
-    { meters: pollers.map((p) => `${p.cfg.id}@${p.where}`), broker: broker.url, brokerFrom: broker.source, outbox: outbox.depth() },
+    { buses: pollers.map((p) => `${p.bus.name}=${p.where}`), meters: cfg.meters.map((m) => `${m.id}@${m.bus}#${m.unitId}`), broker: broker.url, brokerFrom: broker.source, outbox: outbox.depth() },
     'gateway running',
   );
 
@@ -181,8 +177,8 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     brokerUrl: broker.url,
     outboxDepth: () => outbox.depth(),
     stats: () => ({
-      polls,
-      pollErrors,
+      polls: pollers.reduce((a, p) => a + p.polls, 0),
+      pollErrors: pollers.reduce((a, p) => a + p.pollErrors, 0),
       sealed,
       acked: publisher.acked,
       rejected: publisher.rejected,
@@ -193,10 +189,11 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
       droppedReadings: clock.dropped,
     }),
     clock: () => clock.state(),
+    meters: () => pollers.flatMap((p) => p.meters()),
     sealNow: seal,
     async stop({ drainMs = 0 } = {}) {
       clearInterval(timer);
-      while (polling) await new Promise((r) => setTimeout(r, 20));
+      await Promise.all(pollers.map((p) => p.stop()));
       add(clock.tick());
       seal(); // what was read is kept, not dropped
       const held = clock.state().held;
@@ -205,7 +202,6 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
       const until = Date.now() + drainMs;
       while (outbox.depth() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       await publisher.stop();
-      await Promise.all(pollers.map((p) => p.close()));
       outbox.close();
       log.info('gateway stopped');
     },

@@ -6,7 +6,7 @@ import { getDefinition } from '../../devices/catalog.ts';
 import { createSimClock } from '../../devices/clock.ts';
 import { createProfile, type ProfileName } from '../../devices/profiles.ts';
 import { MeterSimulator } from '../../devices/simulator.ts';
-import { gatewayDefaults } from '../../gateway/config.ts';
+import { gatewayDefaults, tcpBus } from '../../gateway/config.ts';
 import { saveCredentials, savedCredentials } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway } from '../../gateway/main.ts';
@@ -170,8 +170,7 @@ export async function run(argv: string[]): Promise<void> {
       {
         id: meterId(`home-${i}-main`),
         definition,
-        host: '127.0.0.1',
-        port,
+        bus: tcpBus(gcfg, '127.0.0.1', port),
         unitId: 1,
         timeoutMs: 2_000,
         role: home.profile === 'household' ? 'consumption' : 'bidirectional',

@@ -54,7 +54,8 @@ describe('the example configuration files', () => {
     const cfg = loadGatewayConfig(join(dir, 'gateway.toml'));
     expect(cfg.id).toBe('gw-home-1');
     expect(cfg.meters).toHaveLength(1);
-    expect(cfg.meters[0]).toMatchObject({ id: 'home-1-main', port: 5020, unitId: 1, role: 'bidirectional', energySource: 'Solar' });
+    expect(cfg.meters[0]).toMatchObject({ id: 'home-1-main', bus: '127.0.0.1:5020', unitId: 1, timeoutMs: 1000, role: 'bidirectional', energySource: 'Solar' });
+    expect(cfg.buses).toEqual([{ kind: 'tcp', name: '127.0.0.1:5020', host: '127.0.0.1', port: 5020, connectTimeoutMs: 3000 }]);
     expect(cfg.meters[0]!.definition.id).toBe('eastron-sdm120');
   });
 });

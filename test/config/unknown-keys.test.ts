@@ -130,11 +130,53 @@ describe('a gateway TOML refuses unknown keys', () => {
     ['a typo in [mqtt]', '[gateway]\nid = "gw-1"\n[mqtt]\nurll = "mqtt://x"\n', ' [mqtt]: unknown key urll; did you mean url?'],
     ['a typo in the second [[meters]] entry', `[gateway]\nid = "gw-1"\n${meter}[[meters]]\nid = "m-2"\nmodel = "sdm120"\nhots = "127.0.0.1"\n`, ' [[meters]] #2: unknown key hots; did you mean host?'],
     ['an unknown array of tables', '[gateway]\nid = "gw-1"\n[[meter]]\nid = "m-1"\n', ': unknown table [[meter]]; did you mean [[meters]]?'],
-    ['an unknown table', '[gateway]\nid = "gw-1"\n[modbus]\nbaud = 9600\n', ': unknown table [modbus]; known tables: [gateway], [mqtt], [[meters]]'],
+    ['an unknown table', '[gateway]\nid = "gw-1"\n[modbus]\nbaud = 9600\n', ': unknown table [modbus]; known tables: [gateway], [mqtt], [[buses]], [[meters]]'],
   ];
   it.each(cases)('%s', (_what, text, message) => {
     const path = file('gw.toml', text);
     expect(() => loadGatewayConfig(path)).toThrow(new GatewayConfigError(`${path}${message}`));
+  });
+});
+
+describe('a gateway TOML with buses', () => {
+  const gw = '[gateway]\nid = "gw-1"\n';
+  it('puts meters on named serial and TCP buses, and turns host/port into a TCP bus of its own', () => {
+    const cfg = loadGatewayConfig(
+      file(
+        'gw-buses.toml',
+        gw +
+          '[[buses]]\nname = "rs485"\nserial = "/dev/ttyUSB0"\nbaud = 19200\nparity = "even"\n' +
+          '[[buses]]\nname = "bridge"\ntcp = "192.168.1.50"\nconnect_timeout_s = 2\n' +
+          '[[meters]]\nid = "m-1"\nmodel = "sdm120"\nbus = "rs485"\nunit_id = 1\n' +
+          '[[meters]]\nid = "m-2"\nmodel = "sdm630"\nbus = "rs485"\nunit_id = 2\npoll_interval_s = 30\ntimeout_s = 0.5\n' +
+          '[[meters]]\nid = "m-3"\nmodel = "sdm120"\nbus = "bridge"\nunit_id = 5\n' +
+          '[[meters]]\nid = "m-4"\nmodel = "sdm120"\nhost = "10.0.0.9"\nport = 5020\n',
+      ),
+    );
+    expect(cfg.buses).toEqual([
+      { kind: 'rtu', name: 'rs485', path: '/dev/ttyUSB0', baudRate: 19200, parity: 'even', dataBits: 8, stopBits: 1 },
+      { kind: 'tcp', name: 'bridge', host: '192.168.1.50', port: 502, connectTimeoutMs: 2000 },
+      { kind: 'tcp', name: '10.0.0.9:5020', host: '10.0.0.9', port: 5020, connectTimeoutMs: 3000 },
+    ]);
+    expect(cfg.meters.map((m) => [m.id, m.bus, m.unitId, m.intervalMs, m.timeoutMs])).toEqual([
+      ['m-1', 'rs485', 1, undefined, 1000],
+      ['m-2', 'rs485', 2, 30_000, 500],
+      ['m-3', 'bridge', 5, undefined, 1000],
+      ['m-4', '10.0.0.9:5020', 1, undefined, 1000],
+    ]);
+  });
+
+  it.each([
+    ['[[buses]]\nname = "a"\n', /\[\[buses\]\] #1: give either serial = "\/dev\/ttyUSB0" \(Modbus RTU\) or tcp = "host:port"/],
+    ['[[buses]]\nname = "a"\nserial = "/dev/ttyS0"\nparity = "mark"\n', /parity must be none, even or odd/],
+    ['[[buses]]\nname = "a"\ntcp = "h:1"\nbaud = 9600\n', /baud is for a serial bus; this one is tcp/],
+    ['[[buses]]\nname = "a"\ntcp = "h:1"\n[[buses]]\nname = "a"\ntcp = "h:2"\n', /bus name a appears twice/],
+    ['[[meters]]\nid = "m"\nmodel = "sdm120"\nbus = "nope"\n', /bus "nope" is not defined; known buses: none \(add a \[\[buses\]\] table\)/],
+    ['[[buses]]\nname = "a"\ntcp = "h:1"\n[[meters]]\nid = "m"\nmodel = "sdm120"\nbus = "a"\nhost = "x"\n', /give either bus = "…" or host/],
+    ['[[buses]]\nname = "a"\ntcp = "h:1"\n[[meters]]\nid = "m"\nmodel = "sdm120"\nbus = "a"\n[[meters]]\nid = "n"\nmodel = "sdm120"\nbus = "a"\n', /unit 1 on bus a is already meter m/],
+    ['[[meters]]\nid = "m"\nmodel = "sdm120"\nhost = "x"\nunit_id = 248\n', /unit_id must be a whole number from 0 to 247/],
+  ])('refuses a bus mistake with a clear message: %s', (text, message) => {
+    expect(() => loadGatewayConfig(file('gw-bad-bus.toml', gw + text))).toThrow(message);
   });
 });
 

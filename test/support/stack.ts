@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { getDefinition } from '../../devices/catalog.ts';
 import { MeterSimulator } from '../../devices/simulator.ts';
 import type { ProfileName } from '../../devices/profiles.ts';
-import { gatewayDefaults, type GatewayConfig } from '../../gateway/config.ts';
+import { gatewayDefaults, tcpBus, type GatewayConfig } from '../../gateway/config.ts';
 import { saveCredentials } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway, type Gateway } from '../../gateway/main.ts';
@@ -54,8 +54,7 @@ export function gatewayConfig(
     role: 'bidirectional' as const,
     ratedPowerW: getDefinition(m.model).maxPowerW,
     energySource: 'Solar' as const,
-    host: '127.0.0.1',
-    port: m.port,
+    bus: tcpBus(cfg, '127.0.0.1', m.port),
     unitId: 1,
     timeoutMs: 1_000,
   }));
