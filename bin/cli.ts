@@ -5,18 +5,18 @@ const USAGE = `gtx — GridTokenX command line
 
   gtx demo [--data DIR] [--homes N] [--speed N] [--mqtt-port N] [--http-port N] [--fresh] [--duration S]
         settlement + embedded broker + simulated homes with gateways (what npm start runs)
-  gtx simulate --model sdm120|sdm630 --profile household|pv|prosumer [--port N] ...
+  gtx simulate --model MODEL --profile household|pv|prosumer [--port N] ...   (gtx simulate --list: the catalog)
         serve a simulated meter over Modbus TCP
   gtx settlement run [--config FILE] [--data DIR] [--mqtt-listen HOST:PORT] [--http-listen HOST:PORT]
   gtx settlement enroll-code --owner ACCOUNT [--market ID] [--ttl-hours N] [--config FILE] [--data DIR]
   gtx settlement revoke-gateway --id ID [--config FILE] [--data DIR]
   gtx settlement api-key create --role admin|utility [--label TEXT] | list | revoke --id ID  [--config FILE] [--data DIR]
   gtx settlement mosquitto-acl --out DIR [--port N] [--workers N]
-  gtx gateway init --id ID [--data-dir DIR] [--write-config FILE] [--reuse-key]
-  gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
-  gtx gateway run --config FILE
-  gtx gateway status --config FILE
-  gtx gateway requeue --config FILE [--reason R]
+  gtx gateway init [--id ID] [--config FILE] [--data-dir DIR] [--reuse-key]      (then, from that folder:)
+  gtx gateway enroll --url SETTLEMENT_HTTP_URL --code CODE [--config FILE]
+  gtx gateway run [--config FILE]
+  gtx gateway status [--config FILE]
+  gtx gateway requeue [--config FILE] [--reason R]
   gtx market price --supply WH --demand WH [--config FILE]
   gtx market clear --book FILE|-
   gtx market deposit|withdraw --account ID --amount DECIMAL [--currency C] | balances | auction --market ID | check

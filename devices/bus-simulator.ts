@@ -1,6 +1,5 @@
-import { createServer } from 'node:net';
 import { ServerSerial, ServerTCP, type IServiceVector } from 'modbus-serial';
-import { MODBUS_EXCEPTION, ModbusException, type MeterSimulator } from './simulator.ts';
+import { findFreePort, MODBUS_EXCEPTION, ModbusException, type MeterSimulator } from './simulator.ts';
 
 /**
  * Several simulated meters on one bus, answering by unit id, as an RS-485 line does: over Modbus
@@ -59,7 +58,7 @@ export class BusSimulator {
 
   /** Serves Modbus TCP on host:port (0 = a free port); resolves with the port. */
   async listenTcp(host = '127.0.0.1', port = 0): Promise<number> {
-    const bindPort = port === 0 ? await freePort(host) : port;
+    const bindPort = port === 0 ? await findFreePort(host) : port;
     this.tcp = await new Promise<ServerTCP>((resolve, reject) => {
       const server = new ServerTCP(this.vector(), { host, port: bindPort, unitID: 255 });
       server.on('socketError', () => {});
@@ -104,16 +103,4 @@ export class BusSimulator {
 
 function first(words: Promise<number[]> | number[]): Promise<number> | number {
   return Array.isArray(words) ? (words[0] ?? 0) : words.then((w) => w[0] ?? 0);
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen({ host, port: 0 }, () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => (port > 0 ? resolve(port) : reject(new Error(`could not find a free port on ${host}`))));
-    });
-  });
 }

@@ -1,13 +1,23 @@
 // Turns raw Modbus registers into integer readings, using a device definition.
-// This is the one place where meter floats become integers (Wh, W, mV, mA, mHz).
+// This is the one place where meter values become integers (Wh, W, mV, mA, mHz).
+import { decodeRaw, encodeRaw, exactNumber, isNotAvailable, powerOfTen, rawLimits } from './codec.ts';
 import {
-  registerWords,
+  REQUIRED_QUANTITIES,
+  WORDS_PER_TYPE,
+  usesSunSpec,
   type DeviceDefinition,
   type FunctionCode,
   type Quantity,
   type RegisterDef,
   type Unit,
 } from './definition.ts';
+import { mapSpans, planBlocks, type ReadBlock } from './plan.ts';
+import type { RegisterReader } from './reader.ts';
+import { modelsUsed, resolveMap, type RegisterMap, type ResolvedRegister } from './register-map.ts';
+import { discoverSunSpec, SunSpecError, type SunSpecLayout } from './sunspec.ts';
+
+export { MAX_REGISTERS_PER_READ, type ReadBlock } from './plan.ts';
+export type { RegisterReader } from './reader.ts';
 
 export interface DecodedReading {
   importWh: number;
@@ -39,21 +49,22 @@ export const READING_FACTOR: Readonly<Record<Unit, number>> = {
   Hz: 1000, // → mHz
 };
 
-/** Modbus limits one FC 3/4 request to 125 registers. */
-export const MAX_REGISTERS_PER_READ = 125;
-
-export interface ReadBlock {
-  functionCode: FunctionCode;
-  address: number;
-  count: number;
-}
+/** SunSpec allows scale factors -10..10; anything else is a corrupt or misread register. */
+export const MAX_SCALE_EXPONENT = 10;
 
 export interface BlockData extends ReadBlock {
   /** The 16-bit words the device returned for this block, in address order. */
   registers: readonly number[];
 }
 
-export type DecodeProblem = 'not-finite' | 'negative-energy' | 'missing-registers' | 'bad-register-value' | 'out-of-range';
+export type DecodeProblem =
+  | 'not-finite'
+  | 'negative-energy'
+  | 'missing-registers'
+  | 'bad-register-value'
+  | 'out-of-range'
+  | 'not-available'
+  | 'bad-scale-factor';
 
 export class DecodeError extends Error {
   override readonly name = 'DecodeError';
@@ -71,159 +82,220 @@ export class DecodeError extends Error {
 }
 
 /**
- * Groups registers into as few reads as possible: registers of the same function code that sit
- * back to back become one block. Gaps are never bridged, because many meters (and our simulator)
- * answer "illegal data address" for unmapped registers in between.
+ * The blocks one reading takes: registers, scale factors (and SunSpec model headers) of one
+ * function code share a request when they touch or lie within one documented range, up to 125
+ * registers. A SunSpec definition needs the device's `layout` (createDecoder discovers it).
  */
-export function planReads(def: DeviceDefinition): ReadBlock[] {
-  const sorted = [...def.registers].sort((a, b) => a.functionCode - b.functionCode || a.address - b.address);
-  const blocks: ReadBlock[] = [];
-  for (const reg of sorted) {
-    const words = registerWords(reg);
-    const last = blocks.at(-1);
-    if (
-      last !== undefined &&
-      last.functionCode === reg.functionCode &&
-      last.address + last.count === reg.address &&
-      last.count + words <= MAX_REGISTERS_PER_READ
-    ) {
-      last.count += words;
-    } else {
-      blocks.push({ functionCode: reg.functionCode, address: reg.address, count: words });
-    }
-  }
-  return blocks;
+export function planReads(def: DeviceDefinition, layout?: SunSpecLayout): ReadBlock[] {
+  const map = resolveMap(def, layout);
+  return planBlocks(mapSpans(map), map.readable);
 }
 
-function combine32(reg: RegisterDef, words: readonly number[]): { hi: number; lo: number } {
-  const [w0 = 0, w1 = 0] = words;
-  return reg.wordOrder === 'big' ? { hi: w0, lo: w1 } : { hi: w1, lo: w0 };
-}
+type ValueRegister = Pick<RegisterDef, 'dataType' | 'wordOrder' | 'scale'>;
 
-/** Raw number in the register as the device stored it, before `scale`. */
-function decodeRaw(reg: RegisterDef, words: readonly number[]): number {
-  const w0 = words[0] ?? 0;
-  switch (reg.dataType) {
-    case 'uint16':
-      return w0;
-    case 'int16':
-      return w0 >= 0x8000 ? w0 - 0x10000 : w0;
-    case 'uint32': {
-      const { hi, lo } = combine32(reg, words);
-      return hi * 0x10000 + lo;
-    }
-    case 'int32': {
-      const { hi, lo } = combine32(reg, words);
-      return ((hi << 16) | lo) >> 0;
-    }
-    case 'float32': {
-      const { hi, lo } = combine32(reg, words);
-      const view = new DataView(new ArrayBuffer(4));
-      view.setUint16(0, hi);
-      view.setUint16(2, lo);
-      return view.getFloat32(0);
-    }
-  }
-}
-
-/** The value in the register's own unit (e.g. kWh as a float), from its words in wire order. */
-export function decodeValue(reg: RegisterDef, words: readonly number[]): number {
-  return decodeRaw(reg, words) * reg.scale;
+/** The value in the register's own unit (e.g. kWh as a float), from its words in wire order; scale factors not applied. */
+export function decodeValue(reg: ValueRegister, words: readonly number[]): number {
+  const raw = exactNumber(decodeRaw(reg.dataType, reg.wordOrder, words));
+  if (raw === undefined) throw new RangeError(`${reg.dataType} value beyond 2^53 cannot be represented exactly`);
+  return raw * reg.scale;
 }
 
 /**
- * Inverse of decodeValue: the words (wire order) a device would hold for `value` in `reg.unit`.
- * Integer types round to the nearest raw step and throw RangeError when out of range.
+ * Inverse of decodeValue: the words (wire order) a device would hold for `value` in the
+ * register's unit, divided by 10^`exponent` when the register has a scale factor. Integer types
+ * round to the nearest raw step and throw RangeError when out of range.
  */
-export function encodeValue(reg: RegisterDef, value: number): number[] {
-  const raw = value / reg.scale;
-  if (reg.dataType === 'float32') {
-    const view = new DataView(new ArrayBuffer(4));
-    view.setFloat32(0, raw);
-    return order(reg, view.getUint16(0), view.getUint16(2));
-  }
+export function encodeValue(reg: ValueRegister & Partial<Pick<RegisterDef, 'quantity' | 'unit'>>, value: number, exponent = 0): number[] {
+  const raw = powerOfTen(value / reg.scale, -exponent);
+  if (reg.dataType === 'float32') return encodeRaw('float32', reg.wordOrder, raw);
   const n = Math.round(raw);
-  const ranges: Record<'int16' | 'uint16' | 'int32' | 'uint32', [number, number]> = {
-    int16: [-0x8000, 0x7fff],
-    uint16: [0, 0xffff],
-    int32: [-0x80000000, 0x7fffffff],
-    uint32: [0, 0xffffffff],
-  };
-  const [min, max] = ranges[reg.dataType];
+  const [min, max] = rawLimits(reg.dataType);
   if (!Number.isFinite(n) || n < min || n > max) {
-    throw new RangeError(`${reg.quantity}: ${value} ${reg.unit} (raw ${raw}) does not fit ${reg.dataType}`);
+    throw new RangeError(`${reg.quantity ?? 'value'}: ${value} ${reg.unit ?? ''} (raw ${raw}) does not fit ${reg.dataType}`);
   }
-  switch (reg.dataType) {
-    case 'uint16':
-      return [n];
-    case 'int16':
-      return [n < 0 ? n + 0x10000 : n];
-    case 'uint32':
-    case 'int32': {
-      const u = n < 0 ? n + 0x100000000 : n;
-      return order(reg, Math.floor(u / 0x10000), u % 0x10000);
+  return encodeRaw(reg.dataType, reg.wordOrder, Number.isSafeInteger(n) ? n : BigInt(n));
+}
+
+function blockWords(blocks: readonly BlockData[], fc: FunctionCode, address: number, count: number): readonly number[] | undefined {
+  const block = blocks.find((b) => b.functionCode === fc && b.address <= address && address + count <= b.address + b.registers.length);
+  if (block === undefined) return undefined;
+  const offset = address - block.address;
+  return block.registers.slice(offset, offset + count);
+}
+
+const hexWords = (words: readonly number[]) => words.map((w) => `0x${w.toString(16).padStart(4, '0')}`).join(' ');
+
+/** Decodes one register to its integer reading unit, or undefined when the device has no value. */
+function decodeOne(def: DeviceDefinition, reg: ResolvedRegister, blocks: readonly BlockData[]): number | undefined {
+  const fail = (problem: DecodeProblem, detail: string) => new DecodeError(def.id, reg.quantity, reg.functionCode, reg.address, problem, detail);
+  const wordsAt = (fc: FunctionCode, address: number, count: number, what: string): readonly number[] => {
+    const words = blockWords(blocks, fc, address, count);
+    if (words === undefined) throw fail('missing-registers', `${what}was not among the registers read`);
+    for (const w of words) {
+      if (!Number.isInteger(w) || w < 0 || w > 0xffff) throw fail('bad-register-value', `${what}holds ${w}, which is not a 16-bit register value`);
+    }
+    return words;
+  };
+  const words = wordsAt(reg.functionCode, reg.address, WORDS_PER_TYPE[reg.dataType], '');
+  const raw = decodeRaw(reg.dataType, reg.wordOrder, words);
+  if (isNotAvailable(reg.notAvailable, reg.dataType, raw)) return missing(reg, fail, `holds ${hexWords(words)}, the "not available" value`);
+
+  let exponent = 0;
+  if (reg.scaleFactor !== undefined) {
+    const { functionCode, address } = reg.scaleFactor;
+    const sfWord = wordsAt(functionCode, address, 1, `(its scale factor at 0x${address.toString(16).padStart(4, '0')}) `)[0] ?? 0;
+    // 0x8000 is SunSpec's "not implemented" scale factor: the value cannot be scaled.
+    if (sfWord === 0x8000) return missing(reg, fail, `has its scale factor at ${address} not implemented (0x8000)`);
+    exponent = sfWord >= 0x8000 ? sfWord - 0x10000 : sfWord;
+    if (Math.abs(exponent) > MAX_SCALE_EXPONENT) {
+      throw fail('bad-scale-factor', `has scale factor 10^${exponent} (register ${address}); scale factors lie in -${MAX_SCALE_EXPONENT}..${MAX_SCALE_EXPONENT}`);
     }
   }
-}
 
-function order(reg: RegisterDef, hi: number, lo: number): number[] {
-  return reg.wordOrder === 'big' ? [hi, lo] : [lo, hi];
-}
-
-function wordsFor(def: DeviceDefinition, reg: RegisterDef, blocks: readonly BlockData[]): number[] {
-  const count = registerWords(reg);
-  const block = blocks.find(
-    (b) => b.functionCode === reg.functionCode && b.address <= reg.address && reg.address + count <= b.address + b.registers.length,
-  );
-  if (block === undefined) {
-    throw new DecodeError(def.id, reg.quantity, reg.functionCode, reg.address, 'missing-registers', `was not among the registers read`);
+  const n = exactNumber(raw);
+  if (n === undefined) {
+    throw fail('out-of-range', `holds ${raw} (${hexWords(words)}), beyond 2^53: too large to represent exactly; check dataType and wordOrder`);
   }
-  const offset = reg.address - block.address;
-  const words = block.registers.slice(offset, offset + count);
-  for (const w of words) {
-    if (!Number.isInteger(w) || w < 0 || w > 0xffff) {
-      throw new DecodeError(def.id, reg.quantity, reg.functionCode, reg.address, 'bad-register-value', `holds ${w}, which is not a 16-bit register value`);
-    }
+  const value = powerOfTen(n * reg.scale, exponent);
+  if (!Number.isFinite(value)) {
+    throw fail('not-finite', `is ${value}; check dataType and wordOrder in the definition, or the meter is faulty`);
   }
-  return words;
+  const energy = reg.quantity === 'importEnergy' || reg.quantity === 'exportEnergy';
+  if (energy && value < 0) {
+    throw fail('negative-energy', `is ${value} ${reg.unit}; an energy counter cannot be negative`);
+  }
+  // The single conversion to an integer; `+ 0` turns -0 into 0.
+  const integer = Math.round(value * READING_FACTOR[reg.unit]) + 0;
+  if (!Number.isSafeInteger(integer)) {
+    throw fail('out-of-range', `is ${value} ${reg.unit}, too large to represent exactly`);
+  }
+  return integer;
 }
 
-/** Decodes the blocks read per planReads (any covering set of blocks works) into integers. */
-export function decodeBlocks(def: DeviceDefinition, blocks: readonly BlockData[]): DecodedReading {
+/** A register without a value: an error for a quantity every reading needs, else left out. */
+function missing(reg: ResolvedRegister, fail: (p: DecodeProblem, d: string) => DecodeError, detail: string): undefined {
+  if (REQUIRED_QUANTITIES.includes(reg.quantity)) {
+    throw fail('not-available', `${detail}; a reading needs ${reg.quantity}, and this device does not report it`);
+  }
+  return undefined;
+}
+
+function decodeMap(map: RegisterMap, blocks: readonly BlockData[]): DecodedReading {
+  const def = map.definition;
   const reading: DecodedReading = { importWh: 0, exportWh: 0, powerW: 0 };
-  for (const reg of def.registers) {
-    const value = decodeValue(reg, wordsFor(def, reg, blocks));
-    const fail = (problem: DecodeProblem, detail: string) =>
-      new DecodeError(def.id, reg.quantity, reg.functionCode, reg.address, problem, detail);
-    if (!Number.isFinite(value)) {
-      throw fail('not-finite', `is ${value}; check dataType and wordOrder in the definition, or the meter is faulty`);
-    }
-    const energy = reg.quantity === 'importEnergy' || reg.quantity === 'exportEnergy';
-    if (energy && value < 0) {
-      throw fail('negative-energy', `is ${value} ${reg.unit}; an energy counter cannot be negative`);
-    }
-    // The single float → integer conversion; `+ 0` turns -0 into 0.
-    const integer = Math.round(value * READING_FACTOR[reg.unit]) + 0;
-    if (!Number.isSafeInteger(integer)) {
-      throw fail('out-of-range', `is ${value} ${reg.unit}, too large to represent exactly`);
-    }
-    reading[READING_FIELD[reg.quantity]] = integer;
+  for (const reg of map.registers) {
+    const value = decodeOne(def, reg, blocks);
+    if (value !== undefined) reading[READING_FIELD[reg.quantity]] = value;
   }
   return reading;
 }
 
-/** Reads a register block from a device; sync or async so tests and pollers can share it. */
-export type RegisterReader = (
-  functionCode: FunctionCode,
-  address: number,
-  count: number,
-) => readonly number[] | Promise<readonly number[]>;
+/** Decodes the blocks read per planReads (any covering set of blocks works) into integers. */
+export function decodeBlocks(def: DeviceDefinition, blocks: readonly BlockData[], layout?: SunSpecLayout): DecodedReading {
+  return decodeMap(resolveMap(def, layout), blocks);
+}
 
-/** Reads every planned block through `read` (one request per block) and decodes them. */
+/** Reads one meter's registers and decodes them; keeps what it discovered between readings. */
+export interface MeterDecoder {
+  readonly definition: DeviceDefinition;
+  /** The SunSpec layout in use, once discovered (undefined for a definition without SunSpec points). */
+  readonly layout: SunSpecLayout | undefined;
+  /** One reading: discovery first if needed, then one request per planned block. */
+  read(read: RegisterReader): Promise<DecodedReading>;
+  /** The blocks a reading takes now (for a SunSpec definition, after the first read). */
+  plan(): ReadBlock[];
+  /** Forgets the discovered layout: the next read discovers again (e.g. after a device swap). */
+  forget(): void;
+}
+
+export interface DecoderOptions {
+  /** Holding addresses where the SunSpec marker may be; default the definition's, else 40000, 0, 50000. */
+  sunspecBases?: readonly number[];
+}
+
+/**
+ * A decoder that keeps a SunSpec definition's discovered layout, so polling walks the model
+ * chain once; each reading re-checks the models' ID and length words (in the same requests)
+ * and discovers again if the device changed.
+ */
+export function createDecoder(def: DeviceDefinition, options: DecoderOptions = {}): MeterDecoder {
+  const sunspec = usesSunSpec(def);
+  let layout: SunSpecLayout | undefined;
+  let map: RegisterMap | undefined = sunspec ? undefined : resolveMap(def);
+  let blocks: ReadBlock[] | undefined = map === undefined ? undefined : planBlocks(mapSpans(map), map.readable);
+
+  const discover = async (read: RegisterReader) => {
+    layout = await discoverSunSpec(read, { bases: options.sunspecBases ?? def.sunspec?.baseAddresses, want: modelsUsed(def) });
+    map = resolveMap(def, layout);
+    blocks = planBlocks(mapSpans(map), map.readable);
+  };
+  const readBlocks = async (read: RegisterReader): Promise<BlockData[]> => {
+    const data: BlockData[] = [];
+    for (const block of blocks ?? []) data.push({ ...block, registers: await read(block.functionCode, block.address, block.count) });
+    return data;
+  };
+  /** The first model whose ID or length word no longer matches, if any. */
+  const changed = (data: readonly BlockData[]): string | undefined => {
+    for (const m of map?.models ?? []) {
+      const header = blockWords(data, 3, m.address, 2);
+      if (header?.[0] !== m.id || header[1] !== m.length) {
+        return `model ${m.id} (length ${m.length}) expected at ${m.address}, found ${header === undefined ? 'nothing' : hexWords(header)}`;
+      }
+    }
+    return undefined;
+  };
+
+  return {
+    definition: def,
+    get layout() {
+      return layout;
+    },
+    async read(read) {
+      let fresh = false;
+      if (map === undefined) {
+        await discover(read);
+        fresh = true;
+      }
+      let data = await readBlocks(read);
+      let change = changed(data);
+      if (change !== undefined && !fresh) {
+        await discover(read);
+        data = await readBlocks(read);
+        change = changed(data);
+      }
+      if (change !== undefined || map === undefined) {
+        throw new SunSpecError('bad-chain', `${def.id}: the SunSpec layout changed while reading: ${change ?? 'no layout'}`);
+      }
+      return decodeMap(map, data);
+    },
+    plan() {
+      if (blocks === undefined) throw new SunSpecError('missing-model', `${def.id}: the SunSpec layout is discovered on the first read`);
+      return blocks.map((b) => ({ ...b }));
+    },
+    forget() {
+      if (!sunspec) return;
+      layout = undefined;
+      map = undefined;
+      blocks = undefined;
+    },
+  };
+}
+
+// One decoder per SunSpec definition for decodeRegisters(): a poller calling it every cycle with
+// a fresh read callback still walks the chain only once. Safe when several devices share a
+// definition: a device whose models sit elsewhere fails the header check and is rediscovered.
+const shared = new WeakMap<DeviceDefinition, MeterDecoder>();
+
+/**
+ * Reads every planned block through `read` (one request per block) and decodes them. A SunSpec
+ * definition's layout is discovered on first use and kept per definition (see createDecoder).
+ */
 export async function decodeRegisters(def: DeviceDefinition, read: RegisterReader): Promise<DecodedReading> {
-  const blocks: BlockData[] = [];
-  for (const block of planReads(def)) {
-    blocks.push({ ...block, registers: await read(block.functionCode, block.address, block.count) });
+  if (!usesSunSpec(def)) return createDecoder(def).read(read);
+  let decoder = shared.get(def);
+  if (decoder === undefined) {
+    decoder = createDecoder(def);
+    shared.set(def, decoder);
   }
-  return decodeBlocks(def, blocks);
+  return decoder.read(read);
 }

@@ -6,15 +6,15 @@ import { getDefinition, listDefinitions, UnknownDeviceError } from './catalog.ts
 import { createSimClock } from './clock.ts';
 import { DEFAULT_TIME_ZONE, isProfileName, localHour, PROFILE_NAMES, type ProfileName } from './profiles.ts';
 import { MeterSimulator } from './simulator.ts';
-import type { DeviceDefinition } from './definition.ts';
+import { DefinitionError, usesSunSpec, type DeviceDefinition } from './definition.ts';
 
-export const SIMULATE_USAGE = `usage: gtx simulate --model <sdm120|sdm630|id> --profile <${PROFILE_NAMES.join('|')}> [options]
+export const SIMULATE_USAGE = `usage: gtx simulate --model <id|alias|file> --profile <${PROFILE_NAMES.join('|')}> [options]
        gtx simulate --list
 
 Serves a simulated energy meter over Modbus TCP.
 
 options:
-  --model <id>       meter model from the catalog (see --list)
+  --model <id>       meter model from the catalog (see --list), or a .json/.toml definition file
   --profile <name>   household (load), pv (generation, negative W) or prosumer (net)
   --host <addr>      address to listen on (default 127.0.0.1)
   --port <n>         TCP port, 0 = any free port (default 5020)
@@ -83,7 +83,7 @@ function parse(argv: string[]): SimulateArgs | 'list' {
   try {
     definition = getDefinition(values.model);
   } catch (err) {
-    if (err instanceof UnknownDeviceError) throw new UsageError(err.message, SIMULATE.name);
+    if (err instanceof UnknownDeviceError || err instanceof DefinitionError) throw new UsageError(err.message, SIMULATE.name);
     throw err;
   }
   if (!isProfileName(values.profile)) {
@@ -131,7 +131,8 @@ export async function simulateCommand(argv: string[], io: SimulateIo): Promise<n
   if (args === 'list') {
     for (const def of listDefinitions()) {
       const aliases = def.aliases?.length ? ` (${def.aliases.join(', ')})` : '';
-      io.stdout(`${def.id}${aliases}  ${def.vendor} ${def.model}, ${def.phases}-phase`);
+      const sunspec = usesSunSpec(def) ? ', SunSpec' : '';
+      io.stdout(`${def.id}${aliases}  ${def.vendor} ${def.model}, ${def.phases}-phase${sunspec}`);
     }
     return 0;
   }
@@ -152,6 +153,10 @@ export async function simulateCommand(argv: string[], io: SimulateIo): Promise<n
     return 1;
   }
   io.stdout(`simulating ${args.definition.id} (${args.profile}) on modbus-tcp://${address.host}:${address.port} unit ${args.unitId}`);
+  const layout = sim.sunspecLayout;
+  if (layout !== undefined) {
+    io.stdout(`SunSpec marker at holding register ${layout.base}; models ${layout.models.map((m) => `${m.id} at ${m.address}`).join(', ')}`);
+  }
   io.stdout(statusLine(sim));
 
   await new Promise<void>((resolve) => {

@@ -2,9 +2,13 @@
 // profile and energy counters that are the integral of that power over simulated time.
 import { createServer } from 'node:net';
 import { ServerTCP, type IServiceVector } from 'modbus-serial';
-import { RANGE_TABLE, registerWords, type AddressRange, type DeviceDefinition, type FunctionCode, type RegisterDef } from './definition.ts';
-import { decodeBlocks, encodeValue, MAX_REGISTERS_PER_READ, planReads, type DecodedReading } from './decoder.ts';
+import { RANGE_TABLE, type AddressRange, type DeviceDefinition, type FunctionCode } from './definition.ts';
+import { decodeBlocks, MAX_REGISTERS_PER_READ, planReads, type DecodedReading } from './decoder.ts';
 import { createProfile, smoothNoise, type PowerProfile, type ProfileName } from './profiles.ts';
+import { buildImage, type RegisterImage, type SimulatedState, type SimulatedSunSpec } from './register-image.ts';
+import type { SunSpecLayout } from './sunspec.ts';
+
+export { servedRanges, simulatedLayout, type SimulatedSunSpec } from './register-image.ts';
 
 /** Modbus exception codes the simulator answers with. */
 export const MODBUS_EXCEPTION = {
@@ -24,17 +28,12 @@ export class ModbusException extends Error {
   }
 }
 
-/** The meter's state at one instant, exact (float64, the meter's own units). */
-export interface MeterSnapshot {
+/**
+ * The meter's state at one instant, exact (float64, the meter's own units): power positive =
+ * import; the phase current of a three-phase meter is a balanced load's.
+ */
+export interface MeterSnapshot extends SimulatedState {
   atMs: number;
-  /** Positive = import, negative = export. */
-  powerW: number;
-  importKWh: number;
-  exportKWh: number;
-  voltageV: number;
-  /** Phase current; a three-phase meter is simulated with a balanced load. */
-  currentA: number;
-  frequencyHz: number;
 }
 
 export interface MeterSimulatorOptions {
@@ -45,10 +44,14 @@ export interface MeterSimulatorOptions {
   ratedW?: number;
   /** Simulated ms epoch; default Date.now. Use createSimClock() to run faster than real time. */
   clock?: () => number;
+  /** Ignored (0) when the definition lists importEnergy in notMeasured: such a device only exports. */
   initialImportKWh?: number;
+  /** Ignored (0) when the definition lists exportEnergy in notMeasured: such a device only imports. */
   initialExportKWh?: number;
   /** Zone of the daily profile shape; default Asia/Bangkok. */
   timeZone?: string;
+  /** A SunSpec definition's simulated chain: marker address, extra models, common-model strings. */
+  sunspec?: SimulatedSunSpec;
 }
 
 export interface StartOptions {
@@ -85,8 +88,8 @@ export class MeterSimulator {
   private timer: NodeJS.Timeout | undefined;
   private listening: ListenAddress | undefined;
   private served = 1;
-  /** address → register covering it, per function code, to answer any requested range. */
-  private readonly map: Map<FunctionCode, Map<number, RegisterDef>>;
+  /** Every register's word for a state: live values, SunSpec chain, identification registers. */
+  private readonly image: RegisterImage;
   /** Addresses answered per function code (the definition's documented ranges), in order, adjacent ones merged. */
   private readonly spaces: Map<FunctionCode, AddressRange[]>;
 
@@ -97,11 +100,14 @@ export class MeterSimulator {
       typeof options.profile === 'function'
         ? options.profile
         : createProfile(options.profile, { seed: this.seed, ratedW: options.ratedW, timeZone: options.timeZone });
-    const max = options.definition.maxPowerW;
+    // A device that counts no import (a PV inverter) cannot import, and vice versa.
+    const notMeasured = options.definition.notMeasured ?? [];
+    const max = notMeasured.includes('importEnergy') ? 0 : options.definition.maxPowerW;
+    const min = notMeasured.includes('exportEnergy') ? 0 : -options.definition.maxPowerW;
     // A meter cannot measure beyond its rating; a non-finite profile value counts as no flow.
     this.power = (t) => {
       const w = profile(t);
-      return Number.isFinite(w) ? Math.min(max, Math.max(-max, w)) : 0;
+      return Number.isFinite(w) ? Math.min(max, Math.max(min, w)) + 0 : 0;
     };
     this.clock = options.clock ?? Date.now;
     this.importKWh = options.initialImportKWh ?? 0;
@@ -109,18 +115,17 @@ export class MeterSimulator {
     if (!(this.importKWh >= 0) || !(this.exportKWh >= 0)) {
       throw new RangeError('initial energy counters must be non-negative numbers');
     }
+    if (notMeasured.includes('importEnergy')) this.importKWh = 0;
+    if (notMeasured.includes('exportEnergy')) this.exportKWh = 0;
     this.lastMs = this.clock();
 
-    this.map = new Map();
-    for (const reg of this.definition.registers) {
-      let space = this.map.get(reg.functionCode);
-      if (space === undefined) {
-        space = new Map();
-        this.map.set(reg.functionCode, space);
-      }
-      for (let i = 0; i < registerWords(reg); i++) space.set(reg.address + i, reg);
-    }
-    this.spaces = servedRanges(this.definition);
+    this.image = buildImage(this.definition, options.sunspec);
+    this.spaces = this.image.served;
+  }
+
+  /** The SunSpec chain this simulator serves (undefined for a definition without SunSpec points). */
+  get sunspecLayout(): SunSpecLayout | undefined {
+    return this.image.layout;
   }
 
   get paused(): boolean {
@@ -195,28 +200,12 @@ export class MeterSimulator {
   /** What a gateway decoding this meter's registers right now would get. */
   decoded(): DecodedReading {
     const snap = this.snapshot();
-    const blocks = planReads(this.definition).map((b) => ({
+    const layout = this.image.layout;
+    const blocks = planReads(this.definition, layout).map((b) => ({
       ...b,
       registers: this.wordsAt(snap, b.functionCode, b.address, b.count),
     }));
-    return decodeBlocks(this.definition, blocks);
-  }
-
-  private valueInUnit(reg: RegisterDef, s: MeterSnapshot): number {
-    switch (reg.quantity) {
-      case 'importEnergy':
-        return reg.unit === 'Wh' ? s.importKWh * 1000 : s.importKWh;
-      case 'exportEnergy':
-        return reg.unit === 'Wh' ? s.exportKWh * 1000 : s.exportKWh;
-      case 'power':
-        return reg.unit === 'kW' ? s.powerW / 1000 : s.powerW;
-      case 'voltage':
-        return s.voltageV;
-      case 'current':
-        return s.currentA;
-      case 'frequency':
-        return s.frequencyHz;
-    }
+    return decodeBlocks(this.definition, blocks, layout);
   }
 
   private wordsAt(snap: MeterSnapshot, functionCode: FunctionCode, address: number, count: number): number[] {
@@ -236,23 +225,10 @@ export class MeterSimulator {
         `${this.definition.id}: ${count} ${table} registers from ${address} run past ${range[1]}, the end of the range ${range[0]}..${range[1]}`,
       );
     }
-    const space = this.map.get(functionCode);
-    const encoded = new Map<RegisterDef, number[]>();
+    // Documented but not simulated (reactive power, demand, settings …) reads as zero.
+    const wordAt = this.image.words(snap);
     const words: number[] = [];
-    for (let a = address; a <= last; a++) {
-      const reg = space?.get(a);
-      // Documented but not simulated (reactive power, demand, settings …): zero.
-      if (reg === undefined) {
-        words.push(0);
-        continue;
-      }
-      let regWords = encoded.get(reg);
-      if (regWords === undefined) {
-        regWords = encodeValue(reg, this.valueInUnit(reg, snap));
-        encoded.set(reg, regWords);
-      }
-      words.push(regWords[a - reg.address] ?? 0);
-    }
+    for (let a = address; a <= last; a++) words.push(wordAt(functionCode, a));
     return words;
   }
 
@@ -326,29 +302,6 @@ export class MeterSimulator {
   }
 }
 
-/**
- * What the simulator answers per function code: the definition's documented ranges, or, without
- * them, just the addresses its registers cover. Sorted, with touching ranges merged, since a
- * block read across the seam of two adjacent ranges is still inside the device's map.
- */
-export function servedRanges(def: DeviceDefinition): Map<FunctionCode, AddressRange[]> {
-  const out = new Map<FunctionCode, AddressRange[]>();
-  for (const fc of [3, 4] as const) {
-    const listed: AddressRange[] = def.ranges
-      ? (def.ranges[RANGE_TABLE[fc]] ?? []).map(([a, b]) => [a, b])
-      : def.registers.filter((r) => r.functionCode === fc).map((r) => [r.address, r.address + registerWords(r) - 1]);
-    listed.sort((x, y) => x[0] - y[0]);
-    const merged: AddressRange[] = [];
-    for (const [a, b] of listed) {
-      const prev = merged[merged.length - 1];
-      if (prev !== undefined && a <= prev[1] + 1) prev[1] = Math.max(prev[1], b);
-      else merged.push([a, b]);
-    }
-    out.set(fc, merged);
-  }
-  return out;
-}
-
 function listen(vector: IServiceVector, host: string, port: number): Promise<ServerTCP> {
   return new Promise((resolve, reject) => {
     // unitID 255 = answer every unit id; serve() checks the id so a wrong one gets an exception
@@ -365,7 +318,8 @@ function listen(vector: IServiceVector, host: string, port: number): Promise<Ser
   });
 }
 
-function findFreePort(host: string): Promise<number> {
+/** A free TCP port on `host` (ServerTCP takes 0 to mean 502, so the port is picked first). */
+export function findFreePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);

@@ -1,5 +1,5 @@
 import modbus from 'modbus-serial';
-import { decodeRegisters, type DecodedReading } from '../devices/decoder.ts';
+import { createDecoder, type DecodedReading, type MeterDecoder } from '../devices/decoder.ts';
 import { busUrl, type BusConfig, type MeterConfig } from './config.ts';
 
 // CJS interop: under NodeNext the default import is module.exports; the class is its `default`.
@@ -41,12 +41,114 @@ export interface BusPollerOptions {
 
 interface Slot {
   cfg: MeterConfig;
+  /** Keeps what it discovered (a SunSpec device's model chain) between readings. */
+  decoder: MeterDecoder;
   intervalMs: number;
   state: MeterState;
 }
 
 /** Consecutive timeouts on a TCP bus after which the connection is taken for dead and reopened. */
 const TCP_TIMEOUTS_BEFORE_RECONNECT = 3;
+
+/**
+ * One bus's connection: opened when needed, one request at a time (callers take turns; the
+ * poller and a scan each hold one), RTU's inter-frame silence kept, reopened after it fails.
+ */
+export class BusClient {
+  private client: ModbusClient | null = null;
+  private timeoutsInARow = 0;
+
+  constructor(readonly bus: BusConfig) {}
+
+  get where(): string {
+    return busUrl(this.bus);
+  }
+
+  /**
+   * Reads registers of `unitId` with a per-request timeout. Errors are as modbus-serial throws
+   * them (a Modbus exception has `modbusCode`; a timeout is a TransactionTimedOutError), after
+   * the connection was kept or closed as the error calls for.
+   */
+  async read(unitId: number, timeoutMs: number, fc: 3 | 4, address: number, count: number): Promise<number[]> {
+    const client = await this.connect();
+    client.setID(unitId);
+    client.setTimeout(timeoutMs);
+    try {
+      const res = fc === 4 ? await client.readInputRegisters(address, count) : await client.readHoldingRegisters(address, count);
+      this.timeoutsInARow = 0;
+      return res.data;
+    } catch (e) {
+      await this.afterError(e);
+      throw e;
+    } finally {
+      await this.gap();
+    }
+  }
+
+  /** RTU frames are told apart by silence: 3.5 characters between them (at least 1.75 ms). */
+  private async gap(): Promise<void> {
+    if (this.bus.kind !== 'rtu') return;
+    const bits = 1 + this.bus.dataBits + (this.bus.parity === 'none' ? 0 : 1) + this.bus.stopBits;
+    const ms = Math.max(1.75, (3.5 * bits * 1000) / this.bus.baudRate);
+    await new Promise((r) => setTimeout(r, Math.ceil(ms)));
+  }
+
+  private async afterError(e: unknown): Promise<void> {
+    const err = e as { modbusCode?: number; name?: string };
+    if (err.modbusCode !== undefined) return; // the device answered, with an exception: the line is fine
+    if (err.name === 'TransactionTimedOutError') {
+      // One silent meter is not a dead link; several timeouts in a row on TCP likely are (a
+      // half-open connection sends nothing and reports no error).
+      if (this.bus.kind === 'tcp' && ++this.timeoutsInARow >= TCP_TIMEOUTS_BEFORE_RECONNECT) await this.close();
+      return;
+    }
+    await this.close();
+  }
+
+  /** Opens the port or connection if it is not open; throws BusOpenError when it cannot. */
+  async connect(): Promise<ModbusClient> {
+    if (this.client?.isOpen) return this.client;
+    await this.close();
+    const client = new ModbusRTU();
+    // A port that fails between requests (an adapter pulled out) reports it as an 'error'
+    // event; unhandled, that would end the process. The next request finds it closed and reopens.
+    client.on('error', () => undefined);
+    const bus = this.bus;
+    try {
+      if (bus.kind === 'tcp') {
+        // modbus-serial sets no connect timeout: an unreachable host would hold the bus for the OS's (minutes).
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          client.connectTCP(bus.host, { port: bus.port }),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no connection within ${bus.connectTimeoutMs} ms`)), bus.connectTimeoutMs);
+          }),
+        ]).finally(() => clearTimeout(timer));
+      } else {
+        await client.connectRTUBuffered(bus.path, { baudRate: bus.baudRate, parity: bus.parity, dataBits: bus.dataBits, stopBits: bus.stopBits });
+        await this.gap();
+      }
+    } catch (e) {
+      await closeQuietly(client, bus.kind);
+      throw new BusOpenError(
+        `cannot open ${this.where}: ${describe(e)}; ${bus.kind === 'tcp' ? 'is the meter (or its Modbus gateway) on the network?' : 'is the RS-485 adapter plugged in, and may this user open it (group dialout)?'}`,
+      );
+    }
+    this.client = client;
+    this.timeoutsInARow = 0;
+    return client;
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    if (c) await closeQuietly(c, this.bus.kind);
+  }
+}
+
+export class BusOpenError extends Error {
+  override readonly name = 'BusOpenError';
+}
 
 /**
  * Polls the meters of one bus: one client, one request at a time, the inter-frame gap RTU
@@ -56,12 +158,11 @@ const TCP_TIMEOUTS_BEFORE_RECONNECT = 3;
  * it fails (a USB adapter unplugged and back, a TCP link dropped), without a restart.
  */
 export class BusPoller {
-  private client: ModbusClient | null = null;
+  private readonly io: BusClient;
   private readonly slots: Slot[];
   private stopped = true;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
-  private timeoutsInARow = 0;
   private readonly mono: () => number;
   private readonly now: () => number;
   polls = 0;
@@ -74,16 +175,18 @@ export class BusPoller {
   ) {
     this.mono = opts.mono ?? (() => performance.now());
     this.now = opts.now ?? Date.now;
+    this.io = new BusClient(bus);
     const start = this.mono();
     this.slots = meters.map((cfg) => ({
       cfg,
+      decoder: createDecoder(cfg.definition),
       intervalMs: cfg.intervalMs ?? opts.defaultIntervalMs,
       state: { id: cfg.id, bus: bus.name, unitId: cfg.unitId, model: cfg.definition.id, state: 'new', lastReadAtMs: null, lastValues: null, lastError: null, failures: 0, nextDueMono: start },
     }));
   }
 
   get where(): string {
-    return busUrl(this.bus);
+    return this.io.where;
   }
 
   meters(): MeterState[] {
@@ -101,7 +204,7 @@ export class BusPoller {
     this.stopped = true;
     this.wake?.();
     await this.loop;
-    await this.close();
+    await this.io.close();
   }
 
   private async run(): Promise<void> {
@@ -127,9 +230,8 @@ export class BusPoller {
     const { cfg, state } = slot;
     const due = state.nextDueMono;
     try {
-      const values = await this.read(cfg);
+      const values = await this.read(cfg, slot.decoder);
       this.polls++;
-      this.timeoutsInARow = 0;
       const recovered = state.state === 'failing';
       Object.assign(state, { state: 'ok', lastReadAtMs: this.now(), lastValues: values, lastError: null, failures: 0 });
       // Keep the meter's rhythm; after a late read, the next is one interval from now.
@@ -150,80 +252,13 @@ export class BusPoller {
   }
 
   /** Reads one meter's registers over the bus (each block one request). */
-  private async read(cfg: MeterConfig): Promise<DecodedReading> {
-    const client = await this.connect(cfg);
-    client.setID(cfg.unitId);
-    client.setTimeout(cfg.timeoutMs);
+  private async read(cfg: MeterConfig, decoder: MeterDecoder): Promise<DecodedReading> {
     try {
-      return await decodeRegisters(cfg.definition, async (fc, address, count) => {
-        const res = fc === 4 ? await client.readInputRegisters(address, count) : await client.readHoldingRegisters(address, count);
-        await this.gap();
-        return res.data;
-      });
+      return await decoder.read((fc, address, count) => this.io.read(cfg.unitId, cfg.timeoutMs, fc, address, count));
     } catch (e) {
-      await this.afterError(e);
+      if (e instanceof BusOpenError) throw new MeterReadError(`meter ${cfg.id}: ${e.message}`);
       throw new MeterReadError(`meter ${cfg.id} (${cfg.definition.model}) at ${this.where} unit ${cfg.unitId} did not answer: ${describe(e)}; check the wiring, unit id, ${this.bus.kind === 'rtu' ? 'baud rate, parity' : 'host, port'} and model`);
     }
-  }
-
-  /** RTU frames are told apart by silence: 3.5 characters between them (at least 1.75 ms). */
-  private async gap(): Promise<void> {
-    if (this.bus.kind !== 'rtu') return;
-    const bits = 1 + this.bus.dataBits + (this.bus.parity === 'none' ? 0 : 1) + this.bus.stopBits;
-    const ms = Math.max(1.75, (3.5 * bits * 1000) / this.bus.baudRate);
-    await new Promise((r) => setTimeout(r, Math.ceil(ms)));
-  }
-
-  private async afterError(e: unknown): Promise<void> {
-    const err = e as { modbusCode?: number; name?: string; errno?: string };
-    if (err.modbusCode !== undefined) return; // the device answered, with an exception: the line is fine
-    if (err.name === 'TransactionTimedOutError') {
-      // One silent meter is not a dead link; several timeouts in a row on TCP likely are (a
-      // half-open connection sends nothing and reports no error).
-      if (this.bus.kind === 'tcp' && ++this.timeoutsInARow >= TCP_TIMEOUTS_BEFORE_RECONNECT) await this.close();
-      else await this.gap();
-      return;
-    }
-    await this.close();
-  }
-
-  private async connect(cfg: MeterConfig): Promise<ModbusClient> {
-    if (this.client?.isOpen) return this.client;
-    await this.close();
-    const client = new ModbusRTU();
-    // A port that fails between requests (an adapter pulled out) reports it as an 'error'
-    // event; unhandled, that would end the process. The next request finds it closed and reopens.
-    client.on('error', () => undefined);
-    const bus = this.bus;
-    try {
-      if (bus.kind === 'tcp') {
-        // modbus-serial sets no connect timeout: an unreachable host would hold the bus for the OS's (minutes).
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          client.connectTCP(bus.host, { port: bus.port }),
-          new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no connection within ${bus.connectTimeoutMs} ms`)), bus.connectTimeoutMs);
-          }),
-        ]).finally(() => clearTimeout(timer));
-      } else {
-        await client.connectRTUBuffered(bus.path, { baudRate: bus.baudRate, parity: bus.parity, dataBits: bus.dataBits, stopBits: bus.stopBits });
-        await this.gap();
-      }
-    } catch (e) {
-      await closeQuietly(client, bus.kind);
-      throw new MeterReadError(
-        `meter ${cfg.id}: cannot open ${this.where}: ${describe(e)}; ${bus.kind === 'tcp' ? 'is the meter (or its Modbus gateway) on the network?' : 'is the RS-485 adapter plugged in, and may this user open it (group dialout)?'}`,
-      );
-    }
-    this.client = client;
-    this.timeoutsInARow = 0;
-    return client;
-  }
-
-  private async close(): Promise<void> {
-    const c = this.client;
-    this.client = null;
-    if (c) await closeQuietly(c, this.bus.kind);
   }
 }
 

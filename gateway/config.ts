@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { getDefinition } from '../devices/catalog.ts';
+import { resolveDefinition } from '../devices/catalog.ts';
 import type { DeviceDefinition } from '../devices/definition.ts';
 import { unknownConfigKey, type ConfigShape } from '../protocol/config-keys.ts';
 import {
@@ -206,7 +206,8 @@ export function loadGatewayConfig(path: string): GatewayConfig {
     if (seen.has(mid)) fail(where, `meter id ${mid} appears twice`);
     seen.add(mid);
     const model = str(t, 'model', where) ?? fail(where, 'model is required (e.g. "sdm120")');
-    const definition = ident(getDefinition, model, where);
+    // A catalog id or alias, or a definition file (.json/.toml) relative to this config.
+    const definition = ident((x) => resolveDefinition(x, base), model, where);
     const transport = str(t, 'transport', where);
     if (transport !== undefined && transport !== 'tcp') fail(where, `transport "${transport}" is not supported; name a [[buses]] entry with bus = "…" (serial or tcp)`);
     const busName = str(t, 'bus', where);

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { KeyObject } from 'node:crypto';
-import { generateGatewayKeyPair, loadPrivateKey, publicKeyPemOf } from '../protocol/index.ts';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { gatewayId, generateGatewayKeyPair, loadPrivateKey, publicKeyPemOf, type GatewayId } from '../protocol/index.ts';
 
 export interface GatewayKey {
   privateKey: KeyObject;
@@ -36,4 +36,10 @@ export function loadOrCreateKey(path: string): GatewayKey {
     throw new Error(`${path} is not an Ed25519 private key (${(e as Error).message}); move it away to generate a new one`);
   }
   return { privateKey, publicKeyPem: publicKeyPemOf(pem), created };
+}
+
+/** gw- and the first 10 hex digits of the SHA-256 of the public key (SPKI): stable for the key, unique enough per site. */
+export function idFromKey(publicKeyPem: string): GatewayId {
+  const der = createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' });
+  return gatewayId(`gw-${createHash('sha256').update(der).digest('hex').slice(0, 10)}`);
 }

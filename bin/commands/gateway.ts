@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { RELEASE_FLOOR_MS, iso, type ClockState } from '../../gateway/clock.ts';
 import { gatewayDefaults, loadGatewayConfig } from '../../gateway/config.ts';
-import { loadOrCreateKey } from '../../gateway/keys.ts';
+import { idFromKey, loadOrCreateKey } from '../../gateway/keys.ts';
 import { startGateway } from '../../gateway/main.ts';
 import { brokerSettings, enroll } from '../../gateway/enroll.ts';
 import { Outbox } from '../../gateway/outbox.ts';
@@ -13,43 +13,47 @@ import { untilStopSignal } from '../stop-signal.ts';
 
 const INIT = command(
   'gateway init',
-  `gtx gateway init --id ID [--data-dir DIR] [--write-config FILE] [--reuse-key]
-      create the gateway key (mode 0600) and write its public key next to it
+  `gtx gateway init [--id ID] [--config FILE] [--data-dir DIR] [--reuse-key]
+      create the gateway key (mode 0600) and ./gateway.toml, the config every other gateway
+      command reads from this folder
 
-  --id ID              the gateway's id: letters, digits, '.', '_' or '-' (part of its MQTT topics)
-  --data-dir DIR       key, outbox and MQTT login (default ./data/gateways/ID)
-  --write-config FILE  also write a config for this gateway to FILE (add its [[meters]] to it)
-  --reuse-key          keep a key that already exists in DIR (without it, init refuses: the id is in use)`,
-  { id: { type: 'string' }, 'data-dir': { type: 'string' }, 'write-config': { type: 'string' }, 'reuse-key': { type: 'boolean' } },
+  --id ID          the gateway's id: letters, digits, '.', '_' or '-' (part of its MQTT topics);
+                   default gw- and the start of its public key's fingerprint
+  --config FILE    where to write the config (default ./gateway.toml; --write-config too)
+  --data-dir DIR   key, outbox and MQTT login (default gateway-data next to the config)
+  --reuse-key      keep a key that already exists in DIR (without it, init refuses: the id is in use)`,
+  { id: { type: 'string' }, config: { type: 'string' }, 'write-config': { type: 'string' }, 'data-dir': { type: 'string' }, 'reuse-key': { type: 'boolean' } },
 );
+/** Every gateway command but init reads this config unless --config names another. */
+const DEFAULT_CONFIG = './gateway.toml';
 const ENROLL = command(
   'gateway enroll',
-  `gtx gateway enroll --config FILE --url SETTLEMENT_HTTP_URL --code CODE
+  `gtx gateway enroll --url SETTLEMENT_HTTP_URL --code CODE [--config FILE]
       register this gateway and its meters with the installer's one-time code; saves the MQTT
       login and broker URL, and continues each meter's chain where settlement has it
 
-  --config FILE   the gateway's TOML (gtx gateway init --write-config makes one)
+  --config FILE   the gateway's TOML (default ./gateway.toml, which gtx gateway init makes)
   --url URL       the settlement's HTTP address ([http] listen there), e.g. http://127.0.0.1:8080
   --code CODE     the one-time installer code (gtx settlement enroll-code)`,
   { config: { type: 'string' }, url: { type: 'string' }, code: { type: 'string' } },
 );
 const RUN = command(
   'gateway run',
-  `gtx gateway run --config FILE
+  `gtx gateway run [--config FILE]
       poll the configured meters and publish signed readings until Ctrl-C (SIGINT) or SIGTERM,
       then stop cleanly (exit 0), waiting up to 5 s for outstanding acknowledgements`,
   { config: { type: 'string' } },
 );
 const STATUS = command(
   'gateway status',
-  `gtx gateway status --config FILE
+  `gtx gateway status [--config FILE]
       broker, clock, outbox depth, last ack, envelopes waiting to be retried, dead letters,
       and each meter's last seq`,
   { config: { type: 'string' } },
 );
 const REQUEUE = command(
   'gateway requeue',
-  `gtx gateway requeue --config FILE [--reason REASON]
+  `gtx gateway requeue [--config FILE] [--reason REASON]
       move dead letters (all, or those refused for REASON) back into the outbox, in their
       original order; works while the gateway runs`,
   { config: { type: 'string' }, reason: { type: 'string' } },
@@ -63,50 +67,58 @@ export async function run(argv: string[]): Promise<void> {
   return runSubcommand(GATEWAY, argv, { init, enroll: enrollCommand, run: runGateway, status, requeue });
 }
 
+/** The config a gateway command reads: --config, or ./gateway.toml, which must exist. */
+function configPath(flag: string | undefined): string {
+  const path = flag ?? DEFAULT_CONFIG;
+  if (!existsSync(path)) {
+    throw new CliError(flag ? `${path}: no such file` : `no gateway.toml in this folder: run gtx gateway init here, or pass --config FILE`);
+  }
+  return path;
+}
+
 async function init(argv: string[]): Promise<void> {
   const f = parseFlags(argv, INIT);
-  let id: GatewayId;
+  let id: GatewayId | undefined;
   try {
-    id = gatewayId(required(f.id, '--id', INIT));
+    id = f.id === undefined ? undefined : gatewayId(f.id);
   } catch (e) {
-    if (e instanceof UsageError) throw e;
     throw new UsageError(`--id: ${(e as Error).message}`, INIT.name);
   }
-  const dataDir = resolve(f['data-dir'] ?? `./data/gateways/${id}`);
-  const cfg = gatewayDefaults(id, dataDir);
-  const out = f['write-config'];
+  const out = resolve(f.config ?? f['write-config'] ?? DEFAULT_CONFIG);
+  const dataDir = resolve(f['data-dir'] ?? join(dirname(out), 'gateway-data'));
+  const keyFile = gatewayDefaults('gw', dataDir).keyFile;
   // Refuse before creating anything, so a failed init leaves nothing behind.
-  if (out && existsSync(out)) throw new CliError(`${out} exists; not overwriting it: choose another --write-config FILE, or remove it`);
-  const existed = existsSync(cfg.keyFile);
+  if (existsSync(out)) throw new CliError(`${f.config ?? f['write-config'] ?? DEFAULT_CONFIG} exists; not overwriting it: choose another --config FILE, or remove it`);
+  const existed = existsSync(keyFile);
   if (existed && !f['reuse-key']) {
     // Two gateways with one key and id would be one gateway to settlement (and the second enrollment is refused).
     throw new CliError(
-      `gateway key already exists at ${cfg.keyFile}; this id is in use on this machine: choose another --id or --data-dir, or pass --reuse-key to keep it`,
+      `gateway key already exists at ${keyFile}; this id is in use on this machine: choose another --id or --data-dir, or pass --reuse-key to keep it`,
     );
   }
-  const key = loadOrCreateKey(cfg.keyFile);
+  const key = loadOrCreateKey(keyFile);
+  id ??= idFromKey(key.publicKeyPem);
   const pubFile = join(dataDir, 'gateway.pub.pem');
   writeFileSync(pubFile, key.publicKeyPem);
-  console.log(`${existed ? 'kept existing' : 'created'} key ${cfg.keyFile} (mode 0600)`);
+  console.log(`${existed ? 'kept existing' : 'created'} key ${keyFile} (mode 0600)`);
   console.log(`public key ${pubFile}`);
-  if (out) {
-    mkdirSync(dirname(resolve(out)), { recursive: true });
-    // data_dir relative to the config file, as the loader reads it: the pair can be moved together.
-    const rel = relative(dirname(resolve(out)), dataDir) || '.';
-    writeFileSync(out, configTemplate(id, rel));
-    console.log(`wrote ${out}: add your meters under [[meters]], then enroll: gtx gateway enroll --config ${out} --url URL --code CODE`);
-  } else {
-    console.log('enroll with an installer code: gtx gateway enroll --config FILE --url URL --code CODE');
-  }
+  mkdirSync(dirname(out), { recursive: true });
+  // data_dir relative to the config file, as the loader reads it: the pair can be moved together.
+  const rel = relative(dirname(out), dataDir) || '.';
+  writeFileSync(out, configTemplate(id, rel));
+  const flag = f.config ?? f['write-config'] ? ` --config ${f.config ?? f['write-config']}` : '';
+  console.log(`wrote ${relative(process.cwd(), out) || out} for gateway ${id}`);
+  console.log(`next: find the meters: gtx gateway scan --serial /dev/ttyUSB0 (or --tcp HOST)${flag}, or add [[meters]] by hand`);
+  console.log(`then: gtx gateway enroll --url URL --code CODE${flag}; gtx gateway test${flag}; gtx gateway run${flag}`);
 }
 
 async function enrollCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, ENROLL);
-  const config = required(f.config, '--config', ENROLL);
   const url = required(f.url, '--url', ENROLL);
   const code = required(f.code, '--code', ENROLL);
   if (!/^https?:\/\//i.test(url)) throw new UsageError('--url must start with http:// or https://, e.g. http://127.0.0.1:8080', ENROLL.name);
   if (!URL.canParse(url)) throw new UsageError(`--url "${url}" is not a URL, e.g. http://127.0.0.1:8080`, ENROLL.name);
+  const config = configPath(f.config);
   const cfg = loadGatewayConfig(config);
   if (cfg.meters.length === 0) throw new CliError(`${config} has no [[meters]] to enroll: add one per meter (see config/gateway.toml)`);
   // EnrollError (unreachable settlement, refusal) is one line and exit code 2 (bin/args.ts).
@@ -129,7 +141,7 @@ async function enrollCommand(argv: string[]): Promise<void> {
 
 async function runGateway(argv: string[]): Promise<void> {
   const f = parseFlags(argv, RUN);
-  const config = required(f.config, '--config', RUN);
+  const config = configPath(f.config);
   const cfg = loadGatewayConfig(config);
   if (cfg.meters.length === 0) throw new CliError(`${config} has no [[meters]]: add one per meter (see config/gateway.toml)`);
   const gw = await startGateway(cfg);
@@ -141,7 +153,7 @@ async function runGateway(argv: string[]): Promise<void> {
 
 async function status(argv: string[]): Promise<void> {
   const f = parseFlags(argv, STATUS);
-  const config = required(f.config, '--config', STATUS);
+  const config = configPath(f.config);
   const cfg = loadGatewayConfig(config);
   if (!existsSync(cfg.outboxFile)) {
     console.log(`gateway ${cfg.id}: no outbox yet at ${cfg.outboxFile} (never run)`);
@@ -157,11 +169,11 @@ async function status(argv: string[]): Promise<void> {
 
 async function requeue(argv: string[]): Promise<void> {
   const f = parseFlags(argv, REQUEUE);
-  const config = required(f.config, '--config', REQUEUE);
   const reason = f.reason;
   if (reason !== undefined && !(REJECT_REASONS as readonly string[]).includes(reason)) {
     throw new UsageError(`--reason "${reason}" is not a refusal reason (one of ${REJECT_REASONS.join(', ')})`, REQUEUE.name);
   }
+  const config = configPath(f.config);
   const cfg = loadGatewayConfig(config);
   if (!existsSync(cfg.outboxFile)) throw new CliError(`no outbox at ${cfg.outboxFile}: this gateway has never run`);
   const outbox = new Outbox(cfg.outboxFile);
@@ -241,13 +253,18 @@ batch_max_age_s = 10
 ack_timeout_s = 15
 max_in_flight = 32
 
+# Buses: an RS-485 line (Modbus RTU) or a TCP endpoint; gtx gateway scan adds what it finds.
+# [[buses]]
+# name = "rs485"
+# serial = "/dev/ttyUSB0"
+# baud = 9600
+# parity = "none"
+#
 # One table per meter.
 # [[meters]]
 # id = "${id}-main"
 # model = "sdm120"          # see: gtx simulate --list
-# transport = "tcp"
-# host = "192.168.1.50"
-# port = 502
+# bus = "rs485"             # or, for a Modbus TCP meter: host = "192.168.1.50" and port = 502
 # unit_id = 1
 # role = "consumption"      # consumption | generation | bidirectional
 `;

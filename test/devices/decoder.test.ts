@@ -29,6 +29,8 @@ describe('encodeValue / decodeValue', () => {
     uint16: [0, 1, 65535, 54321],
     int32: [0, -1, 2147483647, -2147483648, -123456789],
     uint32: [0, 1, 65536, 4294967295, 3000000000],
+    int64: [0, -1, 1, 2 ** 40 + 5, -(2 ** 52), Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER],
+    uint64: [0, 1, 2 ** 32, 2 ** 48 + 7, Number.MAX_SAFE_INTEGER],
   };
   for (const dataType of Object.keys(samples) as DataType[]) {
     for (const wordOrder of ['big', 'little'] as const) {
@@ -36,7 +38,7 @@ describe('encodeValue / decodeValue', () => {
         for (const value of samples[dataType]) {
           const r = reg(dataType, wordOrder);
           const words = encodeValue(r, value);
-          expect(words).toHaveLength(dataType.endsWith('16') ? 1 : 2);
+          expect(words).toHaveLength(dataType.endsWith('16') ? 1 : dataType.endsWith('64') ? 4 : 2);
           for (const w of words) expect(Number.isInteger(w) && w >= 0 && w <= 0xffff).toBe(true);
           const expected = dataType === 'float32' ? Math.fround(value) : value;
           expect(decodeValue(r, words)).toBe(expected);
@@ -68,14 +70,49 @@ describe('encodeValue / decodeValue', () => {
 });
 
 describe('planReads', () => {
-  it('reads the SDM120 in 4 blocks: contiguous registers merged, gaps never bridged', () => {
-    expect(planReads(getDefinition('sdm120'))).toEqual([
+  it('reads the SDM120 in one block: gaps are bridged inside the documented input range 30001-30346', () => {
+    expect(planReads(getDefinition('sdm120'))).toEqual([{ functionCode: 4, address: 0x00, count: 0x4c }]);
+    expect(planReads(getDefinition('sdm630'))).toEqual([{ functionCode: 4, address: 0x00, count: 0x4c }]);
+  });
+
+  it('never bridges a gap the device does not document (no ranges: only touching registers merge)', () => {
+    const { ranges: _ranges, ...bare } = getDefinition('sdm120');
+    expect(planReads(validateDefinition(structuredClone(bare), 'x'))).toEqual([
       { functionCode: 4, address: 0x00, count: 2 },
       { functionCode: 4, address: 0x06, count: 2 },
       { functionCode: 4, address: 0x0c, count: 2 },
       { functionCode: 4, address: 0x46, count: 6 },
     ]);
-    expect(planReads(getDefinition('sdm630')).map((b) => b.address)).toEqual([0x00, 0x06, 0x34, 0x46]);
+  });
+
+  it('bridges a gap only inside one documented range, up to 125 registers', () => {
+    const at = (quantity: RegisterDef['quantity'], address: number, unit: RegisterDef['unit']): RegisterDef =>
+      reg('float32', 'big', { quantity, address, unit });
+    const def = (input: [number, number][]) =>
+      validateDefinition(
+        {
+          id: 'x',
+          vendor: 'v',
+          model: 'm',
+          description: '',
+          phases: 1,
+          maxPowerW: 1,
+          registers: [at('importEnergy', 0, 'kWh'), at('exportEnergy', 100, 'kWh'), at('power', 200, 'W'), at('voltage', 300, 'V')],
+          ranges: { source: 'doc', input },
+        },
+        'x',
+      );
+    // One range 0..301: 0 and 100 share a block (102 registers); 200 would make 202 > 125.
+    expect(planReads(def([[0, 301]]))).toEqual([
+      { functionCode: 4, address: 0, count: 102 },
+      { functionCode: 4, address: 200, count: 102 },
+    ]);
+    // Touching ranges are one readable span; a gap between ranges is never bridged.
+    expect(planReads(def([[0, 50], [51, 101], [200, 201], [300, 301]]))).toEqual([
+      { functionCode: 4, address: 0, count: 102 },
+      { functionCode: 4, address: 200, count: 2 },
+      { functionCode: 4, address: 300, count: 2 },
+    ]);
   });
 
   it('keeps function codes apart and splits at 125 registers', () => {
@@ -175,13 +212,14 @@ describe('decodeBlocks', () => {
   });
 
   it('decodeRegisters issues one read per planned block', async () => {
-    const served = new Map(blocks({}).map((b) => [b.address, b.registers]));
+    const words = new Array<number>(0x4c).fill(0);
+    for (const b of blocks({})) words.splice(b.address, b.registers.length, ...b.registers);
     const calls: string[] = [];
     const reading = await decodeRegisters(sdm120, async (fc, address, count) => {
       calls.push(`${fc}:${address}+${count}`);
-      return served.get(address) ?? [];
+      return words.slice(address, address + count);
     });
-    expect(calls).toEqual(['4:0+2', '4:6+2', '4:12+2', '4:70+6']);
+    expect(calls).toEqual(['4:0+76']);
     expect(reading).toEqual(decodeBlocks(sdm120, blocks({})));
   });
 });

@@ -1,6 +1,7 @@
+import { fileURLToPath } from 'node:url';
 import modbusSerial from 'modbus-serial';
 import { describe, expect, it } from 'vitest';
-import { getDefinition } from '../../devices/catalog.ts';
+import { getDefinition, listDefinitions } from '../../devices/catalog.ts';
 import { decodeRegisters } from '../../devices/decoder.ts';
 import { simulateCommand, type SimulateIo } from '../../devices/simulate-cli.ts';
 
@@ -15,13 +16,18 @@ describe('gtx simulate', () => {
   it('--list prints the catalog models', async () => {
     const { io, out } = capture();
     expect(await simulateCommand(['--list'], io)).toBe(0);
-    expect(out.join('\n')).toMatch(/^eastron-sdm120 \(sdm120\) .*\neastron-sdm630 \(sdm630\) /);
+    const text = out.join('\n');
+    expect(text).toMatch(/^abb-b23 \(b23\) {2}ABB B23, 3-phase$/m);
+    expect(text).toMatch(/^eastron-sdm120 \(sdm120\) .*\neastron-sdm230 \(sdm230\) .*\neastron-sdm630 \(sdm630\) /m);
+    expect(text).toMatch(/^sunspec-inverter-103 \(sunspec-103\) .*, 3-phase, SunSpec$/m);
+    expect(out).toHaveLength(listDefinitions().length);
   });
 
   it.each([
     [['--model', 'sdm120'], /--profile is required/],
     [['--profile', 'pv'], /--model is required/],
-    [['--model', 'sdm999', '--profile', 'pv'], /unknown device model "sdm999"; known models: eastron-sdm120 \(sdm120\)/],
+    [['--model', 'sdm999', '--profile', 'pv'], /unknown device model "sdm999"; known models: .*eastron-sdm120 \(sdm120\)/],
+    [['--model', 'no/such/meter.toml', '--profile', 'pv'], /invalid device definition .*no\/such\/meter\.toml: \(root\): no such file/],
     [['--model', 'sdm120', '--profile', 'solar'], /unknown profile "solar"; use one of household, pv, prosumer/],
     [['--model', 'sdm120', '--profile', 'pv', '--port', '70000'], /--port must be an integer 0\.\.65535, got "70000"/],
     [['--model', 'sdm120', '--profile', 'pv', '--speed=-2'], /--speed must be a positive number, got "-2"/],
@@ -62,6 +68,31 @@ describe('gtx simulate', () => {
     abort.abort();
     expect(await done).toBe(0);
     expect(out.at(-1)).toBe('simulator stopped');
+  });
+
+  it.each([
+    ['sunspec-103', 'sunspec-inverter-103', 'pv', /^SunSpec marker at holding register 40000; models 1 at 40002, 103 at 40070$/],
+    [fileURLToPath(new URL('../../devices/examples/generic-meter.toml', import.meta.url)), 'generic-example', 'household', undefined],
+  ] as const)('serves --model %s (catalog alias or definition file) for a gateway-style read', async (model, id, profile, sunspecLine) => {
+    const abort = new AbortController();
+    const { io, out } = capture({ signal: abort.signal, statusEveryMs: 60_000 });
+    const done = simulateCommand(['--model', model, '--profile', profile, '--port', '0'], io);
+    while (out.length < (sunspecLine === undefined ? 2 : 3)) await new Promise((r) => setTimeout(r, 20));
+    const match = new RegExp(`^simulating ${id} \\(${profile}\\) on modbus-tcp://127\\.0\\.0\\.1:(\\d+) unit 1$`).exec(out[0] ?? '');
+    expect(match, out[0]).not.toBeNull();
+    if (sunspecLine !== undefined) expect(out[1]).toMatch(sunspecLine);
+
+    const client = new modbusSerial.default();
+    await client.connectTCP('127.0.0.1', { port: Number(match?.[1]) });
+    client.setID(1);
+    client.setTimeout(2000);
+    const def = getDefinition(model);
+    const reading = await decodeRegisters(def, async (fc, a, n) => (fc === 4 ? await client.readInputRegisters(a, n) : await client.readHoldingRegisters(a, n)).data);
+    expect(reading.importWh).toBe(0);
+    expect(Number.isSafeInteger(reading.powerW)).toBe(true);
+    await new Promise<void>((r) => client.close(() => r()));
+    abort.abort();
+    expect(await done).toBe(0);
   });
 
   it('exits 1 with a clear message when the port is taken', async () => {

@@ -41,7 +41,7 @@ function inputRange(def: DeviceDefinition): [number, number] {
 /** Input addresses a register of the definition covers. */
 function mapped(def: DeviceDefinition): Set<number> {
   const out = new Set<number>();
-  for (const r of def.registers) if (r.functionCode === 4) for (let i = 0; i < registerWords(r); i++) out.add(r.address + i);
+  for (const r of def.registers) if (r.functionCode === 4 && r.address !== undefined) for (let i = 0; i < registerWords(r); i++) out.add(r.address + i);
   return out;
 }
 
@@ -91,15 +91,17 @@ describe('documented register ranges over Modbus TCP (modbus-serial)', () => {
     });
   }
 
-  it('serves the documented holding ranges (settings, serial number) as zeros and refuses what lies between them', async () => {
+  it('serves the documented holding ranges (settings and serial number as zeros, the meter code) and refuses what lies between them', async () => {
     const def = getDefinition('sdm630');
     const { port } = await serve(def);
     const client = await connect(port);
     expect((await client.readHoldingRegisters(0, 88)).data).toEqual(new Array<number>(88).fill(0));
     expect((await client.readHoldingRegisters(0xfc00, 2)).data).toEqual([0, 0]);
+    // Serial number, meter code (0x0070 identifies an SDM630) and software version.
+    expect((await client.readHoldingRegisters(0xfc00, 4)).data).toEqual([0, 0, 0x0070, 0]);
     expect(await modbusError(client.readHoldingRegisters(87, 2))).toBe(2);
     expect(await modbusError(client.readHoldingRegisters(88, 1))).toBe(2);
-    expect(await modbusError(client.readHoldingRegisters(0xfc00, 3))).toBe(2);
+    expect(await modbusError(client.readHoldingRegisters(0xfc00, 5))).toBe(2);
   });
 
   it('answers function codes the meter does not have with exception 1 (illegal function)', async () => {

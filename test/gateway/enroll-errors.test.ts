@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { idFromKey } from '../../gateway/keys.ts';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +8,7 @@ import { freePort } from '../support/ports.ts';
 import { startTestSettlement } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { writeGatewayToml } from './gateway-toml.ts';
-import { gtxAsync, type CliRun } from '../support/cli.ts';
+import { gtxAsync, gtxSync, type CliRun } from '../support/cli.ts';
 
 /**
  * `gtx gateway enroll` names why an enrollment failed and exits 2; `gtx gateway init` does not
@@ -81,7 +82,7 @@ describe('gtx gateway init with a key already there', () => {
     expect(readFileSync(join(dir.path, 'gw-a.toml'), 'utf8')).toMatch(/^data_dir = "gw-a" /m);
     const key = readFileSync(join(data, 'gateway.key'), 'utf8');
 
-    const again = await gtx(['gateway', 'init', '--id', 'gw-a', '--data-dir', data]);
+    const again = await gtx(['gateway', 'init', '--id', 'gw-a', '--data-dir', data, '--config', join(dir.path, 'gw-a2.toml')]);
     expect({ status: again.status, stderr: again.stderr, stdout: again.stdout }).toEqual({
       status: 2,
       stderr: `gtx: gateway key already exists at ${join(data, 'gateway.key')}; this id is in use on this machine: choose another --id or --data-dir, or pass --reuse-key to keep it\n`,
@@ -89,12 +90,36 @@ describe('gtx gateway init with a key already there', () => {
     });
 
     const overwrite = await gtx(['gateway', 'init', '--id', 'gw-b', '--data-dir', join(dir.path, 'gw-b'), '--write-config', join(dir.path, 'gw-a.toml')]);
-    expect([overwrite.status, overwrite.stderr]).toEqual([2, `gtx: ${join(dir.path, 'gw-a.toml')} exists; not overwriting it: choose another --write-config FILE, or remove it\n`]);
+    expect([overwrite.status, overwrite.stderr]).toEqual([2, `gtx: ${join(dir.path, 'gw-a.toml')} exists; not overwriting it: choose another --config FILE, or remove it\n`]);
     expect(existsSync(join(dir.path, 'gw-b'))).toBe(false); // refused before anything was created
 
-    const reuse = await gtx(['gateway', 'init', '--id', 'gw-a', '--data-dir', data, '--reuse-key']);
+    const reuse = await gtx(['gateway', 'init', '--id', 'gw-a', '--data-dir', data, '--reuse-key', '--config', join(dir.path, 'gw-a3.toml')]);
     expect(reuse.status, reuse.stderr).toBe(0);
     expect(reuse.stdout).toContain(`kept existing key ${join(data, 'gateway.key')}`);
     expect(readFileSync(join(data, 'gateway.key'), 'utf8')).toBe(key);
   });
 });
+
+describe('gtx gateway init with no flags', () => {
+  const dir = tempDir('gtx-init-here-');
+  afterAll(() => dir.remove());
+
+  it('makes ./gateway.toml and a key in the folder it runs in, the id from the key, and the other commands read it by default', () => {
+    const here = { cwd: dir.path };
+    const none = gtxSync(['gateway', 'status'], here);
+    expect([none.status, none.stderr]).toEqual([2, 'gtx: no gateway.toml in this folder: run gtx gateway init here, or pass --config FILE\n']);
+    const r = gtxSync(['gateway', 'init'], here);
+    expect(r.status, r.stderr).toBe(0);
+    const pem = readFileSync(join(dir.path, 'gateway-data', 'gateway.pub.pem'), 'utf8');
+    const id = idFromKey(pem);
+    expect(id).toMatch(/^gw-[0-9a-f]{10}$/);
+    expect(r.stdout).toContain(`wrote gateway.toml for gateway ${id}`);
+    expect(statSync(join(dir.path, 'gateway-data', 'gateway.key')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(dir.path, 'gateway.toml'), 'utf8')).toMatch(new RegExp(`^id = "${id}"\\ndata_dir = "gateway-data"`, 'm'));
+    const status = gtxSync(['gateway', 'status'], here);
+    expect([status.status, status.stdout.split('\n')[0]]).toEqual([0, `gateway ${id}: no outbox yet at ${join(dir.path, 'gateway-data', 'outbox.sqlite')} (never run)`]);
+    const twice = gtxSync(['gateway', 'init'], here);
+    expect([twice.status, twice.stderr]).toEqual([2, 'gtx: ./gateway.toml exists; not overwriting it: choose another --config FILE, or remove it\n']);
+  });
+});
+

@@ -122,10 +122,10 @@ describe('gateway refusals: retry, dead letters, requeue; clock sanity', () => {
     for (const args of [['gateway', '--help'], ['gateway', 'requeue', '--help']]) {
       const r = gtx(args);
       expect(r.status, args.join(' ')).toBe(0);
-      expect(r.stdout).toContain('gtx gateway requeue --config FILE [--reason REASON]');
+      expect(r.stdout).toContain('gtx gateway requeue [--config FILE] [--reason REASON]');
     }
     const cases: Array<[string[], RegExp]> = [
-      [['gateway', 'requeue'], /^gtx: --config is required$/m],
+      [['gateway', 'requeue'], /^gtx: no gateway.toml in this folder: run gtx gateway init here, or pass --config FILE$/m],
       [['gateway', 'requeue', '--config', 'x.toml', '--reason', 'nope'], /^gtx: --reason "nope" is not a refusal reason/m],
       [['gateway', 'status', '--config', '/nonexistent/gw.toml'], /^gtx: \/nonexistent\/gw\.toml: /m],
     ];
