@@ -13,7 +13,9 @@ const USAGE = `gtx — GridTokenX command line
   gtx settlement api-key create --role admin|utility [--label TEXT] | list | revoke --id ID  [--config FILE] [--data DIR]
   gtx settlement mosquitto-acl --out DIR [--port N] [--workers N]
   gtx gateway init [--id ID] [--config FILE] [--data-dir DIR] [--reuse-key]      (then, from that folder:)
+  gtx gateway scan (--serial PATH [--baud N] [--parity P] | --tcp HOST[:PORT]) [--units 1-247] [--yes] [--config FILE]
   gtx gateway enroll --url SETTLEMENT_HTTP_URL --code CODE [--config FILE]
+  gtx gateway test [--no-publish] [--config FILE]
   gtx gateway run [--config FILE]
   gtx gateway status [--config FILE]
   gtx gateway requeue [--config FILE] [--reason R]

@@ -24,6 +24,9 @@ export interface DecodedReading {
   exportWh: number;
   powerW: number;
   voltageMilliV?: number;
+  /** Phases 2 and 3 of a three-phase meter that maps them; not published (the gateway's checks use them). */
+  voltageL2MilliV?: number;
+  voltageL3MilliV?: number;
   currentMilliA?: number;
   frequencyMilliHz?: number;
 }
@@ -34,6 +37,8 @@ export const READING_FIELD: Readonly<Record<Quantity, keyof DecodedReading>> = {
   exportEnergy: 'exportWh',
   power: 'powerW',
   voltage: 'voltageMilliV',
+  voltageL2: 'voltageL2MilliV',
+  voltageL3: 'voltageL3MilliV',
   current: 'currentMilliA',
   frequency: 'frequencyMilliHz',
 };

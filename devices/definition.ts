@@ -5,7 +5,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { checkDefinition } from './definition-rules.ts';
 
-export const QUANTITIES = ['importEnergy', 'exportEnergy', 'power', 'voltage', 'current', 'frequency'] as const;
+/** `voltage` is phase 1 (L1-N); a three-phase meter may also map `voltageL2` and `voltageL3` (a missing phase shows). */
+export const QUANTITIES = ['importEnergy', 'exportEnergy', 'power', 'voltage', 'voltageL2', 'voltageL3', 'current', 'frequency'] as const;
 export const DATA_TYPES = ['float32', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64'] as const;
 export const UNITS = ['kWh', 'Wh', 'kW', 'W', 'V', 'A', 'Hz'] as const;
 /** Quantities a device may declare it does not measure (an inverter counts no import). */
@@ -143,6 +144,8 @@ export const UNITS_FOR_QUANTITY: Readonly<Record<Quantity, readonly Unit[]>> = {
   exportEnergy: ['kWh', 'Wh'],
   power: ['kW', 'W'],
   voltage: ['V'],
+  voltageL2: ['V'],
+  voltageL3: ['V'],
   current: ['A'],
   frequency: ['Hz'],
 };

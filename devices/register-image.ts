@@ -154,7 +154,9 @@ function valueOf(reg: ResolvedRegister, s: SimulatedState): number {
     case 'power':
       return reg.unit === 'kW' ? s.powerW / 1000 : s.powerW;
     case 'voltage':
-      return s.voltageV;
+    case 'voltageL2':
+    case 'voltageL3':
+      return s.voltageV; // a balanced supply
     case 'current':
       return s.currentA;
     case 'frequency':

@@ -364,6 +364,11 @@ export class Outbox {
       .immediate();
   }
 
+  /** Whether an envelope is still waiting (not acknowledged, not a dead letter). */
+  has(id: string): boolean {
+    return this.s.get.get(id) !== undefined;
+  }
+
   depth(): number {
     return this.s.depth.get() as number;
   }

@@ -10,6 +10,8 @@ import type { AckWait } from '../../gateway/publisher.ts';
 import { REJECT_REASONS, gatewayId, type GatewayId } from '../../protocol/index.ts';
 import { CliError, command, parseFlags, required, runSubcommand, UsageError } from '../args.ts';
 import { untilStopSignal } from '../stop-signal.ts';
+import { scan, SCAN } from './gateway-scan.ts';
+import { testGateway, TEST } from './gateway-test.ts';
 
 const INIT = command(
   'gateway init',
@@ -60,11 +62,11 @@ const REQUEUE = command(
 );
 const GATEWAY = {
   name: 'gateway',
-  usage: [INIT, ENROLL, RUN, STATUS, REQUEUE].map((c) => c.usage.split('\n\n')[0]!).join('\n') + '\n\n  gtx gateway COMMAND --help shows a command\'s options.',
+  usage: [INIT, SCAN, ENROLL, TEST, RUN, STATUS, REQUEUE].map((c) => c.usage.split('\n\n')[0]!).join('\n') + '\n\n  gtx gateway COMMAND --help shows a command\'s options.',
 };
 
 export async function run(argv: string[]): Promise<void> {
-  return runSubcommand(GATEWAY, argv, { init, enroll: enrollCommand, run: runGateway, status, requeue });
+  return runSubcommand(GATEWAY, argv, { init, scan: (a) => scan(a, configPath), enroll: enrollCommand, test: (a) => testGateway(a, configPath), run: runGateway, status, requeue });
 }
 
 /** The config a gateway command reads: --config, or ./gateway.toml, which must exist. */

@@ -37,6 +37,8 @@ const FACTS: Record<string, Record<string, string>> = {
   },
   'eastron-sdm630': {
     voltage: '4:0x0000 float32 big ×1 V',
+    voltageL2: '4:0x0002 float32 big ×1 V',
+    voltageL3: '4:0x0004 float32 big ×1 V',
     current: '4:0x0006 float32 big ×1 A',
     power: '4:0x0034 float32 big ×1 W',
     frequency: '4:0x0046 float32 big ×1 Hz',
@@ -45,6 +47,8 @@ const FACTS: Record<string, Record<string, string>> = {
   },
   'eastron-sdm72d': {
     voltage: '4:0x0000 float32 big ×1 V',
+    voltageL2: '4:0x0002 float32 big ×1 V',
+    voltageL3: '4:0x0004 float32 big ×1 V',
     current: '4:0x0006 float32 big ×1 A',
     power: '4:0x0034 float32 big ×1 W',
     frequency: '4:0x0046 float32 big ×1 Hz',
@@ -55,12 +59,16 @@ const FACTS: Record<string, Record<string, string>> = {
     importEnergy: '3:0x5000 uint64 big ×0.01 kWh',
     exportEnergy: '3:0x5004 uint64 big ×0.01 kWh',
     voltage: '3:0x5b00 uint32 big ×0.1 V',
+    voltageL2: '3:0x5b02 uint32 big ×0.1 V',
+    voltageL3: '3:0x5b04 uint32 big ×0.1 V',
     current: '3:0x5b0c uint32 big ×0.01 A',
     power: '3:0x5b14 int32 big ×0.01 W',
     frequency: '3:0x5b2c uint16 big ×0.01 Hz',
   },
   'carlo-gavazzi-em24': {
     voltage: '3:0x0000 int32 little ×0.1 V',
+    voltageL2: '3:0x0002 int32 little ×0.1 V',
+    voltageL3: '3:0x0004 int32 little ×0.1 V',
     current: '3:0x000c int32 little ×0.001 A',
     power: '3:0x0028 int32 little ×0.1 W',
     frequency: '3:0x0033 uint16 big ×0.1 Hz',
@@ -71,6 +79,8 @@ const FACTS: Record<string, Record<string, string>> = {
     // Register numbers 3000, 3028, 3060, 3110, 3204, 3208 in the manual (1-based).
     current: '3:0x0bb7 float32 big ×1 A',
     voltage: '3:0x0bd3 float32 big ×1 V',
+    voltageL2: '3:0x0bd5 float32 big ×1 V',
+    voltageL3: '3:0x0bd7 float32 big ×1 V',
     power: '3:0x0bf3 float32 big ×1 kW',
     frequency: '3:0x0c25 float32 big ×1 Hz',
     importEnergy: '3:0x0c83 int64 big ×1 Wh',
@@ -79,6 +89,8 @@ const FACTS: Record<string, Record<string, string>> = {
   'sunspec-inverter-103': {
     current: '103/1 uint16 big ×1 A sf4',
     voltage: '103/8 uint16 big ×1 V sf11',
+    voltageL2: '103/9 uint16 big ×1 V sf11',
+    voltageL3: '103/10 uint16 big ×1 V sf11',
     power: '103/12 int16 big ×-1 W sf13',
     frequency: '103/14 uint16 big ×1 Hz sf15',
     exportEnergy: '103/22 uint32 big ×1 Wh sf24',
@@ -86,6 +98,8 @@ const FACTS: Record<string, Record<string, string>> = {
   'sunspec-meter-203': {
     current: '203/1 int16 big ×1 A sf4',
     voltage: '203/6 int16 big ×1 V sf13',
+    voltageL2: '203/7 int16 big ×1 V sf13',
+    voltageL3: '203/8 int16 big ×1 V sf13',
     frequency: '203/14 int16 big ×1 Hz sf15',
     power: '203/16 int16 big ×1 W sf20',
     exportEnergy: '203/36 uint32 big ×1 Wh sf52',
@@ -107,8 +121,10 @@ describe('catalog register maps', () => {
   it('B24 shares the B23 map; model 101 shares 103, and 201 shares 203, at their own model id', () => {
     expect(getDefinition('b24').registers).toEqual(getDefinition('b23').registers);
     const relabel = (def: DeviceDefinition, model: number) => def.registers.map((r) => ({ ...r, model }));
-    expect(relabel(getDefinition('sunspec-inverter-101'), 103)).toEqual(getDefinition('sunspec-inverter-103').registers);
-    expect(relabel(getDefinition('sunspec-meter-201'), 203)).toEqual(getDefinition('sunspec-meter-203').registers);
+    // The single-phase models have no phases 2 and 3.
+    const onePhase = (def: DeviceDefinition) => def.registers.filter((r) => r.quantity !== 'voltageL2' && r.quantity !== 'voltageL3');
+    expect(relabel(getDefinition('sunspec-inverter-101'), 103)).toEqual(onePhase(getDefinition('sunspec-inverter-103')));
+    expect(relabel(getDefinition('sunspec-meter-201'), 203)).toEqual(onePhase(getDefinition('sunspec-meter-203')));
     expect(getDefinition('sunspec-inverter-103').notMeasured).toEqual(['importEnergy']);
   });
 

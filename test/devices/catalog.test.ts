@@ -72,6 +72,8 @@ describe('bundled catalog', () => {
     expect(at(sdm120)).toEqual({ voltage: 0x00, current: 0x06, power: 0x0c, frequency: 0x46, importEnergy: 0x48, exportEnergy: 0x4a });
     expect(at(getDefinition('eastron-sdm630'))).toEqual({
       voltage: 0x00,
+      voltageL2: 0x02,
+      voltageL3: 0x04,
       current: 0x06,
       power: 0x34,
       frequency: 0x46,

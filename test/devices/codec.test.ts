@@ -71,6 +71,8 @@ describe('word order of 32-bit integers (Carlo Gavazzi: low word first)', () => 
     const em24 = getDefinition('em24');
     const regs = new Array<number>(80).fill(0);
     regs.splice(0x00, 2, 0x08fd, 0x0000); // 2301 → 230.1 V
+    regs.splice(0x02, 2, 0x08fc, 0x0000); // 2300 → 230.0 V (L2)
+    regs.splice(0x04, 2, 0x0000, 0x0000); // 0 V: phase 3 missing
     regs.splice(0x0c, 2, 0x1388, 0x0000); // 5000 → 5.000 A
     regs.splice(0x28, 2, 0x1dc0, 0xfffe); // -123456 → -12345.6 W
     regs.splice(0x33, 1, 500); // 50.0 Hz
@@ -78,6 +80,8 @@ describe('word order of 32-bit integers (Carlo Gavazzi: low word first)', () => 
     regs.splice(0x4e, 2, 0x0001, 0x0000); // 1 → 0.1 kWh
     expect(decodeBlocks(em24, [{ functionCode: 3, address: 0, count: 80, registers: regs }])).toEqual({
       voltageMilliV: 230100,
+      voltageL2MilliV: 230000,
+      voltageL3MilliV: 0,
       currentMilliA: 5000,
       powerW: -12346,
       frequencyMilliHz: 50000,
@@ -106,6 +110,8 @@ describe('"not available" conventions', () => {
     const abb = getDefinition('b23');
     const instantaneous = new Array<number>(45).fill(0);
     instantaneous.splice(0x00, 2, 0, 2301); // 230.1 V
+    instantaneous.splice(0x02, 2, 0, 2302); // L2
+    instantaneous.splice(0x04, 2, 0xffff, 0xffff); // L3: not available
     instantaneous.splice(0x0c, 2, 0xffff, 0xffff); // current: not available
     instantaneous.splice(0x14, 2, 0x0002, 0x49f0); // 150000 → 1500.00 W
     instantaneous.splice(0x2c, 1, 0xffff); // frequency: not available
@@ -114,7 +120,7 @@ describe('"not available" conventions', () => {
       { functionCode: 3, address: 0x5000, count: 8, registers: energies },
       { functionCode: 3, address: 0x5b00, count: 45, registers: instantaneous },
     ]);
-    expect(reading).toEqual({ importWh: 123450, exportWh: 6780, powerW: 1500, voltageMilliV: 230100 });
+    expect(reading).toEqual({ importWh: 123450, exportWh: 6780, powerW: 1500, voltageMilliV: 230100, voltageL2MilliV: 230200 });
     expect(() =>
       decodeBlocks(abb, [
         { functionCode: 3, address: 0x5000, count: 8, registers: [0xffff, 0xffff, 0xffff, 0xffff, 0, 0, 0, 0] },

@@ -42,6 +42,7 @@ describe('MeterSimulator over Modbus TCP', () => {
         exportWh: once(snap.exportKWh, 1000),
         powerW: once(snap.powerW, 1),
         voltageMilliV: once(snap.voltageV, 1000),
+        ...(model === 'sdm630' ? { voltageL2MilliV: once(snap.voltageV, 1000), voltageL3MilliV: once(snap.voltageV, 1000) } : {}),
         currentMilliA: once(snap.currentA, 1000),
         frequencyMilliHz: once(snap.frequencyHz, 1000),
       });

@@ -30,6 +30,8 @@ export function expectedReading(snap: MeterSnapshot): Record<keyof DecodedReadin
     exportWh: snap.exportKWh * 1000,
     powerW: snap.powerW,
     voltageMilliV: snap.voltageV * 1000,
+    voltageL2MilliV: snap.voltageV * 1000,
+    voltageL3MilliV: snap.voltageV * 1000,
     currentMilliA: snap.currentA * 1000,
     frequencyMilliHz: snap.frequencyHz * 1000,
   };
