@@ -24,6 +24,10 @@ export interface GatewayConfig {
   pollIntervalMs: number;
   batchMaxReadings: number;
   batchMaxAgeMs: number;
+  /** The outbox may grow to this many bytes; past it new readings are not stored (nothing waiting is deleted). */
+  outboxMaxBytes: number;
+  /** A read-only status page (and /metrics) on this address; null = off. */
+  statusListen: { host: string; port: number } | null;
   mqtt: {
     /**
      * Set on purpose (in the config file, or by whoever built this config). Undefined means
@@ -83,6 +87,9 @@ export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
     pollIntervalMs: 5_000,
     batchMaxReadings: 16,
     batchMaxAgeMs: 10_000,
+    // 30 days of 16 meters read every 10 s take about 1.3 GB (docs/gateway.md#the-outbox).
+    outboxMaxBytes: 2048 * 1024 * 1024,
+    statusListen: null,
     mqtt: { ackTimeoutMs: 15_000, maxInFlight: 32 },
     buses: [],
     meters: [],
@@ -106,7 +113,7 @@ type Table = Record<string, unknown>;
 
 /** Every table and key loadGatewayConfig reads; anything else in the file is refused. */
 export const GATEWAY_CONFIG_SHAPE: ConfigShape = {
-  gateway: { kind: 'table', keys: ['id', 'data_dir', 'key_file', 'poll_interval_s', 'batch_max_readings', 'batch_max_age_s'] },
+  gateway: { kind: 'table', keys: ['id', 'data_dir', 'key_file', 'poll_interval_s', 'batch_max_readings', 'batch_max_age_s', 'outbox_max_mib', 'status_listen'] },
   mqtt: { kind: 'table', keys: ['url', 'username', 'password', 'ack_timeout_s', 'max_in_flight'] },
   buses: { kind: 'array', keys: ['name', 'serial', 'baud', 'parity', 'data_bits', 'stop_bits', 'tcp', 'connect_timeout_s'] },
   meters: {
@@ -155,6 +162,14 @@ export function loadGatewayConfig(path: string): GatewayConfig {
   cfg.batchMaxReadings = num(g, 'batch_max_readings', '[gateway]', 1) ?? cfg.batchMaxReadings;
   const age = num(g, 'batch_max_age_s', '[gateway]', 0);
   if (age !== undefined) cfg.batchMaxAgeMs = Math.round(age * 1000);
+  const mib = num(g, 'outbox_max_mib', '[gateway]', 16);
+  if (mib !== undefined) cfg.outboxMaxBytes = Math.round(mib * 1024 * 1024);
+  const listen = str(g, 'status_listen', '[gateway]');
+  if (listen !== undefined) {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
+    if (!m || Number(m[3]) > 65535) fail('[gateway]', `status_listen must look like "127.0.0.1:8081", got "${listen}"`);
+    cfg.statusListen = { host: (m![1] ?? m![2])!, port: Number(m![3]) };
+  }
 
   const m = tbl(doc.mqtt, '[mqtt]');
   // Undefined when absent: the broker settlement named at enrollment is used (brokerSettings),

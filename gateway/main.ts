@@ -8,6 +8,7 @@ import { loadOrCreateKey } from './keys.ts';
 import { Outbox, type Sample } from './outbox.ts';
 import { BusPoller, type MeterState } from './bus.ts';
 import { Publisher } from './publisher.ts';
+import { startStatusServer } from './status-server.ts';
 
 export interface GatewayStats {
   polls: number;
@@ -34,11 +35,17 @@ export interface Gateway {
   publicKeyPem: string;
   /** The broker it publishes to (config, enrollment, or the default). */
   brokerUrl: string;
+  /** The local status page, when [gateway] status_listen is set. */
+  statusUrl: string | null;
   outboxDepth(): number;
   stats(): GatewayStats;
   clock(): ClockState;
   /** Each meter's last values, errors and schedule, by bus. */
   meters(): MeterState[];
+  /** The outbox's size against its cap. */
+  outboxFill(): OutboxFill;
+  /** Whether the publisher is connected to the broker. */
+  connected(): boolean;
   /** Seals whatever samples are waiting, without waiting for the batch to fill. */
   sealNow(): void;
   /**
@@ -57,6 +64,19 @@ export interface GatewayDeps {
   /** Retry backoff after a retryable refusal (default 10 s doubling to 30 min); tests shorten it. */
   retryFirstMs?: number;
   retryMaxMs?: number;
+}
+
+/** Above this share of its cap the outbox warns (log, status, metric). */
+export const OUTBOX_NEAR = 0.9;
+/** How often the meters' last values and errors are written for `gtx gateway status`. */
+const METERS_STATE_EVERY_MS = 10_000;
+
+export interface OutboxFill {
+  bytes: number;
+  capBytes: number;
+  state: 'ok' | 'near' | 'full';
+  /** Readings read while the outbox was full, and so not stored. */
+  notStored: number;
 }
 
 /** While the clock is implausible its state is written to the outbox at most this often (for `gtx gateway status`). */
@@ -98,6 +118,19 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   let pending: Sample[] = [];
   let oldestPendingAt = 0;
   let sealed = 0;
+  // The outbox's size against its cap, checked every housekeeping tick (a cheap page count).
+  const fill: OutboxFill = { bytes: outbox.sizeBytes(), capBytes: cfg.outboxMaxBytes, state: 'ok', notStored: 0 };
+  const checkFill = () => {
+    fill.bytes = outbox.sizeBytes();
+    const state: OutboxFill['state'] = fill.bytes >= fill.capBytes ? 'full' : fill.bytes >= fill.capBytes * OUTBOX_NEAR ? 'near' : 'ok';
+    if (state === fill.state) return;
+    const f = { outboxBytes: fill.bytes, capBytes: fill.capBytes, depth: outbox.depth() };
+    if (state === 'full') log.error(f, 'outbox full: new readings are NOT stored until settlement acknowledges what is waiting (energy is not lost: the meters keep counting)');
+    else if (state === 'near') log.warn(f, `outbox above ${OUTBOX_NEAR * 100} % of its cap ([gateway] outbox_max_mib): is settlement reachable?`);
+    else log.info(f, 'outbox below its cap again');
+    fill.state = state;
+    outbox.setState('outbox_fill', fill);
+  };
 
   const add = (samples: Sample[]) => {
     for (const s of samples) {
@@ -120,6 +153,13 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   };
 
   const seal = () => {
+    if (fill.state === 'full' && pending.length > 0) {
+      // Nothing waiting is ever deleted to make room: the newest readings are the ones not kept.
+      fill.notStored += pending.length;
+      pending = [];
+      outbox.setState('outbox_fill', fill);
+      return;
+    }
     while (pending.length > 0) {
       const chunk = pending.slice(0, batchSize);
       pending = pending.slice(chunk.length);
@@ -154,10 +194,17 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     );
 
   // Clock checks and partly filled batches by time, whatever the meters do.
+  let metersWrittenAt = -Infinity;
   const housekeeping = () => {
     // Held readings go out once the clock is sane, even while every meter is silent.
     add(clock.tick());
     persistClock();
+    checkFill();
+    if (mono() - metersWrittenAt >= METERS_STATE_EVERY_MS) {
+      // For `gtx gateway status`, which reads the outbox from another process.
+      outbox.setState('meters', { atMs: now(), meters: pollers.flatMap((p) => p.meters()) });
+      metersWrittenAt = mono();
+    }
     if (pending.length >= batchSize || (pending.length > 0 && mono() - oldestPendingAt >= cfg.batchMaxAgeMs)) seal();
   };
 
@@ -166,6 +213,20 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   await publisher.start();
   const timer = setInterval(housekeeping, Math.min(cfg.pollIntervalMs, 1_000));
   for (const p of pollers) p.start();
+  const statusPage = cfg.statusListen
+    ? await startStatusServer(cfg.statusListen.host, cfg.statusListen.port, () => ({
+        gateway: cfg.id,
+        broker: { url: broker.url, connected: publisher.connected },
+        lastAckMs: outbox.getState<number>('last_ack_ms') ?? null,
+        outbox: { envelopes: outbox.depth(), ...fill },
+        polls: pollers.reduce((a, p) => a + p.polls, 0),
+        pollErrors: pollers.reduce((a, p) => a + p.pollErrors, 0),
+        acked: publisher.acked,
+        buses: pollers.map((p) => ({ name: p.bus.name, url: p.where })),
+        meters: pollers.flatMap((p) => p.meters()),
+      }))
+    : null;
+  if (statusPage) log.info({ url: statusPage.url }, 'status page (read-only)');
   log.info(
     { buses: pollers.map((p) => `${p.bus.name}=${p.where}`), meters: cfg.meters.map((m) => `${m.id}@${m.bus}#${m.unitId}`), broker: broker.url, brokerFrom: broker.source, outbox: outbox.depth() },
     'gateway running',
@@ -175,6 +236,7 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     id: cfg.id,
     publicKeyPem: key.publicKeyPem,
     brokerUrl: broker.url,
+    statusUrl: statusPage?.url ?? null,
     outboxDepth: () => outbox.depth(),
     stats: () => ({
       polls: pollers.reduce((a, p) => a + p.polls, 0),
@@ -190,9 +252,12 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     }),
     clock: () => clock.state(),
     meters: () => pollers.flatMap((p) => p.meters()),
+    outboxFill: () => ({ ...fill }),
+    connected: () => publisher.connected,
     sealNow: seal,
     async stop({ drainMs = 0 } = {}) {
       clearInterval(timer);
+      await statusPage?.close();
       await Promise.all(pollers.map((p) => p.stop()));
       add(clock.tick());
       seal(); // what was read is kept, not dropped

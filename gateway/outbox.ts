@@ -424,6 +424,15 @@ export class Outbox {
       .immediate();
   }
 
+  /**
+   * Bytes the outbox's data takes: database pages in use (pages freed by acknowledged envelopes
+   * are reused, so the file need not shrink for the outbox to have room again).
+   */
+  sizeBytes(): number {
+    const pages = (this.db.pragma('page_count', { simple: true }) as number) - (this.db.pragma('freelist_count', { simple: true }) as number);
+    return pages * (this.db.pragma('page_size', { simple: true }) as number);
+  }
+
   /** Small facts the gateway keeps for `gtx gateway status` (JSON values). */
   getState<T>(key: string): T | undefined {
     const v = this.s.getState.get(key) as string | undefined;

@@ -99,6 +99,11 @@ export class Publisher {
     return this.opts.url;
   }
 
+  /** Connected and subscribed to its ack topics. */
+  get connected(): boolean {
+    return this.ready;
+  }
+
   async start(): Promise<void> {
     // Also the retry clock: entries whose backoff ended are picked up on the next tick.
     this.timer = setInterval(() => this.tick(), Math.min(1000, this.opts.ackTimeoutMs));

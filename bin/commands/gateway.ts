@@ -3,8 +3,10 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { RELEASE_FLOOR_MS, iso, type ClockState } from '../../gateway/clock.ts';
 import { gatewayDefaults, loadGatewayConfig } from '../../gateway/config.ts';
 import { idFromKey, loadOrCreateKey } from '../../gateway/keys.ts';
-import { startGateway } from '../../gateway/main.ts';
 import { brokerSettings, enroll } from '../../gateway/enroll.ts';
+import type { MeterState } from '../../gateway/bus.ts';
+import { OUTBOX_NEAR, startGateway, type OutboxFill } from '../../gateway/main.ts';
+import { describeReading } from '../../gateway/meter-check.ts';
 import { Outbox } from '../../gateway/outbox.ts';
 import type { AckWait } from '../../gateway/publisher.ts';
 import { REJECT_REASONS, gatewayId, type GatewayId } from '../../protocol/index.ts';
@@ -147,7 +149,7 @@ async function runGateway(argv: string[]): Promise<void> {
   const cfg = loadGatewayConfig(config);
   if (cfg.meters.length === 0) throw new CliError(`${config} has no [[meters]]: add one per meter (see config/gateway.toml)`);
   const gw = await startGateway(cfg);
-  console.log(`gateway ${gw.id} running with ${cfg.meters.length} meter(s), broker ${gw.brokerUrl} (Ctrl-C or SIGTERM stops it)`);
+  console.log(`gateway ${gw.id} running with ${cfg.meters.length} meter(s) on ${cfg.buses.length} bus(es), broker ${gw.brokerUrl}${gw.statusUrl ? `, status page ${gw.statusUrl}` : ''} (Ctrl-C or SIGTERM stops it)`);
   await untilStopSignal();
   await gw.stop({ drainMs: 5_000 });
   console.log('gateway stopped');
@@ -210,7 +212,13 @@ function printStatus(id: string, config: string, broker: ReturnType<typeof broke
   }
 
   const depth = outbox.depth();
-  out(`  outbox: ${depth} envelope(s) waiting for settlement`);
+  const fill = outbox.getState<OutboxFill>('outbox_fill');
+  const mib = (b: number) => (b / 1048576).toFixed(1);
+  const size = `${mib(outbox.sizeBytes())} MiB${fill ? ` of ${mib(fill.capBytes)} MiB` : ''}`;
+  out(`  outbox: ${depth} envelope(s) waiting for settlement, ${size}`);
+  if (fill && fill.state !== 'ok') {
+    out(`  OUTBOX ${fill.state === 'full' ? 'FULL: new readings are not stored' : `above ${OUTBOX_NEAR * 100} % of its cap`} ([gateway] outbox_max_mib); ${fill.notStored} reading(s) not stored: is settlement reachable?`);
+  }
   const lastAck = outbox.getState<number>('last_ack_ms');
   out(`  last ack from settlement: ${lastAck === undefined ? 'never' : `${iso(lastAck)} (${ago(lastAck, now)})`}`);
   const wait = outbox.getState<AckWait>('ack_wait');
@@ -239,7 +247,14 @@ function printStatus(id: string, config: string, broker: ReturnType<typeof broke
   }
   if (deadCount > shown.length) out(`    … and ${deadCount - shown.length} more`);
 
-  for (const h of outbox.meterHeads()) out(`  meter ${h.meter}: last seq ${h.seq}${h.tsMs === null ? '' : ` at ${iso(h.tsMs)}`}`);
+  const polled = outbox.getState<{ atMs: number; meters: MeterState[] }>('meters');
+  const byId = new Map((polled?.meters ?? []).map((m) => [m.id, m]));
+  if (polled) out(`  meters as the running gateway saw them ${ago(polled.atMs, now)}:`);
+  for (const h of outbox.meterHeads()) {
+    const m = byId.get(h.meter);
+    const live = m ? ` · ${m.bus} #${m.unitId} ${m.state}${m.lastValues ? ` (${describeReading(m.lastValues)})` : ''}${m.lastError ? `: ${m.lastError}` : ''}` : '';
+    out(`  meter ${h.meter}: last seq ${h.seq}${h.tsMs === null ? '' : ` at ${iso(h.tsMs)}`}${live}`);
+  }
 }
 
 function configTemplate(id: string, dataDir: string): string {
