@@ -37,6 +37,10 @@ export interface GatewayConfig {
     url?: string;
     username?: string;
     password?: string;
+    /** mqtts://: a CA to trust (PEM), and a client certificate and key when the broker asks for one. */
+    caFile?: string;
+    certFile?: string;
+    keyFile?: string;
     ackTimeoutMs: number;
     maxInFlight: number;
   };
@@ -114,7 +118,7 @@ type Table = Record<string, unknown>;
 /** Every table and key loadGatewayConfig reads; anything else in the file is refused. */
 export const GATEWAY_CONFIG_SHAPE: ConfigShape = {
   gateway: { kind: 'table', keys: ['id', 'data_dir', 'key_file', 'poll_interval_s', 'batch_max_readings', 'batch_max_age_s', 'outbox_max_mib', 'status_listen'] },
-  mqtt: { kind: 'table', keys: ['url', 'username', 'password', 'ack_timeout_s', 'max_in_flight'] },
+  mqtt: { kind: 'table', keys: ['url', 'username', 'password', 'ca_file', 'cert_file', 'key_file', 'ack_timeout_s', 'max_in_flight'] },
   buses: { kind: 'array', keys: ['name', 'serial', 'baud', 'parity', 'data_bits', 'stop_bits', 'tcp', 'connect_timeout_s'] },
   meters: {
     kind: 'array',
@@ -177,6 +181,19 @@ export function loadGatewayConfig(path: string): GatewayConfig {
   cfg.mqtt.url = str(m, 'url', '[mqtt]');
   cfg.mqtt.username = str(m, 'username', '[mqtt]');
   cfg.mqtt.password = str(m, 'password', '[mqtt]');
+  // TLS files relative to the config file, and read now: a missing one is a config error, not a silent plain connection.
+  for (const [key, field] of [['ca_file', 'caFile'], ['cert_file', 'certFile'], ['key_file', 'keyFile']] as const) {
+    const file = str(m, key, '[mqtt]');
+    if (file === undefined) continue;
+    const path = resolve(base, file);
+    try {
+      readFileSync(path);
+    } catch (e) {
+      fail('[mqtt]', `${key} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+    cfg.mqtt[field] = path;
+  }
+  if ((cfg.mqtt.certFile === undefined) !== (cfg.mqtt.keyFile === undefined)) fail('[mqtt]', 'cert_file and key_file go together (the client certificate and its key)');
   const ackTimeout = num(m, 'ack_timeout_s', '[mqtt]', 1);
   if (ackTimeout !== undefined) cfg.mqtt.ackTimeoutMs = Math.round(ackTimeout * 1000);
   cfg.mqtt.maxInFlight = num(m, 'max_in_flight', '[mqtt]', 1) ?? cfg.mqtt.maxInFlight;

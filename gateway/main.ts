@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { MAX_READINGS_PER_ENVELOPE } from '../protocol/index.ts';
@@ -66,6 +67,15 @@ export interface GatewayDeps {
   retryMaxMs?: number;
 }
 
+/** The [mqtt] TLS files' contents (read at start: a certificate renewed on disk needs a restart). */
+export function tlsFiles(cfg: GatewayConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(cfg.mqtt.caFile ? { ca: readFileSync(cfg.mqtt.caFile) } : {}),
+    ...(cfg.mqtt.certFile ? { cert: readFileSync(cfg.mqtt.certFile) } : {}),
+    ...(cfg.mqtt.keyFile ? { key: readFileSync(cfg.mqtt.keyFile) } : {}),
+  };
+}
+
 /** Above this share of its cap the outbox warns (log, status, metric). */
 export const OUTBOX_NEAR = 0.9;
 /** How often the meters' last values and errors are written for `gtx gateway status`. */
@@ -95,6 +105,7 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   const broker = brokerSettings(cfg);
   const publisher = new Publisher(
     {
+      tls: tlsFiles(cfg),
       url: broker.url,
       username: broker.username,
       password: broker.password,

@@ -38,6 +38,8 @@ export interface PublisherOptions {
   gateway: GatewayId;
   username?: string;
   password?: string;
+  /** For mqtts://: PEM contents of a CA to trust, and of a client certificate and its key. */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   /** Envelopes published but not yet acknowledged, at most. */
   maxInFlight: number;
   /** After this long without an ack an envelope is sent again (settlement is idempotent). */
@@ -130,6 +132,10 @@ export class Publisher {
       options.username = this.opts.username;
       options.password = this.opts.password;
     }
+    // The certificate is always checked (rejectUnauthorized); a private CA is trusted by naming it.
+    if (this.opts.tls?.ca) options.ca = this.opts.tls.ca;
+    if (this.opts.tls?.cert) options.cert = this.opts.tls.cert;
+    if (this.opts.tls?.key) options.key = this.opts.tls.key;
     const client = mqtt.connect(this.opts.url, options);
     this.client = client;
     this.ready = false;

@@ -50,6 +50,8 @@ export interface Settlement {
   /** The time-series sink, when [influxdb] is configured. */
   influx?: InfluxSink;
   brokerUrl: string;
+  /** The embedded broker's TLS listener, when [mqtt] tls_listen is set. */
+  brokerTlsUrl: string | null;
   /** Base URL of the REST API and /metrics, when the HTTP server is on. */
   httpUrl?: string;
   metrics: SettlementMetrics;
@@ -386,6 +388,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
 
   return {
     brokerUrl,
+    brokerTlsUrl: broker?.tlsUrl ?? null,
     httpUrl,
     enrollment,
     async revokeGateway(id: string) {

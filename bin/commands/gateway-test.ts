@@ -7,6 +7,7 @@ import { brokerSettings } from '../../gateway/enroll.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { describeReading, wiringWarnings } from '../../gateway/meter-check.ts';
 import { Outbox, type Sample } from '../../gateway/outbox.ts';
+import { tlsFiles } from '../../gateway/main.ts';
 import { Publisher } from '../../gateway/publisher.ts';
 import { CliError, command, parseFlags } from '../args.ts';
 
@@ -86,7 +87,7 @@ async function publishOnce(cfg: ReturnType<typeof loadGatewayConfig>, samples: S
   }
   const entry = outbox.seal(cfg.id, key.privateKey, stamped)!;
   const ahead = outbox.depth() - 1;
-  const publisher = new Publisher({ url: broker.url, username: broker.username, password: broker.password, gateway: cfg.id, ackTimeoutMs: cfg.mqtt.ackTimeoutMs, maxInFlight: cfg.mqtt.maxInFlight }, outbox, log);
+  const publisher = new Publisher({ url: broker.url, username: broker.username, password: broker.password, tls: tlsFiles(cfg), gateway: cfg.id, ackTimeoutMs: cfg.mqtt.ackTimeoutMs, maxInFlight: cfg.mqtt.maxInFlight }, outbox, log);
   console.log(`publishing envelope ${entry.id.slice(0, 12)} (${entry.readings} reading(s)) to ${broker.url}${ahead > 0 ? ` after ${ahead} older envelope(s) in the outbox` : ''}…`);
   const waitMs = cfg.mqtt.ackTimeoutMs * 2 + 5_000;
   const until = Date.now() + waitMs;
