@@ -78,13 +78,15 @@ describe('the README walkthrough', () => {
       expect(code, context).toBe(0);
 
       // The readings arrived: the API listed the meter, the gateway's status shows acks from the broker enrollment named.
-      expect(out, context).toMatch(/\[\{"meter":"lab-1-main","readings":[1-9]\d*,"lastSeq":[1-9]\d*\}\]/);
+      expect(out, context).toMatch(/\[\{"meter":"gw-lab-1-tcp-1","readings":[1-9]\d*,"lastSeq":[1-9]\d*\}\]/);
+      expect(out, context).toMatch(/unit {3}1: eastron-sdm120/);
+      expect(out, context).toContain('acknowledged by settlement: the gateway is ready (gtx gateway run)');
       expect(out, context).toContain('broker: mqtt://127.0.0.1:18830 (from enrollment)');
       expect(out, context).toMatch(/^ {2}last ack from settlement: \d{4}-/m);
-      expect(out, context).toMatch(/^ {2}meter lab-1-main: last seq [1-9]\d*/m);
+      expect(out, context).toMatch(/^ {2}meter gw-lab-1-tcp-1: last seq [1-9]\d*/m);
       const ledger = new Database(join(DATA, 'ledger.sqlite'), { readonly: true });
       try {
-        const n = ledger.prepare("SELECT count(*) FROM readings WHERE meter = 'lab-1-main' AND gateway = 'gw-lab-1'").pluck().get() as number;
+        const n = ledger.prepare("SELECT count(*) FROM readings WHERE meter = 'gw-lab-1-tcp-1' AND gateway = 'gw-lab-1'").pluck().get() as number;
         expect(n).toBeGreaterThan(0);
       } finally {
         ledger.close();
