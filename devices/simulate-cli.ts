@@ -1,17 +1,18 @@
-// `gtx simulate`: runs one simulated meter on Modbus TCP until SIGINT/SIGTERM.
+// `gtx simulate`: runs one simulated meter on Modbus TCP (or RTU on a serial port) until SIGINT/SIGTERM.
 import { pathToFileURL } from 'node:url';
 // The one command-line mechanism of gtx: --help on stdout, bad input as one line and a pointer.
 import { command, failureLines, HelpRequested, parseFlags, UsageError } from '../bin/args.ts';
 import { getDefinition, listDefinitions, UnknownDeviceError } from './catalog.ts';
 import { createSimClock } from './clock.ts';
 import { DEFAULT_TIME_ZONE, isProfileName, localHour, PROFILE_NAMES, type ProfileName } from './profiles.ts';
+import { BusSimulator } from './bus-simulator.ts';
 import { MeterSimulator } from './simulator.ts';
 import { DefinitionError, usesSunSpec, type DeviceDefinition } from './definition.ts';
 
 export const SIMULATE_USAGE = `usage: gtx simulate --model <id|alias|file> --profile <${PROFILE_NAMES.join('|')}> [options]
        gtx simulate --list
 
-Serves a simulated energy meter over Modbus TCP.
+Serves a simulated energy meter over Modbus TCP, or over Modbus RTU on a serial port.
 
 options:
   --model <id>       meter model from the catalog (see --list), or a .json/.toml definition file
@@ -19,6 +20,9 @@ options:
   --host <addr>      address to listen on (default 127.0.0.1)
   --port <n>         TCP port, 0 = any free port (default 5020)
   --unit <n>         Modbus unit id to answer (default 1)
+  --serial <path>    serve Modbus RTU on this serial port instead of TCP (e.g. one end of
+                     socat -d -d pty,raw,echo=0 pty,raw,echo=0)
+  --baud <n>         serial speed (default 9600; 8N1)
   --speed <x>        simulated seconds per real second (default 1)
   --seed <n>         noise seed; same seed, same curve (default 1)
   --rated-w <W>      household peak load / PV peak generation in W
@@ -44,6 +48,7 @@ interface SimulateArgs {
   host: string;
   port: number;
   unitId: number;
+  serial: { path: string; baudRate: number } | undefined;
   speed: number;
   seed: number;
   ratedW: number | undefined;
@@ -65,6 +70,8 @@ const SIMULATE = command('simulate', SIMULATE_USAGE, {
   host: { type: 'string' },
   port: { type: 'string' },
   unit: { type: 'string' },
+  serial: { type: 'string' },
+  baud: { type: 'string' },
   speed: { type: 'string' },
   seed: { type: 'string' },
   'rated-w': { type: 'string' },
@@ -102,6 +109,7 @@ function parse(argv: string[]): SimulateArgs | 'list' {
     host: values.host ?? '127.0.0.1',
     port: parseNumber('port', values.port, integer(0, 65535), 'an integer 0..65535') ?? 5020,
     unitId: parseNumber('unit', values.unit, integer(0, 255), 'an integer 0..255') ?? 1,
+    serial: values.serial === undefined ? undefined : { path: values.serial, baudRate: parseNumber('baud', values.baud, integer(300, 921_600), 'a whole number 300..921600') ?? 9600 },
     speed: parseNumber('speed', values.speed, (n) => n > 0, 'a positive number') ?? 1,
     seed: parseNumber('seed', values.seed, integer(-(2 ** 31), 2 ** 32 - 1), 'an integer') ?? 1,
     ratedW: parseNumber('rated-w', values['rated-w'], (n) => n > 0, 'a positive number of watts'),
@@ -145,14 +153,22 @@ export async function simulateCommand(argv: string[], io: SimulateIo): Promise<n
     timeZone: args.timeZone,
     clock: createSimClock({ speed: args.speed }).now,
   });
-  let address;
+  // RTU: the meter alone on a serial line, as the bus simulator serves it (one unit id).
+  const line = args.serial ? new BusSimulator(new Map([[args.unitId, sim]])) : undefined;
+  let where: string;
   try {
-    address = await sim.start({ host: args.host, port: args.port, unitId: args.unitId });
+    if (line && args.serial) {
+      await line.openSerial({ path: args.serial.path, baudRate: args.serial.baudRate });
+      where = `modbus-rtu://${args.serial.path}@${args.serial.baudRate}/8N1`;
+    } else {
+      const address = await sim.start({ host: args.host, port: args.port, unitId: args.unitId });
+      where = `modbus-tcp://${address.host}:${address.port}`;
+    }
   } catch (err) {
     io.stderr(`gtx simulate: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
-  io.stdout(`simulating ${args.definition.id} (${args.profile}) on modbus-tcp://${address.host}:${address.port} unit ${args.unitId}`);
+  io.stdout(`simulating ${args.definition.id} (${args.profile}) on ${where} unit ${args.unitId}`);
   const layout = sim.sunspecLayout;
   if (layout !== undefined) {
     io.stdout(`SunSpec marker at holding register ${layout.base}; models ${layout.models.map((m) => `${m.id} at ${m.address}`).join(', ')}`);
@@ -175,6 +191,7 @@ export async function simulateCommand(argv: string[], io: SimulateIo): Promise<n
     if (io.signal?.aborted) done();
     else io.signal?.addEventListener('abort', done, { once: true });
   });
+  await line?.close();
   await sim.stop();
   io.stdout('simulator stopped');
   return 0;

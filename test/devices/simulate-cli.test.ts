@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { getDefinition, listDefinitions } from '../../devices/catalog.ts';
 import { decodeRegisters } from '../../devices/decoder.ts';
 import { simulateCommand, type SimulateIo } from '../../devices/simulate-cli.ts';
+import { PtyPair, SOCAT } from '../support/pty.ts';
+import { requireOrSkip } from '../support/services.ts';
+import { tempDir } from '../support/tmp.ts';
 
 function capture(extra: Partial<SimulateIo> = {}) {
   const out: string[] = [];
@@ -93,6 +96,31 @@ describe('gtx simulate', () => {
     await new Promise<void>((r) => client.close(() => r()));
     abort.abort();
     expect(await done).toBe(0);
+  });
+
+  it.skipIf(requireOrSkip('gtx simulate over RTU', !!SOCAT, 'socat is not installed'))('serves Modbus RTU on a serial port with --serial (a socat pty pair here)', async () => {
+    const dir = tempDir('gtx-sim-rtu-');
+    const pty = new PtyPair(dir.path, 'sim');
+    await pty.plug();
+    const abort = new AbortController();
+    const { io, out } = capture({ signal: abort.signal, statusEveryMs: 60_000 });
+    const done = simulateCommand(['--model', 'sdm120', '--profile', 'household', '--serial', pty.deviceEnd, '--baud', '19200', '--unit', '3'], io);
+    try {
+      while (out.length < 2) await new Promise((r) => setTimeout(r, 20));
+      expect(out[0]).toBe(`simulating eastron-sdm120 (household) on modbus-rtu://${pty.deviceEnd}@19200/8N1 unit 3`);
+      const client = new modbusSerial.default();
+      await client.connectRTUBuffered(pty.gatewayEnd, { baudRate: 19200 });
+      client.setID(3);
+      client.setTimeout(2000);
+      const reading = await decodeRegisters(getDefinition('sdm120'), async (_fc, a, n) => (await client.readInputRegisters(a, n)).data);
+      expect(reading.powerW).toBeGreaterThan(0);
+      await new Promise<void>((r) => client.close(() => r()));
+    } finally {
+      abort.abort();
+      expect(await done).toBe(0);
+      await pty.unplug();
+      dir.remove();
+    }
   });
 
   it('exits 1 with a clear message when the port is taken', async () => {
