@@ -13,6 +13,7 @@ const ASSETS = [
   'settlement/ledger/migrations', // versioned *.sql, read by migrations.ts
   'settlement/ledger/checkpoint-worker.js', // worker thread entry, plain JavaScript
   'devices/catalog', // meter definitions (*.json), read by catalog.ts
+  'devices/examples', // the generic TOML definition users copy (gtx simulate --model FILE reads it)
 ];
 
 const root = fileURLToPath(new URL('..', import.meta.url));
