@@ -3,11 +3,15 @@
  *
  *   node --expose-gc --import tsx test/bench/run.ts [--suite all|ingest|market] [--engine sqlite|postgres|both] [--seconds N]
  *        [--out docs/benchmarks.md] [--quick] [--profile auto|always|never] [--strict]
+ *   node --expose-gc --import tsx test/bench/run.ts --suite footprint [footprint-nodered.ts options]
  *
  * --quick is a 2-second smoke run; it writes the report only when --out is given. --strict
  * exits 1 when a target is missed (a run whose checks fail always exits 1). --gateways and
  * --window (unacked envelopes per gateway in the max phases) default to 32 and the gateway's
  * own default max_in_flight (32).
+ * --suite footprint is not part of `all` (about 10 minutes, and it needs `npm run build` first): the
+ * gateway beside Node-RED and the outbox replay rate, test/bench/footprint-nodered.ts, which gets the
+ * other arguments (`npm run bench:nodered` builds and runs the same).
  * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
  * envelope and phase to /some/prefix-<phase>.json, for looking at latency tails over time.
  */
@@ -26,7 +30,8 @@ import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, 
 
 const USAGE =
   'usage: node --expose-gc --import tsx test/bench/run.ts [--suite all|ingest|market] [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick]\n' +
-  '         [--profile auto|always|never] [--strict] [--gateways N] [--window N]';
+  '         [--profile auto|always|never] [--strict] [--gateways N] [--window N]\n' +
+  '       node --expose-gc --import tsx test/bench/run.ts --suite footprint [--warmup-s N] [--measure-s N] [--quick] … (test/bench/footprint-nodered.ts)';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -51,6 +56,13 @@ function revision(repo: string): string {
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
+  // Its own options: hand everything but the suite choice to it.
+  const suiteAt = argv.findIndex((a, i) => a === '--suite=footprint' || (a === '--suite' && argv[i + 1] === 'footprint'));
+  if (suiteAt >= 0) {
+    const rest = argv.filter((_, i) => i !== suiteAt && !(argv[suiteAt] === '--suite' && i === suiteAt + 1));
+    const { main: footprint } = await import('./footprint-nodered.ts');
+    return footprint(rest, true);
+  }
   let values;
   try {
     ({ values } = parseArgs({
@@ -115,7 +127,7 @@ async function main(): Promise<number> {
     profileSeconds: Math.min(seconds, 5),
   };
 
-  if (!['all', 'ingest', 'market'].includes(values.suite!)) fail('--suite must be all, ingest or market');
+  if (!['all', 'ingest', 'market'].includes(values.suite!)) fail('--suite must be all, ingest, market or footprint');
   let marketOk = true;
   if (values.suite !== 'ingest') {
     const pgUrl = engines.includes('postgres') ? await postgresUrl() : undefined;
