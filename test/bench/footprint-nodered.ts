@@ -18,7 +18,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { cpus, release, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
@@ -31,7 +31,7 @@ import { findFreePort, MeterSimulator } from '../../devices/simulator.ts';
 import { loadGatewayConfig } from '../../gateway/config.ts';
 import { loadOrCreateKey } from '../../gateway/keys.ts';
 import { Outbox, type Sample } from '../../gateway/outbox.ts';
-import { startSettlement } from '../../settlement/main.ts';
+import { startSettlement, type Settlement } from '../../settlement/main.ts';
 import { enrollGatewayConfig, settlementConfig, testLog } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -350,38 +350,72 @@ interface FootprintResult {
   warmupS: number;
   measureS: number;
   meters: number;
-  gateway: Side;
+  gateways: Side[];
   nodeRed: Side;
   busRequests: number;
+}
+
+/** How a gateway is started: the `gtx` launcher as installed, or as the shipped systemd unit does. */
+interface Launch {
+  title: string;
+  /** Node flags before bin/gtx.js; undefined = run bin/gtx.js itself (its first line names node and flags). */
+  nodeFlags?: string[];
+}
+
+/**
+ * The node flags config/gtx-gateway.service (README, "A gateway on a Raspberry Pi") starts the
+ * gateway with, read from its ExecStart line so the bench follows the unit.
+ */
+function systemdUnitFlags(): string[] | undefined {
+  const unit = join(ROOT, 'config/gtx-gateway.service');
+  if (!existsSync(unit)) return undefined;
+  const m = /^ExecStart=.*?\bnode((?:\s+--\S+)*)\s+\S*bin\/gtx\.js\s+gateway\s+run\b/m.exec(readFileSync(unit, 'utf8'));
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : undefined;
+}
+
+function launches(): Launch[] {
+  const unit = systemdUnitFlags();
+  return [
+    { title: '`gtx gateway run`, as `bin/gtx.js` starts it' },
+    ...(unit ? [{ title: '`gtx gateway run`, as config/gtx-gateway.service starts it', nodeFlags: unit }] : []),
+  ];
 }
 
 async function sideBySide(warmupS: number, measureS: number, meters: number): Promise<FootprintResult> {
   const dir = tempDir('gtx-nodered-');
   const cleanups: Array<() => Promise<void>> = [];
   try {
-    const settlement = await startSettlement(settlementConfig(dir.path, 0, true), { log: testLog('settlement') });
-    cleanups.push(() => settlement.stop());
     const { bus, port } = await startBus(meters);
     cleanups.push(() => bus.close());
     const nrUser = 'nodered';
     const nrPassword = `pw-${process.pid}-${Date.now()}`;
     const nrBroker = await startNodeRedBroker(nrUser, nrPassword);
     cleanups.push(() => nrBroker.close());
-
-    const config = join(dir.path, 'gateway.toml');
-    writeFileSync(config, gatewayToml('gw-nodered-bench', port, meters, 1, 'gw'));
-    await enrollGatewayConfig(settlement, loadGatewayConfig(config));
     const uiPort = await findFreePort('127.0.0.1');
     const settings = nodeRedUserDir(join(dir.path, 'node-red'), { modbusPort: port, mqttPort: nrBroker.port, uiPort, meters, user: nrUser, password: nrPassword });
 
-    // Started together: both warm up under the same conditions on the same bus.
-    // The gateway as installed (bin/gtx.js's first line adds its V8 flag); Node-RED as `node-red` does.
-    const gw = startChild('gateway', GTX, ['gateway', 'run', '--config', config], { env: { GTX_LOG_LEVEL: 'warn' } });
-    const nr = startChild('node-red', process.execPath, [NODE_RED, '--userDir', join(dir.path, 'node-red'), '--settings', settings], { logFile: join(dir.path, 'node-red.log') });
-    const children = [gw, nr];
+    // One settlement per gateway, so that each one's verified readings are its own.
+    const gws: Array<{ launch: Launch; settlement: Settlement; child: Child; command: string }> = [];
+    const children: Child[] = [];
     cleanups.push(async () => {
       for (const c of children) await stopChild(c);
     });
+    for (const [i, launch] of launches().entries()) {
+      const settlement = await startSettlement(settlementConfig(join(dir.path, `s${i}`), 0, true), { log: testLog('settlement') });
+      cleanups.push(() => settlement.stop());
+      const config = join(dir.path, `gw${i}`, 'gateway.toml');
+      mkdirSync(dirname(config), { recursive: true });
+      writeFileSync(config, gatewayToml(`gw-nodered-bench-${i}`, port, meters, 1, `g${i}`));
+      await enrollGatewayConfig(settlement, loadGatewayConfig(config));
+      const cli = ['gateway', 'run', '--config', config];
+      const [exe, args] = launch.nodeFlags ? [process.execPath, [...launch.nodeFlags, GTX, ...cli]] : [GTX, cli];
+      const command = `${launch.nodeFlags ? `node ${launch.nodeFlags.join(' ')} ` : ''}bin/gtx.js gateway run --config $TMP/gateway.toml`;
+      gws.push({ launch, settlement, command, child: startChild(`gateway ${i + 1}`, exe, args, { env: { GTX_LOG_LEVEL: 'warn' } }) });
+      children.push(gws.at(-1)!.child);
+    }
+    // Started together: all warm up under the same conditions on the same bus; Node-RED as `node-red` starts it.
+    const nr = startChild('node-red', process.execPath, [NODE_RED, '--userDir', join(dir.path, 'node-red'), '--settings', settings], { logFile: join(dir.path, 'node-red.log') });
+    children.push(nr);
 
     const samples = new Map<Child, Mem[]>(children.map((c) => [c, []]));
     const total = warmupS + measureS;
@@ -389,7 +423,7 @@ async function sideBySide(warmupS: number, measureS: number, meters: number): Pr
     const snapshot = () => ({
       cpu: children.map((c) => cpuSeconds(c.pid)),
       wallMs: performance.now(),
-      verified: settlement.stats.readingsVerified,
+      verified: gws.map((g) => g.settlement.stats.readingsVerified),
       received: nrBroker.received,
       plausible: nrBroker.plausible,
       served: [...bus.served.values()].reduce((a, b) => a + b, 0),
@@ -404,40 +438,33 @@ async function sideBySide(warmupS: number, measureS: number, meters: number): Pr
         samples.get(c)!.push(procMem(c.pid));
       }
       if (s === warmupS) {
-        if (settlement.stats.readingsVerified === 0) throw new Error(`no readings from the gateway after the warm-up:\n${gw.tail()}`);
+        for (const g of gws) if (g.settlement.stats.readingsVerified === 0) throw new Error(`no readings from ${g.child.name} after the warm-up:\n${g.child.tail()}`);
         if (nrBroker.received === 0) throw new Error(`no messages from Node-RED after the warm-up:\n${nr.tail()}`);
         from = snapshot();
       }
       if (s === total) to = snapshot();
       if (s % 30 === 0 || s === total) {
         const rss = children.map((c) => `${c.name} ${MiB(samples.get(c)!.at(-1)!.rss)} MiB`).join(', ');
-        process.stderr.write(`[nodered] ${s}/${total} s (${s <= warmupS ? 'warm-up' : 'measuring'}): ${rss}; verified ${settlement.stats.readingsVerified}, Node-RED messages ${nrBroker.received}\n`);
+        process.stderr.write(`[nodered] ${s}/${total} s (${s <= warmupS ? 'warm-up' : 'measuring'}): ${rss}; Node-RED messages ${nrBroker.received}\n`);
       }
     }
-    const hwm = children.map((c) => procMem(c.pid).hwm);
-    const kids = children.map((c) => childrenOf(c.pid));
-    const rejected = Object.values(settlement.stats.rejected).reduce((a, b) => a + (b ?? 0), 0);
     const windowS = (to!.wallMs - from!.wallMs) / 1000;
     const expected = Math.round(windowS * meters);
-    const side = (i: number, title: string, command: string, work: number, workNote: string): Side => ({
-      title,
-      command,
-      samples: samples.get(children[i]!)!,
-      cpuWindowS: to!.cpu[i]! - from!.cpu[i]!,
-      windowS,
-      hwm: hwm[i]!,
-      work,
-      workNote,
-      children: kids[i]!,
-    });
+    const side = (c: Child, title: string, command: string, work: number, workNote: string): Side => {
+      const i = children.indexOf(c);
+      return { title, command, samples: samples.get(c)!, cpuWindowS: to!.cpu[i]! - from!.cpu[i]!, windowS, hwm: procMem(c.pid).hwm, work, workNote, children: childrenOf(c.pid) };
+    };
     return {
       warmupS,
       measureS,
       meters,
       busRequests: to!.served - from!.served,
-      gateway: side(0, '`gtx gateway run` (signs, outbox, waits for acks)', 'bin/gtx.js gateway run --config $TMP/gateway.toml', to!.verified - from!.verified, `readings verified by settlement (${int(expected)} polled at 1/s; ${rejected} rejected)`),
+      gateways: gws.map((g, i) => {
+        const rejected = Object.values(g.settlement.stats.rejected).reduce((a, b) => a + (b ?? 0), 0);
+        return side(g.child, g.launch.title, g.command, to!.verified[i]! - from!.verified[i]!, `readings verified by settlement (${int(expected)} polled at 1/s; ${rejected} rejected)`);
+      }),
       nodeRed: side(
-        1,
+        nr,
         'Node-RED 4 + node-red-contrib-modbus (no signing, no store and forward)',
         `node node_modules/node-red/red.js --userDir $TMP/node-red --settings $TMP/node-red/settings.js`,
         to!.received - from!.received,
@@ -617,22 +644,32 @@ function windowStats(side: Side, warmupS: number) {
 
 function renderFootprint(fp: FootprintResult): string {
   const marks = [30, 60, 120, 180, 240, fp.warmupS].filter((s, i, a) => s <= fp.warmupS && a.indexOf(s) === i);
-  const g = windowStats(fp.gateway, fp.warmupS);
   const n = windowStats(fp.nodeRed, fp.warmupS);
-  const row = (s: Side, st: ReturnType<typeof windowStats>) =>
-    `| ${s.title} | \`${s.command}\` | ${marks.map((m) => MiB(s.samples[m - 1]!.rss)).join(' | ')} | **${MiB(st.rss)}** | ${MiB(st.anon)} | ${MiB(st.peak)} | ${MiB(s.hwm)} | **${st.cpuPct.toFixed(2)} %** | ${int(s.work)} ${s.workNote} |`;
-  const rRss = g.rss / n.rss;
-  const rCpu = g.cpuPct / n.cpuPct;
+  const row = (s: Side) => {
+    const st = windowStats(s, fp.warmupS);
+    return `| ${s.title} | \`${s.command}\` | ${marks.map((m) => MiB(s.samples[m - 1]!.rss)).join(' | ')} | **${MiB(st.rss)}** | ${MiB(st.anon)} | ${MiB(st.peak)} | ${MiB(s.hwm)} | **${st.cpuPct.toFixed(2)} %** | ${int(s.work)} ${s.workNote} |`;
+  };
+  const ratios = (g: Side, i: number) => {
+    const st = windowStats(g, fp.warmupS);
+    const label = fp.gateways.length > 1 ? `gateway ${i + 1} / Node-RED` : 'gateway / Node-RED';
+    return `| ${label} | | ${marks.map((m) => ratio(g.samples[m - 1]!.rss, fp.nodeRed.samples[m - 1]!.rss)).join(' | ')} | **${ratio(st.rss, n.rss)}** | ${ratio(st.anon, n.anon)} | ${ratio(st.peak, n.peak)} | ${ratio(g.hwm, fp.nodeRed.hwm)} | **${(st.cpuPct / n.cpuPct).toFixed(2)}** | |`;
+  };
+  const verdicts = fp.gateways.map((g, i) => {
+    const st = windowStats(g, fp.warmupS);
+    const [r, c] = [st.rss / n.rss, st.cpuPct / n.cpuPct];
+    return `${fp.gateways.length > 1 ? `gateway ${i + 1}: ` : ''}RSS ${r.toFixed(2)} × — ${verdict(r)}; CPU ${c.toFixed(2)} × — ${verdict(c)}`;
+  });
+  const kids = [...fp.gateways, fp.nodeRed].reduce((a, s) => a + s.children, 0);
   return [
     `| process | command | ${marks.map((m) => `RSS at ${m} s`).join(' | ')} | mean RSS in window | mean RssAnon | peak RSS in window | VmHWM (whole run) | CPU (one core = 100 %) | work in window |`,
     `| --- | --- | ${marks.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: | ---: | --- |`,
-    row(fp.gateway, g),
-    row(fp.nodeRed, n),
-    `| gateway / Node-RED | | ${marks.map((m) => ratio(fp.gateway.samples[m - 1]!.rss, fp.nodeRed.samples[m - 1]!.rss)).join(' | ')} | **${ratio(g.rss, n.rss)}** | ${ratio(g.anon, n.anon)} | ${ratio(g.peak, n.peak)} | ${ratio(fp.gateway.hwm, fp.nodeRed.hwm)} | **${rCpu.toFixed(2)}** | |`,
+    ...fp.gateways.map((g, i) => row({ ...g, title: fp.gateways.length > 1 ? `${i + 1}. ${g.title}` : g.title })),
+    row(fp.nodeRed),
+    ...fp.gateways.map(ratios),
     '',
-    `RSS in MiB. Target: at most half of Node-RED's resident memory and CPU: RSS ${rRss.toFixed(2)} × — ${verdict(rRss)}; CPU ${rCpu.toFixed(2)} × — ${verdict(rCpu)}.`,
-    `Requests the simulated bus answered in the window: ${int(fp.busRequests)} (both clients together).` +
-      (fp.gateway.children + fp.nodeRed.children > 0 ? ` Child processes at the end: gateway ${fp.gateway.children}, Node-RED ${fp.nodeRed.children}.` : ' Neither process had a child process, so each one process is the whole footprint.'),
+    `RSS in MiB. Target: at most half of Node-RED's resident memory and CPU: ${verdicts.join('; ')}.`,
+    `Requests the simulated bus answered in the window: ${int(fp.busRequests)} (all clients together).` +
+      (kids > 0 ? ` Child processes at the end: ${kids}.` : ' No process had a child process, so each one process is the whole footprint.'),
   ].join('\n');
 }
 
@@ -650,26 +687,27 @@ function renderReplay(runs: ReplayResult[]): string {
 function readingIt(fp: FootprintResult | undefined, runs: ReplayResult[]): string {
   const out: string[] = [];
   if (fp) {
-    const g = windowStats(fp.gateway, fp.warmupS);
     const n = windowStats(fp.nodeRed, fp.warmupS);
-    const fileG = g.rss - g.anon;
-    const fileN = n.rss - n.anon;
     const w = fp.warmupS;
+    const each = fp.gateways.map((side, i) => {
+      const g = windowStats(side, w);
+      const who = fp.gateways.length > 1 ? `the gateway ${i === 0 ? 'as bin/gtx.js starts it' : 'as the systemd unit starts it'}` : 'the gateway';
+      return (
+        `${who} held ${MiB(g.rss)} MiB (${ratio(g.rss, n.rss)} ×, target ≤ 0.5: ${verdict(g.rss / n.rss).replace(/\*/g, '')}) and used ${g.cpuPct.toFixed(2)} % of one core ` +
+        `(${(g.cpuPct / n.cpuPct).toFixed(2)} ×: ${verdict(g.cpuPct / n.cpuPct).replace(/\*/g, '')}); of its own allocations (RssAnon) ${MiB(g.anon)} MiB (${ratio(g.anon, n.anon)} ×)`
+      );
+    });
     out.push(
-      `Over the ${fp.measureS}-s window after ${w} s of warm-up the gateway held ${MiB(g.rss)} MiB against Node-RED's ${MiB(n.rss)} MiB ` +
-        `(${ratio(g.rss, n.rss)} ×, target ≤ 0.5: ${verdict(g.rss / n.rss).replace(/\*/g, '')}) and used ${g.cpuPct.toFixed(2)} % of one core against ` +
-        `${n.cpuPct.toFixed(2)} % (${(g.cpuPct / n.cpuPct).toFixed(2)} ×: ${verdict(g.cpuPct / n.cpuPct).replace(/\*/g, '')}).`,
-      `About ${MiB(fileG)} MiB (gateway) and ${MiB(fileN)} MiB (Node-RED) of that is file-backed (RSS − RssAnon: the node binary's ` +
-        `and shared libraries' pages, the same floor under any Node program); the memory each program allocates for itself (RssAnon) is ` +
-        `${MiB(g.anon)} against ${MiB(n.anon)} MiB (${ratio(g.anon, n.anon)} ×).`,
-      `Neither line is flat: ${[fp.nodeRed, fp.gateway].map((side, i) => {
+      `Over the ${fp.measureS}-s window after ${w} s of warm-up Node-RED held ${MiB(n.rss)} MiB and used ${n.cpuPct.toFixed(2)} % of one core; ${each.join('; ')}.`,
+      `About ${MiB(n.rss - n.anon)} MiB of each process is file-backed (RSS − RssAnon: the node binary's and shared libraries' pages, the same floor under any Node program).`,
+      `Neither line is flat: ${[fp.nodeRed, ...fp.gateways].map((side, i) => {
         // From 30 s on: the first seconds are the start-up, lower by nature.
         const from = Math.min(29, w - 1);
         const lowAt = side.samples.reduce((lo, m, j, a) => (j >= from && m.rss < a[lo]!.rss ? j : lo), from);
-        return `${i === 0 ? 'Node-RED' : 'the gateway'} was at ${MiB(side.samples[Math.min(59, w - 1)]!.rss)} MiB at ${Math.min(60, w)} s, lowest after start-up at ${lowAt + 1} s (${MiB(side.samples[lowAt]!.rss)} MiB), ${MiB(windowStats(side, w).peak)} MiB at most in the window`;
+        return `${i === 0 ? 'Node-RED' : fp.gateways.length > 1 ? `gateway ${i}` : 'the gateway'} was at ${MiB(side.samples[Math.min(59, w - 1)]!.rss)} MiB at ${Math.min(60, w)} s, lowest after start-up at ${lowAt + 1} s (${MiB(side.samples[lowAt]!.rss)} MiB), ${MiB(windowStats(side, w).peak)} MiB at most in the window`;
       }).join('; ')} (the RSS columns above).`,
       'The comparison favours Node-RED: it signs nothing, keeps no durable outbox and waits for no ledger; each of its messages is one ' +
-        'QoS 1 publish of an unsigned JSON reading, where the gateway seals readings into Ed25519-signed envelopes in SQLite (synchronous=FULL) and deletes them only on settlement\'s ack.',
+        "QoS 1 publish of an unsigned JSON reading, where the gateway seals readings into Ed25519-signed envelopes in SQLite (synchronous=FULL) and deletes them only on settlement's ack.",
     );
   }
   if (runs.length > 0) {
@@ -686,7 +724,7 @@ function readingIt(fp: FootprintResult | undefined, runs: ReplayResult[]): strin
   return `**Reading it.** ${out.join(' ')}`;
 }
 
-function render(fp: FootprintResult | undefined, rp: ReplayResult[], ctx: Ctx): string {
+function render(fp: FootprintResult | undefined, rp: ReplayResult[], unitFlags: string[] | undefined, ctx: Ctx): string {
   const lines = [
     `- Command: \`${ctx.command}\``,
     `- Run: ${new Date().toISOString()} · code at ${ctx.revision} · ${ctx.machine}`,
@@ -695,12 +733,13 @@ function render(fp: FootprintResult | undefined, rp: ReplayResult[], ctx: Ctx): 
   if (fp) {
     const { block } = nodeRedDecoder();
     lines.push(
-      `- Load: one simulated RS-485/TCP bridge (Modbus TCP on loopback) with ${fp.meters} SDM630 meters on unit ids 1–${fp.meters}; both processes read every meter's ${block.functionCode === 4 ? 'input' : 'holding'} registers ${block.address}–${block.address + block.count - 1} once a second and publish each reading over MQTT; started together, sampled each second, measured over ${fp.measureS} s after ${fp.warmupS} s of warm-up`,
+      `- Load: one simulated RS-485/TCP bridge (Modbus TCP on loopback) with ${fp.meters} SDM630 meters on unit ids 1–${fp.meters}; every process reads every meter's ${block.functionCode === 4 ? 'input' : 'holding'} registers ${block.address}–${block.address + block.count - 1} once a second and publish each reading over MQTT; started together, sampled each second, measured over ${fp.measureS} s after ${fp.warmupS} s of warm-up`,
       '',
       renderFootprint(fp),
     );
   }
-  if (rp.length > 0) lines.push('', '**Outbox replay after a simulated outage** (each run: a fresh settlement and gateway; readings sealed straight into its outbox first, one envelope per poll round, then `gtx gateway run`):', '', renderReplay(rp));
+  const started = unitFlags ? `\`node ${unitFlags.join(' ')} bin/gtx.js gateway run\`, as config/gtx-gateway.service starts it` : '`bin/gtx.js gateway run`';
+  if (rp.length > 0) lines.push('', `**Outbox replay after a simulated outage** (each run: a fresh settlement and gateway; readings sealed straight into its outbox first, one envelope per poll round, then ${started}):`, '', renderReplay(rp));
   lines.push('', readingIt(fp, rp));
   return lines.join('\n');
 }
@@ -735,13 +774,15 @@ Also report the outbox replay rate (readings/s) after a simulated 24 h outage."
 How \`test/bench/footprint-nodered.ts\` (\`npm run bench:nodered\`, or \`npm run bench -- --suite footprint\`
 after \`npm run build\`) measures it:
 
-- **One bus, two clients**: the benchmark's process serves one simulated RS-485/TCP bridge
-  (\`devices/bus-simulator.ts\`) with 32 SDM630s on unit ids 1–32, runs the settlement (SQLite
-  ledger, embedded broker with auth on) and a second small aedes broker with a username and
+- **One bus, three clients**: the benchmark's process serves one simulated RS-485/TCP bridge
+  (\`devices/bus-simulator.ts\`) with 32 SDM630s on unit ids 1–32, runs a settlement per gateway
+  (SQLite ledger, embedded broker with auth on) and a small aedes broker with a username and
   password for Node-RED (the settlement's broker admits only enrolled gateways, on their own
-  topics). Two child processes start together: \`bin/gtx.js gateway run\` with 32 \`[[meters]]\` on
-  one \`[[buses]]\` entry, \`poll_interval_s = 1\`, otherwise the shipped defaults, enrolled as an
-  installer's code would; and Node-RED (\`node-red/red.js\`, the settings.js it ships with, editor
+  topics). Three child processes start together: \`gtx gateway run\` twice, with 32 \`[[meters]]\`
+  on one \`[[buses]]\` entry, \`poll_interval_s = 1\`, otherwise the shipped defaults, enrolled as
+  an installer's code would, once as \`bin/gtx.js\` starts it (the node flags on its first line,
+  the settlement's) and once with the node flags of \`config/gtx-gateway.service\`'s \`ExecStart\`
+  (read from the unit); and Node-RED (\`node-red/red.js\`, the settings.js it ships with, editor
   on loopback) with a flow: one modbus-client with the editor's defaults, per meter one
   modbus-read of input registers 0–75 every second (the one block our SDM630 definition reads),
   a function node that decodes the definition's floats into a JSON reading, and an mqtt out node (QoS 1).
@@ -751,7 +792,7 @@ after \`npm run build\`) measures it:
   messages its broker received (each checked for a plausible decoded voltage).
 - **Replay**: a fresh settlement and gateway; 24 h of readings of 16 meters every 10 s are sealed
   straight into the gateway's outbox (\`Outbox.seal\`, one envelope per poll round), then
-  \`gtx gateway run\` starts, polling its live meters meanwhile, and the time until settlement
+  \`gtx gateway run\` starts (as the systemd unit starts it), polling its live meters meanwhile, and the time until settlement
   has verified every sealed reading gives the rate; three runs, since it moves with the disk.
 - \`--warmup-s\`, \`--measure-s\`, \`--meters\`, \`--replay-meters\`, \`--replay-interval-s\`,
   \`--replay-hours\`, \`--replay-runs\`, \`--skip-replay\`, \`--skip-footprint\`; \`--quick\` is 20 s + 20 s
@@ -820,7 +861,9 @@ export async function main(argv: string[], viaSuite = false): Promise<number> {
   const fp = values['skip-footprint'] ? undefined : await sideBySide(warmupS, measureS, meters);
   // The rate moves from run to run with the disk's fsync latency: a few runs, one after the other.
   const rp: ReplayResult[] = [];
-  for (let i = 0; !values['skip-replay'] && i < replayRuns; i++) rp.push(await replay(replayMeters, intervalS, hours));
+  // Started as a Raspberry Pi runs it (the systemd unit's flags), when the unit is there.
+  const unitFlags = systemdUnitFlags();
+  for (let i = 0; !values['skip-replay'] && i < replayRuns; i++) rp.push(await replay(replayMeters, intervalS, hours, unitFlags));
 
   const npmEvent = process.env.npm_lifecycle_event;
   const command =
@@ -829,7 +872,7 @@ export async function main(argv: string[], viaSuite = false): Promise<number> {
       : npmEvent === 'bench' && viaSuite
         ? ['npm run bench -- --suite footprint', ...argv].join(' ')
         : ['node --import tsx test/bench/footprint-nodered.ts', ...argv].join(' ');
-  const text = render(fp, rp, {
+  const text = render(fp, rp, unitFlags, {
     command,
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
     revision: revision(),
@@ -839,7 +882,7 @@ export async function main(argv: string[], viaSuite = false): Promise<number> {
     writeDoc(out, text);
     process.stdout.write(`\nwritten to ${out}\n`);
   }
-  const failed = (fp !== undefined && (fp.gateway.work === 0 || fp.nodeRed.work === 0)) || rp.some((r) => r.verified < r.readings);
+  const failed = (fp !== undefined && [...fp.gateways, fp.nodeRed].some((x) => x.work === 0)) || rp.some((r) => r.verified < r.readings);
   return failed ? 1 : 0;
 }
 

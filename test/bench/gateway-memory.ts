@@ -211,6 +211,11 @@ const VARIANTS: Variant[] = [
     env: { MALLOC_ARENA_MAX: '2' },
     preload: NO_NUMBER_CACHE,
   },
+  // On top of the systemd unit's --max-semi-space-size=1 (config/gtx-gateway.service): one addition each.
+  { label: 'semi-space 1 + mqtt number cache off', nodeArgs: ['--max-semi-space-size=1'], preload: NO_NUMBER_CACHE },
+  { label: 'semi-space 1 + --single-threaded', nodeArgs: ['--max-semi-space-size=1', '--single-threaded'] },
+  { label: 'semi-space 1 + MALLOC_ARENA_MAX=2', nodeArgs: ['--max-semi-space-size=1'], env: { MALLOC_ARENA_MAX: '2' } },
+  { label: 'semi-space 1 + --lite-mode', nodeArgs: ['--max-semi-space-size=1', '--lite-mode'] },
   { label: 'Node-RED (reference, node defaults)', nodeArgs: [], nodeRed: true },
 ];
 

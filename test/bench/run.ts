@@ -9,7 +9,7 @@
  * exits 1 when a target is missed (a run whose checks fail always exits 1). --gateways and
  * --window (unacked envelopes per gateway in the max phases) default to 32 and the gateway's
  * own default max_in_flight (32).
- * --suite footprint is not part of `all` (about 10 minutes, and it needs `npm run build` first): the
+ * --suite footprint is not part of `all` (about 14 minutes, and it needs `npm run build` first): the
  * gateway beside Node-RED and the outbox replay rate, test/bench/footprint-nodered.ts, which gets the
  * other arguments (`npm run bench:nodered` builds and runs the same).
  * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
