@@ -14,7 +14,8 @@
  * /proc/PID/status every second, CPU (utime + stime from /proc/PID/stat) over the window.
  * --quick: 20 s warm-up + 20 s window and one replay of a 1 h outage, written only with --out.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { codeRevision } from './report.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { cpus, release, totalmem } from 'node:os';
@@ -752,16 +753,6 @@ function pkgVersion(name: string): string {
   }
 }
 
-function revision(): string {
-  try {
-    const git = (...a: string[]) => execFileSync('git', ['-C', ROOT, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const head = git('rev-parse', '--short', 'HEAD').trim();
-    const dirty = git('status', '--porcelain').split('\n').filter((l) => l.length > 3);
-    return dirty.length ? `${head} + uncommitted changes` : head;
-  } catch {
-    return 'unknown (not a git checkout)';
-  }
-}
 
 const SECTION = `## Footprint against Node-RED
 
@@ -875,7 +866,7 @@ export async function main(argv: string[], viaSuite = false): Promise<number> {
   const text = render(fp, rp, unitFlags, {
     command,
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
-    revision: revision(),
+    revision: codeRevision(ROOT),
   });
   process.stdout.write(`\n${text}\n`);
   if (out) {

@@ -10,7 +10,8 @@
  * the gateway is a child process, and only the child is measured: VmRSS from /proc/<pid>/status
  * every second, its peak (VmHWM) and its CPU time at the end. --quick: 15 s, written only with --out.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { codeRevision } from './report.ts';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -133,16 +134,6 @@ function render(runs: Run[], ctx: { command: string; machine: string; revision: 
   ].join('\n');
 }
 
-function revision(): string {
-  try {
-    const git = (...a: string[]) => execFileSync('git', ['-C', ROOT, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const head = git('rev-parse', '--short', 'HEAD').trim();
-    const dirty = git('status', '--porcelain').split('\n').filter((l) => l.length > 3);
-    return dirty.length ? `${head} + uncommitted changes` : head;
-  } catch {
-    return 'unknown (not a git checkout)';
-  }
-}
 
 const BEGIN = '<!-- bench:footprint:begin -->';
 const END = '<!-- bench:footprint:end -->';
@@ -186,7 +177,7 @@ async function main(): Promise<number> {
   const text = render(runs, {
     command: viaNpm ? ['npm run bench:footprint', ...(argv.length ? ['--', ...argv] : [])].join(' ') : ['node --import tsx test/bench/footprint.ts', ...argv].join(' '),
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
-    revision: revision(),
+    revision: codeRevision(ROOT),
     seconds,
     meters,
     pollS,

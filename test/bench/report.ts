@@ -3,6 +3,7 @@
  * docs/benchmarks.md. Blocks sit between markers and are replaced in place, so a run of one
  * engine keeps the other engine's last block and any hand-written text outside the markers.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Engine, EngineReport, PhaseReport, ProfileReport } from './ingest.ts';
 import type { LatencySummary } from './messages.ts';
@@ -224,5 +225,25 @@ export function printSummary(outcomes: EngineOutcome[]): void {
         process.stdout.write(`  ${pct(row.share).padStart(5)}  ${row.what}  ${row.where}\n`);
       }
     }
+  }
+}
+
+/**
+ * The commit measured, and whether the code differed from it (uncommitted changes, anywhere or
+ * under `paths`, which are then named).
+ */
+export function codeRevision(repo: string, paths?: string[]): string {
+  try {
+    // Not trimmed: a porcelain line starts with a status column that may be a space.
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const head = git('rev-parse', '--short', 'HEAD').trim();
+    const dirty = git('status', '--porcelain', ...(paths ? ['--', ...paths] : []))
+      .split('\n')
+      .filter((l) => l.length > 3)
+      .map((l) => l.slice(3));
+    if (dirty.length === 0) return head;
+    return paths ? `${head} + uncommitted changes to ${dirty.join(', ')}` : `${head} + uncommitted changes`;
+  } catch {
+    return 'unknown (not a git checkout)';
   }
 }

@@ -15,7 +15,6 @@
  * GTX_BENCH_TRACE=/some/prefix makes the load generator write [sent-at ms, latency ms] per
  * envelope and phase to /some/prefix-<phase>.json, for looking at latency tails over time.
  */
-import { execFileSync } from 'node:child_process';
 import { cpus, release, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +25,7 @@ import { postgresUrl } from '../support/services.ts';
 import { runIngest, type Engine, type IngestOptions } from './ingest.ts';
 import { runMarketBench } from './market.ts';
 import { settlementNodeFlags } from './node-flags.ts';
-import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext } from './report.ts';
+import { printSummary, renderEngine, verdicts, writeReport, type EngineOutcome, type RunContext, codeRevision } from './report.ts';
 
 const USAGE =
   'usage: node --expose-gc --import tsx test/bench/run.ts [--suite all|ingest|market] [--engine sqlite|postgres|both] [--seconds N] [--out FILE] [--quick]\n' +
@@ -36,22 +35,6 @@ const USAGE =
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
   process.exit(2);
-}
-
-/** The commit measured, and whether the code under test differed from it. */
-function revision(repo: string): string {
-  try {
-    // Not trimmed: a porcelain line starts with a status column that may be a space.
-    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const head = git('rev-parse', '--short', 'HEAD').trim();
-    const dirty = git('status', '--porcelain', '--', 'settlement', 'protocol', 'package.json', 'package-lock.json')
-      .split('\n')
-      .filter((l) => l.length > 3)
-      .map((l) => l.slice(3));
-    return dirty.length ? `${head} + uncommitted changes to ${dirty.join(', ')}` : head;
-  } catch {
-    return 'unknown (not a git checkout)';
-  }
 }
 
 async function main(): Promise<number> {
@@ -110,7 +93,7 @@ async function main(): Promise<number> {
     command: viaNpm ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ') : resolvedCommand,
     resolvedCommand,
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
-    revision: revision(repo),
+    revision: codeRevision(repo, ['settlement', 'protocol', 'package.json', 'package-lock.json']),
     seconds,
     gateways,
     metersPerGateway: 4,
