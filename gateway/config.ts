@@ -89,7 +89,7 @@ export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
     keyFile: resolve(dataDir, 'gateway.key'),
     outboxFile: resolve(dataDir, 'outbox.sqlite'),
     pollIntervalMs: 5_000,
-    batchMaxReadings: 16,
+    batchMaxReadings: 64,
     batchMaxAgeMs: 10_000,
     // 30 days of 16 meters read every 10 s take about 1.3 GB (docs/gateway.md#the-outbox).
     outboxMaxBytes: 2048 * 1024 * 1024,

@@ -237,6 +237,8 @@ export class Outbox {
       getState: this.db.prepare('SELECT value FROM gateway_state WHERE key = ?').pluck(),
       setState: this.db.prepare('INSERT INTO gateway_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       clearState: this.db.prepare('DELETE FROM gateway_state WHERE key = ?'),
+      syncNormal: this.db.prepare('PRAGMA synchronous = NORMAL'),
+      syncFull: this.db.prepare('PRAGMA synchronous = FULL'),
     };
   }
 
@@ -297,10 +299,18 @@ export class Outbox {
 
   /** Settlement committed it: forget it, and remember when settlement last answered. Returns false if it was already gone. */
   acknowledge(id: string, atMs = Date.now()): boolean {
-    return this.db.transaction(() => {
-      this.s.setState.run('last_ack_ms', String(atMs));
-      return this.s.remove.run(id).changes > 0;
-    })();
+    // Committed without an fsync (WAL, synchronous NORMAL): the next seal's fsync makes it
+    // durable. A power cut before then only brings the envelope back, and settlement answers a
+    // resent envelope with its ack again ('duplicate'); a sealed envelope is never at risk.
+    this.s.syncNormal.run();
+    try {
+      return this.db.transaction(() => {
+        this.s.setState.run('last_ack_ms', String(atMs));
+        return this.s.remove.run(id).changes > 0;
+      })();
+    } finally {
+      this.s.syncFull.run();
+    }
   }
 
   /**

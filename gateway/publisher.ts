@@ -126,6 +126,8 @@ export class Publisher {
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 5000,
+      // mqtt-packet would otherwise build a table of all 65,536 two-byte numbers (~6 MiB) on the first publish.
+      writeCache: false,
       will: { topic: topics.status(gateway), payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
     };
     if (this.opts.username) {

@@ -262,7 +262,7 @@ function configTemplate(id: string, dataDir: string): string {
 id = "${id}"
 data_dir = ${JSON.stringify(dataDir)}   # key, outbox and MQTT login; relative to this file
 poll_interval_s = 5
-batch_max_readings = 16
+batch_max_readings = 64
 batch_max_age_s = 10
 
 [mqtt]
