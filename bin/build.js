@@ -14,6 +14,7 @@ const ASSETS = [
   'settlement/ledger/checkpoint-worker.js', // worker thread entry, plain JavaScript
   'devices/catalog', // meter definitions (*.json), read by catalog.ts
   'devices/examples', // the generic TOML definition users copy (gtx simulate --model FILE reads it)
+  'settlement/web', // the web pages (HTML, JavaScript modules, CSS), served by api/routes/web.ts
 ];
 
 const root = fileURLToPath(new URL('..', import.meta.url));

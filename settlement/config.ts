@@ -84,6 +84,8 @@ export interface SettlementConfig {
   influxdb: { url: string; database: string; flushIntervalMs: number; maxBacklogPoints: number } | null;
   /** REST API, web pages and /metrics; null turns the HTTP server off. */
   http: { host: string; port: number } | null;
+  /** [http] write_rate_limit_per_minute: write requests under /api/v1 a minute per API key (per address without one); 0 = no limit (api/rate-limit.ts). */
+  writeRateLimitPerMinute: number;
   logLevel: string;
 }
 
@@ -129,6 +131,8 @@ export function defaultSettlementConfig(dataDir = './data'): SettlementConfig {
       rejectionRetentionMs: 30 * DAY_MS,
     },
     http: { host: '127.0.0.1', port: 8080 },
+    // A person clicking never sends 2 writes a second for a minute; a flooding script does.
+    writeRateLimitPerMinute: 120,
     influxdb: null,
     markets: [{ id: 'thailand_central', name: 'Thailand Central', timeZone: 'Asia/Bangkok', intervalMinutes: 15, rules: marketRules({}, {}, 'THB', 'defaults') }],
     credits: defaultCredits(),
@@ -348,7 +352,7 @@ export const SETTLEMENT_CONFIG_SHAPE: ConfigShape = {
       'rejection_retention_days',
     ],
   },
-  http: { kind: 'table', keys: ['listen', 'enabled'] },
+  http: { kind: 'table', keys: ['listen', 'enabled', 'write_rate_limit_per_minute'] },
   influxdb: { kind: 'table', keys: ['url', 'database', 'flush_interval_ms', 'max_backlog_points'] },
 };
 
@@ -487,6 +491,7 @@ export function loadSettlementConfig(path: string): SettlementConfig {
 
   const h = table(doc, 'http', path);
   const wh = `${path} [http]`;
+  cfg.writeRateLimitPerMinute = int(h, 'write_rate_limit_per_minute', wh, 0) ?? cfg.writeRateLimitPerMinute;
   if (h.enabled === false) cfg.http = null;
   else {
     const listen = str(h, 'listen', wh);

@@ -41,6 +41,9 @@ import { createMetrics, type SettlementMetrics } from './metrics.ts';
 import { StatusHandler } from './ingest/status-handler.ts';
 import { buildApi, listenApi } from './api/server.ts';
 import { InfluxSink } from './timeseries/influx-sink.ts';
+import { EventHub } from './events/hub.ts';
+import { certificateEvent } from './events/live-events.ts';
+import { readingFeed } from './events/reading-feed.ts';
 
 /** A running settlement: the composition root's handle for the CLI, the demo and tests. */
 export interface Settlement {
@@ -88,6 +91,8 @@ export interface Settlement {
   recs: RecMinter;
   /** Counts and samples refusals; `flush()` writes what it holds. */
   recorder: RejectionRecorder;
+  /** Live events (prices, auctions, trades, settlements, certificates, readings) for GET /api/v1/events. */
+  events: EventHub;
   /** Resolves when every message received so far is committed and answered. */
   idle(): Promise<void>;
   stop(): Promise<void>;
@@ -170,6 +175,8 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     };
   }, KEY_CACHE_MS);
 
+  const ownerCache = new LookupCache<string | undefined>((id) => ledger.getMeter(id).then((m) => m?.owner), KEY_CACHE_MS);
+
   const verifier = new EnvelopeVerifier({
     gatewayKey: (id) => keyCache.get(id),
     meter: (id) => meterCache.get(id),
@@ -228,8 +235,9 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   undo.push(() => writer.close());
   recorder.start();
   undo.push(() => recorder.stop());
+  const events = new EventHub((e) => log.error({ err: e }, 'a live event subscriber failed; it was dropped'));
   // Market events go out on MQTT once the bus exists (below); until then there are none.
-  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), metrics, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency });
+  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), metrics, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency, hub: events });
   // A market's rules: its config, overridden by proposals executed by vote (governance/voting.ts).
   const parameters = new MarketParameters(new GovernanceStore(ledger.db), (id) => cfg.markets.find((m) => m.id === id)?.rules);
   await parameters.refresh();
@@ -257,6 +265,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     onMinted: (r) => {
       metrics.recsMinted.inc({ market: r.market, source: r.energySource });
       metrics.recsCertifiedWh.inc({ market: r.market, source: r.energySource }, r.volumeWh);
+      events.publish(certificateEvent(r));
     },
   });
   const voting = new Voting(ledger.db, market.money, staking, {
@@ -309,6 +318,8 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     metrics,
     timeseries: influx,
     limits: { maxEnvelopes: cfg.ingest.maxQueuedEnvelopes, maxBytes: cfg.ingest.maxQueuedBytes },
+    // Meter owners for the live `reading` events, cached like the verifier's lookups.
+    committed: readingFeed(events, (id) => ownerCache.get(id), { now, onError: (e) => log.warn({ err: e }, 'reading event not published: owner lookup failed') }),
   });
 
   const inflight = new Set<Promise<void>>();
@@ -343,6 +354,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   const forget = (gateway: string) => {
     keyCache.forget(gateway);
     meterCache.clear();
+    ownerCache.clear();
   };
   const revoked = (gateway: string) => {
     forget(gateway);
@@ -370,10 +382,18 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
         adminKey: cfg.adminKey,
         codeTtlMs: cfg.enrollmentCodeTtlMs,
         onRevoke: revoked,
-        readiness: { broker: () => bus.status(), writer: () => writer.status(), influx: () => influx?.stats() ?? null },
+        gatewayPresence: (id) => status.presence(id),
+        readiness: {
+          broker: () => bus.status(),
+          writer: () => writer.status(),
+          influx: () => influx?.stats() ?? null,
+          jobs: () => ({ pricing: pricing.map((p) => p.health()), auctions: jobs.auctions.health(), governance: jobs.governance.health() }),
+        },
         market: { market, currencyOf: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency },
         governance: { staking, nrg, voting },
         recs: { minter: recMinter, lifecycle: new RecLifecycle(recMinter.recs, market.money, now, log.child({ component: 'recs' })) },
+        writeRateLimitPerMinute: cfg.writeRateLimitPerMinute,
+        events: { hub: events },
       })
     : undefined;
   if (api && cfg.http) {
@@ -411,6 +431,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     voting,
     recs: recMinter,
     recorder,
+    events,
     idle,
     async stop() {
       await api?.close();

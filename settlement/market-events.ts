@@ -4,17 +4,22 @@ import type { MarketEvents } from './market/market.ts';
 import type { SettlementMetrics } from './metrics.ts';
 import { formatPrice } from './market/money.ts';
 import type { Currency } from './market/types.ts';
+import type { EventHub } from './events/hub.ts';
+import { auctionEvent, priceEvent, settlementEvent, tradeEvent } from './events/live-events.ts';
 
 /**
  * The market's events as the world hears them: a log line with the fields an operator greps
  * for, and a message on the market's MQTT topic (the price retained), in the wire format of
  * protocol/messages.ts. A publish that fails is logged; the ledger already holds the fact.
+ * With a `hub`, the same facts (and each trade and its delivery settlement) go to live
+ * subscribers too (GET /api/v1/events).
  */
 export function marketEventPublisher(d: {
   log: Logger;
   metrics?: SettlementMetrics;
   publish: (topic: string, payload: string) => Promise<void>;
   currency: (market: string) => Currency;
+  hub?: EventHub;
 }): MarketEvents {
   const iso = (ms: number) => new Date(ms).toISOString();
   const send = (topic: string, msg: unknown) => d.publish(topic, JSON.stringify(msg)).catch((e: unknown) => d.log.warn({ err: e, topic }, 'market event not published'));
@@ -22,9 +27,10 @@ export function marketEventPublisher(d: {
     orderDecided(market, result) {
       d.metrics?.marketOrders.inc({ market, result });
     },
-    deliveriesSettled(market, trades) {
+    deliveriesSettled(market, trades, settled) {
       d.metrics?.marketTradesSettled.inc(trades);
       d.log.info({ event: 'DeliveriesSettled', market, trades }, 'trades settled against metered energy');
+      if (d.hub?.active) for (const t of settled) d.hub.publish(settlementEvent(t));
     },
     priceUpdated(s, oldPrice) {
       d.metrics?.marketPrice.set({ market: s.market, currency: d.currency(s.market) }, Number(s.price));
@@ -44,8 +50,9 @@ export function marketEventPublisher(d: {
         valid_until: iso(s.validUntilMs),
       };
       void send(topics.price(s.market), msg);
+      if (d.hub?.active) d.hub.publish(priceEvent(s, oldPrice, d.currency(s.market)));
     },
-    auctionCompleted(a) {
+    auctionCompleted(a, trades) {
       d.metrics?.marketAuctions.inc({ market: a.market, crossed: String(a.clearingPrice !== null) });
       d.metrics?.marketTradedWh.inc({ market: a.market }, a.volumeWh);
       d.log.info(
@@ -66,6 +73,11 @@ export function marketEventPublisher(d: {
         orders_count: a.orders,
       };
       void send(topics.auction(a.market), msg);
+      if (d.hub?.active) {
+        const currency = d.currency(a.market);
+        d.hub.publish(auctionEvent(a, currency));
+        for (const t of trades) d.hub.publish(tradeEvent(a, t, currency));
+      }
     },
   };
 }

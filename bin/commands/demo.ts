@@ -13,11 +13,11 @@ import { startGateway, type Gateway } from '../../gateway/main.ts';
 import { gatewayId, meterId } from '../../protocol/index.ts';
 import { defaultSettlementConfig } from '../../settlement/config.ts';
 import { startSettlement, type Settlement } from '../../settlement/main.ts';
-import { ApiKeyStore } from '../../settlement/registry/api-keys.ts';
 import { command, parseFlags, portNumber, positiveNumber, UsageError } from '../args.ts';
 import { untilStopSignal } from '../stop-signal.ts';
 import { formatPrice } from '../../settlement/market/money.ts';
 import { DemoGovernance } from './demo-governance.ts';
+import { demoKeys } from './demo-keys.ts';
 import { sealHistory } from './demo-history.ts';
 import { DemoHomes, Ticker } from './demo-homes.ts';
 import { DemoCertificates } from './demo-recs.ts';
@@ -54,17 +54,6 @@ const HOMES: Array<{ model: string; profile: ProfileName }> = [
   { model: 'sdm630', profile: 'household' },
   { model: 'sdm630', profile: 'prosumer' },
 ];
-
-/** The demo's utility API key, kept in the data dir (mode 0600) so that a restart reuses it instead of adding keys. */
-async function demoApiKey(settlement: Settlement, dataDir: string): Promise<string> {
-  const file = join(dataDir, 'demo-api-key');
-  const store = new ApiKeyStore(settlement.ledger.db);
-  const saved = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
-  if (saved && (await store.authenticate(saved))) return saved;
-  const { key } = await store.create('utility', 'gtx demo');
-  writeFileSync(file, `${key}\n`, { mode: 0o600 });
-  return key;
-}
 
 async function portIsFree(port: number): Promise<boolean> {
   if (port === 0) return true;
@@ -194,7 +183,9 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);
   }
   console.log(`MQTT broker   ${settlement.brokerUrl}   (try: mosquitto_sub -h 127.0.0.1 -p ${new URL(settlement.brokerUrl).port} -t 'gtx/v1/#' -v)`);
-  const apiKey = settlement.httpUrl ? await demoApiKey(settlement, dataDir) : undefined;
+  const accounts = Array.from({ length: homes }, (_, k) => `prosumer-${k + 1}`);
+  const keys = settlement.httpUrl ? await demoKeys(settlement, dataDir, accounts) : undefined;
+  const apiKey = keys?.utility;
   if (settlement.httpUrl) {
     console.log(`HTTP API      curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/meters   metrics ${settlement.httpUrl}/metrics`);
   }
@@ -203,7 +194,7 @@ export async function run(argv: string[]): Promise<void> {
   const say = (line: string) => console.log(line);
   const community = new DemoHomes(
     settlement,
-    Array.from({ length: homes }, (_, k) => ({ account: `prosumer-${k + 1}`, sells: HOMES[k % HOMES.length]!.profile !== 'household' })),
+    accounts.map((account, k) => ({ account, sells: HOMES[k % HOMES.length]!.profile !== 'household' })),
   );
   const configFlag = dataDir === resolve('./data') ? '' : ` --config ${join(dataDir, 'settlement.toml')}`;
   if (configFlag) writeFileSync(join(dataDir, 'settlement.toml'), `# written by gtx demo, for gtx audit\n[settlement]\ndata_dir = ${JSON.stringify(dataDir)}\n`);
@@ -218,6 +209,11 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`market        ${demoMarket.id}: 15-minute auctions around the clock; curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/trades`);
     console.log(`certificates  from the PV homes' export, hourly: curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/recs`);
     console.log(`rewards       households below their baseline are paid NRG daily: curl -H 'Authorization: Bearer ${apiKey}' ${settlement.httpUrl}/api/v1/rewards`);
+    // A person signs in to the pages with one of these (docs/web.md): what each sees depends on the role.
+    console.log(`web pages     ${settlement.httpUrl}/   sign in with one of these keys:`);
+    console.log(`  prosumer    ${community.key(accounts[0]!)}   home 1 (account ${accounts[0]})`);
+    console.log(`  installer   ${keys!.installer}   customers ${accounts.join(', ')}`);
+    console.log(`  utility     ${keys!.utility}`);
   }
   console.log(`ledger        ${cfg.ledger.sqlitePath}`);
   console.log(`audit         gtx audit meters${configFlag}; gtx audit export --meter home-1-main --out ./audit-home-1${configFlag}`);

@@ -6,7 +6,8 @@ import type { Ledger } from '../../settlement/ledger/ledger.ts';
 import { openLedger as openConfiguredLedger } from '../../settlement/ledger/open.ts';
 import { Enrollment, EnrollmentError } from '../../settlement/registry/enrollment.ts';
 import type { MarketId } from '../../settlement/registry/registry.ts';
-import { API_ROLES, ApiKeyStore, isApiRole } from '../../settlement/registry/api-keys.ts';
+import { API_ROLES, ApiKeyStore, isApiRole, MAX_INSTALLER_CUSTOMERS } from '../../settlement/registry/api-keys.ts';
+import { ACCOUNT_ID } from '../../settlement/registry/enrollment.ts';
 import { CliError, command, listenAddress, parseFlags, portNumber, positiveNumber, required, runSubcommand, UsageError, type Command } from '../args.ts';
 import { untilStopSignal } from '../stop-signal.ts';
 
@@ -53,18 +54,26 @@ const ACL = command(
 );
 const KEY_CREATE = command(
   'settlement api-key create',
-  `gtx settlement api-key create --role ${API_ROLES.join('|')} [--account ID] [--label TEXT] [--config FILE] [--data DIR]
+  `gtx settlement api-key create --role ${API_ROLES.join('|')} [--account ID] [--customers ID,ID…] [--label TEXT] [--config FILE] [--data DIR]
       print a new REST API key once on stdout (the ledger keeps only its SHA-256);
-      a prosumer key needs --account, the registry account it acts for (its orders, balances, trades)
+      a prosumer key needs --account, the registry account it acts for (its meters, orders, balances, trades);
+      an installer key needs --customers, the accounts it serves (1 to ${MAX_INSTALLER_CUSTOMERS}, comma-separated): it issues
+      enrollment codes for them and sees their gateways, meters, readings and rejections
 
+  --role ROLE               admin (everything), utility (reads and audits every meter and market),
+                            installer (its customers' codes and gateways), prosumer (its own account)
+  --account ID              prosumer keys: the registry account (it must exist: an enrollment code creates it)
+  --customers ID,ID…        installer keys: the customer accounts (they may not exist yet)
+  --label TEXT              a note shown in the key list (at most 200 characters)
 ${CONFIG}
 ${DATA}`,
-  { ...configOptions, role: { type: 'string' }, label: { type: 'string' }, account: { type: 'string' } },
+  { ...configOptions, role: { type: 'string' }, label: { type: 'string' }, account: { type: 'string' }, customers: { type: 'string' } },
 );
 const KEY_LIST = command(
   'settlement api-key list',
   `gtx settlement api-key list [--config FILE] [--data DIR]
-      API keys by id, role, creation and revocation time, and label
+      API keys by id, role, creation and revocation time, and label (then a prosumer key's
+      account or an installer key's customers)
 
 ${CONFIG}
 ${DATA}`,
@@ -257,15 +266,22 @@ async function createApiKey(argv: string[]): Promise<void> {
   if (label.length > 200) throw new UsageError('--label must be at most 200 characters', KEY_CREATE.name);
   if (role === 'prosumer' && f.account === undefined) throw new UsageError('a prosumer key needs --account ID, the account it acts for', KEY_CREATE.name);
   if (role !== 'prosumer' && f.account !== undefined) throw new UsageError(`--account is for prosumer keys only; a ${role} key is not bound to an account`, KEY_CREATE.name);
+  const customers = f.customers === undefined ? [] : [...new Set(f.customers.split(',').map((c) => c.trim()).filter((c) => c !== ''))];
+  if (role === 'installer' && customers.length === 0) throw new UsageError('an installer key needs --customers ID,ID…, the customer accounts it serves', KEY_CREATE.name);
+  if (role !== 'installer' && f.customers !== undefined) throw new UsageError(`--customers is for installer keys only; a ${role} key is not bound to customers`, KEY_CREATE.name);
+  if (customers.length > MAX_INSTALLER_CUSTOMERS) throw new UsageError(`--customers names ${customers.length} accounts; an installer key serves at most ${MAX_INSTALLER_CUSTOMERS}`, KEY_CREATE.name);
+  const bad = customers.find((c) => !ACCOUNT_ID.test(c));
+  if (bad !== undefined) throw new UsageError(`--customers: "${bad}" is not an account id (1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit)`, KEY_CREATE.name);
   const ledger = await openLedger(configWithFlags(f));
   try {
     if (f.account !== undefined && !(await ledger.getAccount(f.account))) {
       throw new CliError(`no account ${f.account} in the ledger: accounts are created by enrollment codes (gtx settlement enroll-code --owner ${f.account})`);
     }
-    const { key, record } = await new ApiKeyStore(ledger.db).create(role, label, f.account ?? null);
+    const { key, record } = await new ApiKeyStore(ledger.db).create(role, label, f.account ?? null, customers);
     // The key alone on stdout, so `KEY=$(gtx settlement api-key create …)` works; the rest is for the person.
     console.log(key);
-    console.error(`API key ${record.id} (role ${role}${record.account ? ` for account ${record.account}` : ''}${label ? `, "${label}"` : ''}) created; it is shown only this once.`);
+    const bound = record.account ? ` for account ${record.account}` : record.customers ? ` for customers ${record.customers.join(', ')}` : '';
+    console.error(`API key ${record.id} (role ${role}${bound}${label ? `, "${label}"` : ''}) created; it is shown only this once.`);
     console.error(`send it as "Authorization: Bearer <key>"; revoke it with: gtx settlement api-key revoke --id ${record.id}`);
   } finally {
     await ledger.close();
@@ -285,7 +301,9 @@ async function listApiKeys(argv: string[]): Promise<void> {
     console.log(`${'ID'.padEnd(10)}  ${'ROLE'.padEnd(roleWidth)}  ${'CREATED'.padEnd(24)}  ${'REVOKED'.padEnd(24)}  LABEL`);
     for (const k of keys) {
       const revoked = k.revokedAtMs === null ? '-' : new Date(k.revokedAtMs).toISOString();
-      console.log(`${k.id.padEnd(10)}  ${k.role.padEnd(roleWidth)}  ${new Date(k.createdAtMs).toISOString()}  ${revoked.padEnd(24)}  ${k.label}`);
+      // What a key is bound to follows its label: a prosumer's account, an installer's customers.
+      const bound = k.account !== null ? `  [account ${k.account}]` : k.customers ? `  [customers ${k.customers.join(',')}]` : '';
+      console.log(`${k.id.padEnd(10)}  ${k.role.padEnd(roleWidth)}  ${new Date(k.createdAtMs).toISOString()}  ${revoked.padEnd(24)}  ${k.label}${bound}`);
     }
   } finally {
     await ledger.close();

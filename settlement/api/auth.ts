@@ -23,10 +23,48 @@ declare module 'fastify' {
   }
 }
 
-/** Routes that expose per-meter or per-market data. */
+/** Routes that expose every meter's and every market's data: utilities and admins. */
 export const READERS: readonly ApiRole[] = ['admin', 'utility'];
 /** Routes that change the registry. */
 export const ADMINS: readonly ApiRole[] = ['admin'];
+/** Data any key holder may see (price signals, auction results, proposals): every role. */
+export const ANY_KEY: readonly ApiRole[] = ['admin', 'utility', 'installer', 'prosumer'];
+/**
+ * Every role, each scoped to what it may see (visibleAccounts below): a prosumer its own
+ * account's meters, an installer its customers', utilities and admins all. The route checks.
+ */
+export const SCOPED_READERS: readonly ApiRole[] = ['admin', 'utility', 'installer', 'prosumer'];
+/** An account's own data (orders, balances, trades, certificates, rewards, stakes) or all of it: no installers. */
+export const OWNERS_AND_READERS: readonly ApiRole[] = ['admin', 'utility', 'prosumer'];
+/** Gateway status: the fleet for utilities and admins, an installer's customers' gateways. */
+export const GATEWAY_READERS: readonly ApiRole[] = ['admin', 'utility', 'installer'];
+/** Enrollment codes: admins for any owner, installers for their customers. */
+export const CODE_ISSUERS: readonly ApiRole[] = ['admin', 'installer'];
+
+/**
+ * The registry accounts whose data `p` may see: null for all (admin, utility), a prosumer's
+ * own account, an installer's customers. Routes filter by it whatever the query asks for.
+ */
+export function visibleAccounts(p: ApiPrincipal): readonly string[] | null {
+  switch (p.role) {
+    case 'prosumer':
+      return [p.account];
+    case 'installer':
+      return p.customers;
+    case 'admin':
+    case 'utility':
+      return null;
+    default:
+      // A role added later sees no account's data until it is named here.
+      return [];
+  }
+}
+
+/** Whether `p` may see the data of `account`. */
+export function maySee(p: ApiPrincipal, account: string): boolean {
+  const accounts = visibleAccounts(p);
+  return accounts === null || accounts.includes(account);
+}
 
 export interface AuthDeps {
   apiKeys: ApiKeyStore;

@@ -12,6 +12,14 @@ import { marketRoutes, type MarketApiDeps } from './routes/market.ts';
 import { governanceRoutes, type GovernanceApiDeps } from './routes/governance.ts';
 import { recRoutes } from './routes/recs.ts';
 import { rewardRoutes } from './routes/rewards.ts';
+import { eventRoutes, type LiveEventsDeps } from './routes/events.ts';
+import { meRoutes } from './routes/me.ts';
+import { webRoutes } from './routes/web.ts';
+import { accountRoutes } from './routes/accounts.ts';
+import { gatewayRoutes } from './routes/gateways.ts';
+import { enrollmentCodeRoutes } from './routes/enrollment-codes.ts';
+import { apiKeyRoutes } from './routes/api-keys.ts';
+import type { GatewayPresence } from '../ingest/status-handler.ts';
 import type { RecMinter } from '../recs/minting.ts';
 import type { RecLifecycle } from '../recs/lifecycle.ts';
 import type { Enrollment } from '../registry/enrollment.ts';
@@ -19,6 +27,8 @@ import type { ApiKeyStore } from '../registry/api-keys.ts';
 import { checkAdminKey } from '../config.ts';
 import { registerAuth } from './auth.ts';
 import { clientErrorAnswer, registerErrorAnswers } from './routes/errors.ts';
+import { registerApiDocs } from './openapi.ts';
+import { registerWriteRateLimit } from './rate-limit.ts';
 
 export interface ApiDeps {
   ledger: Ledger;
@@ -40,6 +50,12 @@ export interface ApiDeps {
   governance?: GovernanceApiDeps;
   /** Certificates (routes/recs.ts); absent: no certificate routes. */
   recs?: { minter: RecMinter; lifecycle: RecLifecycle };
+  /** Live events (routes/events.ts: GET /api/v1/events); absent: no event stream. */
+  events?: LiveEventsDeps;
+  /** Write requests a minute per API key (per address without one) under /api/v1 (rate-limit.ts); absent or 0: no limit. */
+  writeRateLimitPerMinute?: number;
+  /** Each gateway's last retained status message (GET /api/v1/gateways); absent: its readings alone say whether it is online. */
+  gatewayPresence?: (gateway: string) => GatewayPresence | undefined;
 }
 
 /**
@@ -58,7 +74,10 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     ajv: { customOptions: { verbose: true } },
     clientErrorHandler: clientErrorAnswer,
   }).withTypeProvider<TypeBoxTypeProvider>();
-  // Before any route: both watch routes being added (onRoute).
+  // Before any route: these watch routes being added (onRoute). The docs mark their own routes public, so before auth.
+  const writeRateLimitPerMinute = deps.writeRateLimitPerMinute ?? 0;
+  registerApiDocs(app, { writeRateLimitPerMinute });
+  registerWriteRateLimit(app, writeRateLimitPerMinute, apiLog);
   registerErrorAnswers(app);
   registerAuth(app, { apiKeys: deps.apiKeys, adminKey: deps.adminKey, log: apiLog });
   app.register(healthRoutes, deps);
@@ -70,6 +89,13 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   if (deps.governance) app.register(governanceRoutes, { ...deps.governance, prefix: '/api/v1' });
   if (deps.recs) app.register(recRoutes, { ...deps.recs, prefix: '/api/v1' });
   app.register(rewardRoutes, { db: deps.ledger.db, prefix: '/api/v1' });
+  if (deps.events) app.register(eventRoutes, { ...deps.events, db: deps.ledger.db, prefix: '/api/v1' });
+  app.register(meRoutes, { db: deps.ledger.db, prefix: '/api/v1' });
+  app.register(webRoutes);
+  app.register(accountRoutes, { db: deps.ledger.db, prefix: '/api/v1' });
+  app.register(gatewayRoutes, { db: deps.ledger.db, ...(deps.gatewayPresence ? { presence: deps.gatewayPresence } : {}), prefix: '/api/v1' });
+  app.register(enrollmentCodeRoutes, { ...deps, prefix: '/api/v1' });
+  app.register(apiKeyRoutes, { apiKeys: deps.apiKeys, ledger: deps.ledger, prefix: '/api/v1' });
   return app;
 }
 

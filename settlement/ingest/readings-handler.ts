@@ -12,6 +12,7 @@ export interface TimeSeries {
 }
 import type { BatchCommitter } from './committer.ts';
 import type { EnvelopeVerifier } from './verify.ts';
+import type { VerifiedEnvelope } from '../ledger/ledger.ts';
 
 /** What the operator's status line and /metrics show about intake. */
 export interface IngestStats {
@@ -70,6 +71,8 @@ export class ReadingsHandler {
       limits?: IntakeLimits;
       metrics?: SettlementMetrics;
       timeseries?: TimeSeries;
+      /** The readings of each envelope once committed (live events); must return at once. */
+      committed?: (readings: VerifiedEnvelope['readings']) => void;
     },
   ) {}
 
@@ -153,6 +156,7 @@ export class ReadingsHandler {
         this.stats.envelopesAccepted++;
         this.stats.readingsVerified += outcome.inserted;
         this.deps.metrics?.readingsVerified.inc(outcome.inserted);
+        this.deps.committed?.(env.readings);
         this.deps.timeseries?.readingsVerified(
           env.readings.map((r) => ({
             meter: r.meter,

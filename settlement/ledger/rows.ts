@@ -118,6 +118,24 @@ export function refuseMeters(ids: string[], taken: Array<{ id: string; gateway: 
   return { ok: false, reason: 'meter_taken', detail: `${which}: remove it from this gateway's meters, or, when this gateway replaces that one, ask the operator to revoke the old gateway first` };
 }
 
+/** The columns a ReadingRow is selected as: readings `r` joined to envelopes `e` (for the envelope id). */
+export const READING_COLUMNS = [
+  'r.meter',
+  'r.seq',
+  'e.id as envelope_id',
+  'r.gateway',
+  'r.ts_ms',
+  'r.import_wh',
+  'r.export_wh',
+  'r.power_w',
+  'r.voltage_mv',
+  'r.current_ma',
+  'r.frequency_mhz',
+  'r.prev',
+  'r.hash',
+  'r.received_at_ms',
+] as const;
+
 export interface ReadingRow {
   meter: string;
   seq: number;

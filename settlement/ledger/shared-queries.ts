@@ -6,7 +6,7 @@ import type { LedgerDb } from '../store/database.ts';
 import { gaps, intervalEnergy, marketIntervals } from './energy-queries.ts';
 import type { GapRow, GatewayRecord, GatewayStatus, IntervalRow, LedgerCounts, MarketIntervalRow, StoredEnvelope, StoredReading, StoredRejection } from './ledger.ts';
 import { rejectionSamples, rejectionTotal } from './rejection-store.ts';
-import { toStoredReading, type ReadingRow } from './rows.ts';
+import { READING_COLUMNS, toStoredReading, type ReadingRow } from './rows.ts';
 
 /**
  * Everything of the Ledger that is written once for both engines, through the query builder:
@@ -84,22 +84,7 @@ export abstract class SharedLedgerQueries {
     const rows = await this.db
       .selectFrom('readings as r')
       .innerJoin('envelopes as e', 'e.ref', 'r.envelope_ref')
-      .select([
-        'r.meter',
-        'r.seq',
-        'e.id as envelope_id',
-        'r.gateway',
-        'r.ts_ms',
-        'r.import_wh',
-        'r.export_wh',
-        'r.power_w',
-        'r.voltage_mv',
-        'r.current_ma',
-        'r.frequency_mhz',
-        'r.prev',
-        'r.hash',
-        'r.received_at_ms',
-      ])
+      .select(READING_COLUMNS)
       .where('r.meter', '=', meter)
       .orderBy('r.seq')
       .execute();

@@ -6,13 +6,13 @@ import type { Market as RegistryMarket } from '../registry/registry.ts';
 import { MarketStore, type AuctionRecord, type OrderRecord, type TradeRecord } from '../store/market-store.ts';
 import { MoneyStore } from '../store/money-store.ts';
 import { InsufficientFunds, move, ownerAccount, systemAccount, type Transfer } from './accounts.ts';
-import { runAuction } from './auction.ts';
+import { runAuction, type TradeDraft } from './auction.ts';
 import { convert, type FeeFraction, type Rates } from './conversion.ts';
-import { settleDeliveries } from './delivery.ts';
+import { settleDeliveries, type DeliveryResult } from './delivery.ts';
 import { checkOrder, type OrderRefusal, type OrderRequest } from './orders.ts';
 import { indicativePrice, priceSignal, type PriceSignal } from './pricing.ts';
 import { deliveryOfAuction, intervalMs, isOpen, priceBand, type MarketRules } from './rules.ts';
-import { auctionId, orderId, type Currency, type Minor } from './types.ts';
+import { auctionId, orderId, type Currency, type Minor, type PricePerKwh } from './types.ts';
 
 /**
  * The market's operations over the ledger: orders with their escrow, auctions, delivery
@@ -22,11 +22,20 @@ import { auctionId, orderId, type Currency, type Minor } from './types.ts';
  */
 export interface MarketEvents {
   priceUpdated(signal: PriceSignal, oldPrice: bigint | null): void;
-  auctionCompleted(auction: AuctionRecord): void;
+  /** After the auction's commit, with the trades it made (in trade id order). */
+  auctionCompleted(auction: AuctionRecord, trades: readonly TradeDraft[]): void;
   /** An order accepted, or refused with this code. */
   orderDecided(market: string, result: 'accepted' | OrderRefusal['code']): void;
-  /** Trades of one delivery interval settled against metered energy. */
-  deliveriesSettled(market: string, trades: number): void;
+  /** Trades of one delivery interval settled against metered energy, after the commit. */
+  deliveriesSettled(market: string, trades: number, settled: readonly SettledTrade[]): void;
+}
+
+/** One trade as delivery settlement booked it. */
+export interface SettledTrade {
+  trade: TradeRecord;
+  result: DeliveryResult;
+  imbalancePrice: PricePerKwh;
+  settledAtMs: number;
 }
 
 export interface StableCredits {
@@ -220,11 +229,11 @@ export class MarketService {
       };
       await this.store.recordAuction(trx, record, outcome, rules.currency);
       if (outcome.transfers.length) await this.money.apply(trx, outcome.transfers, now);
-      return record;
+      return { record, trades: outcome.trades };
     });
     if (!result) return undefined;
-    this.deps.events?.auctionCompleted?.(result);
-    return { auction: result, trades: result.trades };
+    this.deps.events?.auctionCompleted?.(result.record, result.trades);
+    return { auction: result.record, trades: result.record.trades };
   }
 
   /** Whether the market is open at `t` (auctions run only then). */
@@ -245,7 +254,8 @@ export class MarketService {
     const now = this.deps.now();
     const settled = await this.money.transaction(async (trx) => {
       const trades = await this.store.unsettledInterval(trx, marketId, now - graceMs);
-      if (trades.length === 0) return 0;
+      const booked: SettledTrade[] = [];
+      if (trades.length === 0) return booked;
       const { deliveryStartMs: start, deliveryEndMs: end } = trades[0]!;
       const metered = await this.store.meteredByAccount(trx, marketId, start, end);
       const supply = [...metered.exportWh.values()].reduce((a, b) => a + b, 0);
@@ -266,12 +276,13 @@ export class MarketService {
         };
         await this.store.recordDelivery(trx, r, now, imbalance, basis);
         transfers.push(...r.transfers);
+        booked.push({ trade: t, result: r, imbalancePrice: imbalance, settledAtMs: now });
       }
       if (transfers.length) await this.money.apply(trx, transfers, now);
-      return results.length;
+      return booked;
     });
-    if (settled > 0) this.deps.events?.deliveriesSettled?.(marketId, settled);
-    return settled;
+    if (settled.length > 0) this.deps.events?.deliveriesSettled?.(marketId, settled.length, settled);
+    return settled.length;
   }
 
   // ---- stable credits ----------------------------------------------------------------------

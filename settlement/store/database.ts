@@ -23,6 +23,18 @@ export interface ApiKeysTable {
   account: Generated<string | null>;
 }
 
+/** The customer accounts an installer key serves (migration 010). */
+export interface ApiKeyCustomersTable {
+  key_id: string;
+  account: string;
+}
+
+/** Which API key issued an enrollment code (migration 010); codes from the CLI have no row. */
+export interface EnrollmentCodeIssuersTable {
+  code_hash: string;
+  issued_by: string;
+}
+
 export interface MeterHandoversTable {
   meter: string;
   from_seq: number;
@@ -342,6 +354,8 @@ export interface LedgerSchema {
   meters: MetersTable;
   markets: MarketsTable;
   api_keys: ApiKeysTable;
+  api_key_customers: ApiKeyCustomersTable;
+  enrollment_code_issuers: EnrollmentCodeIssuersTable;
   meter_handovers: MeterHandoversTable;
   rejection_counts: RejectionCountsTable;
   rejections: RejectionsTable;

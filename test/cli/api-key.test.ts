@@ -133,6 +133,16 @@ describe.each(targets)('gtx settlement api-key on $name', ({ skip, setup }) => {
 
       const again = gtx('revoke', '--id', id!);
       expect([again.status, again.stdout.trim()]).toEqual([0, `API key ${id} was already revoked`]);
+
+      // An installer key is bound to its customers: listed with them, and the API sees them.
+      const installer = gtx('create', '--role', 'installer', '--label', 'Acme', '--customers', 'acct-b,acct-a,acct-b');
+      expect(installer.status, installer.stderr).toBe(0);
+      const installerId = /API key ([a-z2-9]{10}) \(role installer for customers acct-a, acct-b, "Acme"\) created/.exec(installer.stderr)?.[1];
+      expect(installerId, installer.stderr).toBeDefined();
+      expect(gtx('list').stdout.split('\n').find((l) => l.startsWith(installerId!))).toMatch(/ Acme {2}\[customers acct-a,acct-b\]$/);
+      const asInstaller = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${installer.stdout.trim()}` } });
+      expect((await asInstaller('/api/v1/gateways')).statusCode).toBe(200);
+      expect((await asInstaller('/api/v1/api-keys')).statusCode).toBe(403);
     } finally {
       await app.close();
     }
@@ -157,7 +167,10 @@ describe('gtx settlement api-key with bad input', () => {
     delete env.DATABASE_URL;
     const cases: Array<[string[], RegExp]> = [
       [['create'], /--role is required/],
-      [['create', '--role', 'root'], /--role must be one of admin, utility, prosumer, got "root"/],
+      [['create', '--role', 'root'], /--role must be one of admin, utility, installer, prosumer, got "root"/],
+      [['create', '--role', 'installer'], /an installer key needs --customers ID,ID…/],
+      [['create', '--role', 'installer', '--customers', 'acct-a,b:c'], /--customers: "b:c" is not an account id/],
+      [['create', '--role', 'utility', '--customers', 'acct-a'], /--customers is for installer keys only/],
       [['create', '--role', 'prosumer'], /a prosumer key needs --account ID/],
       [['create', '--role', 'utility', '--account', 'alice'], /--account is for prosumer keys only/],
       [['create', '--role', 'prosumer', '--account', 'nobody'], /no account nobody in the ledger/],

@@ -17,9 +17,14 @@ describe('gtx demo (what npm start runs)', () => {
     return spawnSync(cmd, argv, { encoding: 'utf8', cwd: join(import.meta.dirname, '../..'), env: { ...process.env, GTX_LOG_LEVEL: 'error' }, timeout: 60_000 });
   };
 
+  /** The sign-in keys the demo prints under its web pages' URL, by role. */
+  const keysIn = (out: string) => Object.fromEntries([...out.matchAll(/^ {2}(prosumer|installer|utility) +(gtx_\S+)/gm)].map((m) => [m[1]!, m[2]!]));
+  let firstKeys: Record<string, string> = {};
+
   it('shows verified readings within 10 seconds and stops cleanly (npm start)', () => {
     const r = demo(10, true, 'npm start');
     expect(r.status, r.stderr).toBe(0);
+    firstKeys = keysIn(r.stdout);
     expect(r.stdout).toMatch(/home 4: sdm630 prosumer/);
     const verified = [...r.stdout.matchAll(/readings verified (\d+)/g)].map((m) => Number(m[1]));
     expect(Math.max(...verified)).toBeGreaterThan(0);
@@ -30,6 +35,36 @@ describe('gtx demo (what npm start runs)', () => {
     const r = demo(6, false);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/stopped: .*; 0 rejections recorded/);
+  }, 60_000);
+
+  it('prints the web pages’ URL and a key per role (the same after a restart); the page answers and each key signs in as its role', async () => {
+    const child = spawn(process.execPath, [GTX, 'demo', '--data', dir.path, '--duration', '40', '--mqtt-port', '0', '--http-port', '0'], {
+      cwd: join(import.meta.dirname, '../..'),
+      env: { ...process.env, GTX_LOG_LEVEL: 'error' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const [, url] = await waitFor(() => /^web pages +(http:\/\/[\d.:]+\/) /m.exec(out), 'the web pages line', 30_000);
+      await waitFor(() => /^ {2}utility +gtx_/m.test(out), 'the utility key line', 10_000);
+      const keys = keysIn(out);
+      expect(Object.keys(keys).sort()).toEqual(['installer', 'prosumer', 'utility']);
+      expect(keys).toEqual(firstKeys); // kept in the data dir, not new keys on every start
+      const page = await fetch(url!);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+      expect(await page.text()).toContain('id="sign-in-form"');
+      const me = async (key: string) => (await (await fetch(`${url}api/v1/me`, { headers: { authorization: `Bearer ${key}` } })).json()) as { role: string; account?: string; customers?: string[] };
+      expect(await me(keys.prosumer!)).toMatchObject({ role: 'prosumer', account: 'prosumer-1' });
+      expect(await me(keys.installer!)).toMatchObject({ role: 'installer', customers: ['prosumer-1', 'prosumer-2', 'prosumer-3', 'prosumer-4'] });
+      expect(await me(keys.utility!)).toMatchObject({ role: 'utility' });
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   }, 60_000);
 });
 

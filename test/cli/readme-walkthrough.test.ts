@@ -78,7 +78,7 @@ describe('the README walkthrough', () => {
       expect(code, context).toBe(0);
 
       // The readings arrived: the API listed the meter, the gateway's status shows acks from the broker enrollment named.
-      expect(out, context).toMatch(/\[\{"meter":"gw-lab-1-tcp-1","readings":[1-9]\d*,"lastSeq":[1-9]\d*\}\]/);
+      expect(out, context).toMatch(/\[\{"meter":"gw-lab-1-tcp-1","gateway":"gw-lab-1","owner":"alice"[^\]]*"readings":[1-9]\d*,"lastSeq":[1-9]\d*,"lastReading":\{"seq":[1-9]/);
       expect(out, context).toMatch(/unit {3}1: eastron-sdm120/);
       expect(out, context).toContain('acknowledged by settlement: the gateway is ready (gtx gateway run)');
       expect(out, context).toContain('broker: mqtt://127.0.0.1:18830 (from enrollment)');

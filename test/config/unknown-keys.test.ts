@@ -29,7 +29,7 @@ describe('config/settlement.toml refuses unknown keys', () => {
     ['a typo at the top level', 'log_level = "debug"\n', ': log_level must be inside a table; did you mean log_level under [settlement]?'],
     ['an unknown key at the top level', 'colour = "blue"\n', ': unknown key colour outside any table; keys belong in a table ([settlement], [ledger], [[markets]], [dynamic_pricing], [auction], [stable_credits], [governance], [rewards], [recs], [enrollment], [mqtt], [ingest], [http], [influxdb])'],
     ['a typo in a table', '[ledger]\nsqlite_pth = "x.sqlite"\n', ' [ledger]: unknown key sqlite_pth; did you mean sqlite_path?'],
-    ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled'],
+    ['a key with no close match', '[http]\nport = 8080\n', ' [http]: unknown key port; known keys: listen, enabled, write_rate_limit_per_minute'],
     [
       'a typo in an array-of-tables entry',
       '[[markets]]\nid = "a"\n[[markets]]\nid = "b"\ntimezone = "Asia/Bangkok"\n',

@@ -11,13 +11,17 @@ import { EnvelopeFactory } from '../support/envelopes.ts';
 import { freePort } from '../support/ports.ts';
 import { enrollTestGateway } from '../support/registry.ts';
 import { findBinary, requireOrSkip } from '../support/services.ts';
+import { jobCheck } from '../../settlement/api/routes/health.ts';
 import { settlementConfig, startTestSettlement, testLog } from '../support/stack.ts';
 import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
 
-/** GET /health (liveness, from memory) and GET /health/ready (broker, writer, ledger; InfluxDB shown) on a real settlement. */
+/**
+ * GET /health (liveness, from memory) and GET /health/ready (broker, writer, ledger required;
+ * InfluxDB and the market services' jobs shown) on a real settlement.
+ */
 
-type CheckName = 'broker' | 'writer' | 'ledger' | 'influxdb';
+type CheckName = 'broker' | 'writer' | 'ledger' | 'influxdb' | 'pricingService' | 'auctionScheduler' | 'governanceServices';
 interface CheckBody {
   status: 'ok' | 'down' | 'off';
   lastSuccess: string | null;
@@ -76,6 +80,26 @@ describe('health and readiness', () => {
     expect(body.checks.ledger).toMatchObject({ status: 'ok', engine: 'sqlite', lastError: null });
     expect(Date.parse(body.checks.ledger.lastSuccess!)).toBeGreaterThan(0);
     expect(body.checks.influxdb).toMatchObject({ status: 'off', configured: false, lastSuccess: null, backlog: 0 });
+    // Which checks decide the answer, in the answer itself.
+    expect(Object.fromEntries(Object.entries(body.checks).map(([k, c]) => [k, c.required]))).toEqual({
+      broker: true,
+      writer: true,
+      ledger: true,
+      influxdb: false,
+      pricingService: false,
+      auctionScheduler: false,
+      governanceServices: false,
+    });
+    // The market services: the first price is computed at start; the others have not had their turn yet.
+    const priced = await readyWhen(s, (r) => r.body.checks.pricingService.lastSuccess !== null, 'the first price signal in the pricing check');
+    expect(priced.body.checks.pricingService).toMatchObject({
+      status: 'ok',
+      lastError: null,
+      everyS: 300,
+      markets: [{ market: 'thailand_central', status: 'ok', lastSuccess: priced.body.checks.pricingService.lastSuccess, lastError: null }],
+    });
+    expect(body.checks.auctionScheduler).toMatchObject({ status: 'ok', lastSuccess: null, lastError: null, everyS: 30 });
+    expect(body.checks.governanceServices).toMatchObject({ status: 'ok', lastSuccess: null, lastError: null, everyS: 60 });
 
     // Liveness must cost no ledger work: a counting ledger would fail the request.
     const ledger = s.ledger as { counts: () => Promise<unknown>; meters: () => Promise<unknown> };
@@ -113,6 +137,58 @@ describe('health and readiness', () => {
     expect(body.checks.broker.status).toBe('ok');
     // Liveness is about the process, not its parts.
     expect((await fetch(`${s.httpUrl}/health`)).status).toBe(200);
+  });
+
+  it('shows failing market services as down, stays ready, and shows them recover', async () => {
+    const cfg = settlementConfig(dir());
+    const s = await startSettlement(cfg, { log: testLog('settlement') });
+    running.push(s);
+    await readyWhen(s, (r) => r.body.checks.pricingService.lastSuccess !== null, 'the first price signal');
+    // Behind the settlement's back, the tables the jobs need go away (what a broken migration or a bug looks like).
+    const other = new Database(cfg.ledger.sqlitePath);
+    try {
+      other.exec('ALTER TABLE price_signals RENAME TO price_signals_away; ALTER TABLE proposals RENAME TO proposals_away; ALTER TABLE orders RENAME TO orders_away');
+      await s.pricing[0]!.runOnce();
+      await s.jobs.governance.runOnce();
+      await s.jobs.auctions.runOnce();
+      const { code, body } = await ready(s);
+      // Shown, not required: the API stays in service (orders can still be cancelled, trades read).
+      expect(code).toBe(200);
+      expect(body.status).toBe('ready');
+      expect(body.checks.pricingService).toMatchObject({ status: 'down', lastError: expect.stringMatching(/price_signals/) });
+      expect(body.checks.pricingService.markets).toEqual([expect.objectContaining({ market: 'thailand_central', status: 'down', lastError: expect.stringMatching(/price_signals/) })]);
+      expect(body.checks.governanceServices).toMatchObject({ status: 'down', lastSuccess: null, lastError: expect.stringMatching(/proposals/) });
+      // While the market is open the auction reads the price first, otherwise the order book.
+      expect(body.checks.auctionScheduler).toMatchObject({ status: 'down', lastSuccess: null, lastError: expect.stringMatching(/no such table: (price_signals|orders)/) });
+
+      other.exec('ALTER TABLE price_signals_away RENAME TO price_signals; ALTER TABLE proposals_away RENAME TO proposals; ALTER TABLE orders_away RENAME TO orders');
+      await s.pricing[0]!.runOnce();
+      await s.jobs.governance.runOnce();
+      await s.jobs.auctions.runOnce();
+      const up = await ready(s);
+      expect(up.body.checks.pricingService.status).toBe('ok');
+      expect(up.body.checks.governanceServices.status).toBe('ok');
+      expect(up.body.checks.auctionScheduler.status).toBe('ok');
+      expect(Date.parse(up.body.checks.governanceServices.lastSuccess!)).toBeGreaterThan(0);
+      // The latest error stays in view after the recovery, like the other checks'.
+      expect(up.body.checks.governanceServices.lastError).toMatch(/proposals/);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('counts a job as down when it has not succeeded for two periods and a minute, and off when not started', () => {
+    const job = { name: 'auctions', started: true, everyMs: 30_000, lastSuccessAtMs: Date.parse('2026-11-01T08:00:00Z'), failing: false, lastError: null };
+    expect(jobCheck({ ...job, sinceSuccessMs: 119_000 })).toMatchObject({ status: 'ok', lastError: null, everyS: 30 });
+    expect(jobCheck({ ...job, sinceSuccessMs: 121_000 })).toEqual({
+      status: 'down',
+      lastSuccess: '2026-11-01T08:00:00.000Z',
+      lastError: 'no successful run for 121 s; it runs every 30 s',
+      required: false,
+      everyS: 30,
+    });
+    expect(jobCheck({ ...job, started: false, sinceSuccessMs: null })).toMatchObject({ status: 'off', everyS: null });
+    expect(jobCheck(undefined)).toMatchObject({ status: 'off', lastSuccess: null, lastError: null });
   });
 
   it('is not ready while the ledger writer is stalled, and ready again once it answers', async () => {

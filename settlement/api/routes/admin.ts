@@ -1,10 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { EnrollmentError } from '../../registry/enrollment.ts';
 import type { ApiDeps } from '../server.ts';
 import { ADMINS } from '../auth.ts';
 import { EnrollmentCodeResponse } from './enrollments.ts';
 import { ErrorSchema } from './errors.ts';
+import { issueEnrollmentCode } from './enrollment-codes.ts';
 
 const CodeRequest = Type.Object(
   {
@@ -17,21 +17,17 @@ const CodeRequest = Type.Object(
 
 /** Admin routes: an admin API key (stored, or the configured admin key) on every one. */
 export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
-  const { enrollment, ledger, log, onRevoke, codeTtlMs } = deps;
+  const { ledger, log, onRevoke } = deps;
 
+  // The older form of POST /enrollment-codes (the CLI's scripts and tests use it): market required, answer without an id.
   app.post<{ Body: Static<typeof CodeRequest> }>(
     '/enrollment-codes',
     { config: { roles: ADMINS }, schema: { body: CodeRequest, response: { 201: EnrollmentCodeResponse, 404: ErrorSchema } } },
     async (req, reply) => {
-      try {
-        const ttlMs = req.body.ttlHours ? req.body.ttlHours * 3600_000 : codeTtlMs;
-        const { code, expiresAtMs } = await enrollment.issueCode({ market: req.body.market, owner: req.body.owner, ttlMs });
-        log.info({ market: req.body.market, owner: req.body.owner, expiresAt: new Date(expiresAtMs).toISOString(), key: req.principal?.keyId }, 'installer code issued');
-        return reply.code(201).send({ code, market: req.body.market, owner: req.body.owner, expiresAt: new Date(expiresAtMs).toISOString() });
-      } catch (e) {
-        if (e instanceof EnrollmentError) return reply.code(e.status).send({ code: e.code, message: e.message });
-        throw e;
-      }
+      const r = await issueEnrollmentCode(deps, req.principal!, req.body);
+      if ('refused' in r) return reply.code(r.refused.status).send(r.refused.body);
+      const { code, market, owner, expiresAt } = r.issued;
+      return reply.code(201).send({ code, market, owner, expiresAt });
     },
   );
 

@@ -1,19 +1,21 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { ApiDeps } from '../server.ts';
-import { READERS } from '../auth.ts';
+import { READERS, SCOPED_READERS } from '../auth.ts';
+import { UNKNOWN_METER, unknownMeter, visibleMeter } from '../visibility.ts';
 import { describedError } from './errors.ts';
 
 /**
  * An instant in a query: an ISO-8601 date (UTC midnight) or a date-time with `Z` or an offset.
  * A space stands for the offset's `+`, which an unencoded `+` in a URL becomes.
  */
-const INSTANT = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:(Z)|([+\- ])(\d{2}):(\d{2})))?$/;
+export const INSTANT = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:(Z)|([+\- ])(\d{2}):(\d{2})))?$/;
 const DAY_MS = 24 * 3600_000;
 const MAX_RANGE_DAYS = 31;
 const MAX_RANGE_MS = MAX_RANGE_DAYS * DAY_MS;
 
-const FORMS =
+/** The forms of an instant in a query, for parameter descriptions. */
+export const FORMS =
   'an ISO-8601 date, 2026-11-01 (UTC midnight), or date-time with Z or an offset, 2026-11-01T06:00:00Z or 2026-11-01T13:00:00+07:00 (send + as %2B in a URL)';
 
 export const IntervalQuery = Type.Object(
@@ -37,12 +39,14 @@ export const IntervalQuery = Type.Object(
     description: `Intervals that start in [from, to). from must be before to and at most ${MAX_RANGE_DAYS} days before it (400 bad_range); without either: the last 24 hours.`,
   },
 );
-type IntervalQuery = Static<typeof IntervalQuery>;
+export type IntervalQuery = Static<typeof IntervalQuery>;
+
+export const MeterParams = Type.Object({ meter: Type.String({ minLength: 1, maxLength: 64, description: 'meter id' }) });
+const MarketParams = Type.Object({ market: Type.String({ minLength: 1, maxLength: 64, description: 'market id' }) });
 
 const BAD_INPUT = describedError(
   `bad_request: from or to is not a date or date-time of the documented forms; bad_range: from is not before to, or they are more than ${MAX_RANGE_DAYS} days apart.`,
 );
-const UNKNOWN_METER = describedError('unknown_meter: no meter of this id is enrolled.');
 
 /** ms epoch of an instant in one of the forms above, or undefined when it names no real date and time. */
 export function parseInstant(text: string): number | undefined {
@@ -65,7 +69,8 @@ export function parseInstant(text: string): number | undefined {
 
 type Range = { fromMs: number; toMs: number } | { code: 'bad_request' | 'bad_range'; message: string };
 
-function rangeOf(q: IntervalQuery, nowMs: number): Range {
+/** The [from, to) of an interval query: defaults, forms and the 31-day bound documented on IntervalQuery. */
+export function rangeOf(q: IntervalQuery, nowMs: number): Range {
   const parsed: Record<'from' | 'to', number | undefined> = { from: undefined, to: undefined };
   for (const key of ['from', 'to'] as const) {
     const text = q[key];
@@ -92,6 +97,7 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
     {
       config: { roles: READERS },
       schema: {
+        params: MarketParams,
         querystring: IntervalQuery,
         response: {
           200: Type.Array(
@@ -133,8 +139,10 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
   app.get<{ Params: { meter: string }; Querystring: IntervalQuery }>(
     '/meters/:meter/intervals',
     {
-      config: { roles: READERS },
+      // Scoped: a prosumer its own meters, an installer its customers' (visibleMeter).
+      config: { roles: SCOPED_READERS },
       schema: {
+        params: MeterParams,
         querystring: IntervalQuery,
         response: {
           200: Type.Array(
@@ -156,7 +164,7 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
     async (req, reply) => {
       const r = rangeOf(req.query, Date.now());
       if ('code' in r) return reply.code(400).send(r);
-      if (!(await ledger.getMeter(req.params.meter))) return reply.code(404).send(unknownMeter(req.params.meter));
+      if (!(await visibleMeter(ledger, req.principal!, req.params.meter))) return reply.code(404).send(unknownMeter(req.params.meter));
       const rows = await ledger.intervalEnergy(req.params.meter, r.fromMs, r.toMs);
       return rows.map((x) => ({
         start: new Date(x.startMs).toISOString(),
@@ -172,8 +180,9 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
   app.get<{ Params: { meter: string } }>(
     '/meters/:meter/gaps',
     {
-      config: { roles: READERS },
+      config: { roles: SCOPED_READERS },
       schema: {
+        params: MeterParams,
         response: {
           200: Type.Array(
             Type.Object({ fromSeq: Type.Integer(), toSeq: Type.Integer(), openedAt: Type.String(), estimated: Type.Boolean() }),
@@ -183,13 +192,8 @@ export const energyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ledger })
       },
     },
     async (req, reply) => {
-      if (!(await ledger.getMeter(req.params.meter))) return reply.code(404).send(unknownMeter(req.params.meter));
+      if (!(await visibleMeter(ledger, req.principal!, req.params.meter))) return reply.code(404).send(unknownMeter(req.params.meter));
       return (await ledger.gaps(req.params.meter)).map((g) => ({ fromSeq: g.fromSeq, toSeq: g.toSeq, openedAt: new Date(g.openedAtMs).toISOString(), estimated: g.estimated }));
     },
   );
 };
-
-const unknownMeter = (meter: string) => ({
-  code: 'unknown_meter',
-  message: `no meter ${JSON.stringify(meter)} is enrolled; GET /api/v1/meters lists the meters with readings`,
-});

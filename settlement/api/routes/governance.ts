@@ -10,8 +10,7 @@ import type { NrgToken } from '../../tokens/nrg.ts';
 import { PARAMETERS } from '../../governance/proposals.ts';
 import type { Voting } from '../../governance/voting.ts';
 import type { ProposalRecord } from '../../store/governance-store.ts';
-import type { ApiRole } from '../../registry/api-keys.ts';
-import { ADMINS } from '../auth.ts';
+import { ADMINS, ANY_KEY, OWNERS_AND_READERS } from '../auth.ts';
 import { describedError, ErrorSchema } from './errors.ts';
 
 /**
@@ -26,7 +25,7 @@ export interface GovernanceApiDeps {
   voting?: Voting;
 }
 
-const ANYONE: readonly ApiRole[] = ['admin', 'utility', 'prosumer'];
+const ANYONE = ANY_KEY;
 const Nrg = (description: string) => Type.String({ pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,18})?$', description, examples: ['100', '250.5'] });
 
 const StakeJson = Type.Object({
@@ -228,7 +227,8 @@ export const governanceRoutes: FastifyPluginAsync<GovernanceApiDeps> = async (ap
   app.get<{ Params: { staker: string } }>(
     '/governance/voting-power/:staker',
     {
-      config: { roles: ANYONE },
+      // Not installers: non-prosumer keys see every staker's stakes here.
+      config: { roles: OWNERS_AND_READERS },
       schema: {
         params: Type.Object({ staker: Type.String({ minLength: 1, maxLength: 64 }) }),
         response: { 200: Type.Object({ staker: Type.String(), votingPower: Type.String(), totalVotingPower: Type.String(), stakes: Type.Array(StakeJson) }) },

@@ -3,12 +3,12 @@ import { Type, type Static } from '@sinclair/typebox';
 import { DomainError } from '../../domain-error.ts';
 import { type MarketService } from '../../market/market.ts';
 import { formatAmount, formatEnergyKwh, formatPrice, parseAmount, parseEnergyKwh } from '../../market/money.ts';
-import type { PriceSignal } from '../../market/pricing.ts';
+import { priceSignalView } from '../../market/price-view.ts';
 import { CURRENCIES, type Currency } from '../../market/types.ts';
 import type { AuctionRecord, OrderRecord, TradeRecord } from '../../store/market-store.ts';
 import type { ApiRole } from '../../registry/api-keys.ts';
-import { ADMINS } from '../auth.ts';
-import { parseInstant } from './energy.ts';
+import { ADMINS, ANY_KEY, OWNERS_AND_READERS } from '../auth.ts';
+import { FORMS, parseInstant } from './energy.ts';
 import { describedError, ErrorSchema } from './errors.ts';
 
 /**
@@ -23,14 +23,13 @@ export interface MarketApiDeps {
   currencyOf: (market: string) => Currency;
 }
 
-const ANYONE: readonly ApiRole[] = ['admin', 'utility', 'prosumer'];
+const ANYONE = ANY_KEY;
 const PROSUMERS: readonly ApiRole[] = ['prosumer'];
-const OWNERS_AND_READERS: readonly ApiRole[] = ['admin', 'utility', 'prosumer'];
 
 const Money = (description: string) => Type.String({ pattern: '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?$', description, examples: ['4.00', '125.50'] });
 const Energy = Type.String({ pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,3})?$', description: 'kWh, up to 3 decimals', examples: ['1.5', '2.125'] });
 const CurrencyField = Type.Union(CURRENCIES.map((c) => Type.Literal(c)), { description: 'THB, USD or EUR ([stable_credits] supported_currencies)' });
-const Instant = Type.String({ description: 'ISO-8601 date-time', examples: ['2026-11-01T06:30:00Z'] });
+const Instant = Type.String({ description: `the delivery interval's start: ${FORMS}`, examples: ['2026-11-01T06:30:00Z', '2026-11-01T13:30:00+07:00'] });
 
 const PriceSignalJson = Type.Object({
   market: Type.String(),
@@ -106,19 +105,6 @@ const BalanceJson = Type.Object({ account: Type.String(), currency: Type.String(
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function priceJson(s: PriceSignal, c: Currency) {
-  return {
-    market: s.market,
-    price: formatPrice(s.price, c),
-    currency: c,
-    ratio: s.ratio,
-    supplyWh: s.supplyWh,
-    demandWh: s.demandWh,
-    intervalStart: s.intervalStartMs === null ? null : iso(s.intervalStartMs),
-    computedAt: iso(s.computedAtMs),
-    validUntil: iso(s.validUntilMs),
-  };
-}
 
 function orderJson(o: OrderRecord) {
   return {
@@ -229,10 +215,10 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
     async (req, reply) => {
       try {
         const c = currencyOf(req.params.market);
-        const current = priceJson(await market.currentPrice(req.params.market), c);
+        const current = priceSignalView(await market.currentPrice(req.params.market), c);
         if (!req.query.include_history) return { current };
         const history = await market.store.prices(req.params.market, req.query.limit ?? 100);
-        return { current, history: history.map((s) => priceJson(s, c)) };
+        return { current, history: history.map((s) => priceSignalView(s, c)) };
       } catch (e) {
         return sendDomainError(reply, e);
       }
@@ -469,7 +455,7 @@ export const marketRoutes: FastifyPluginAsync<MarketApiDeps> = async (app, { mar
   const AuctionBody = Type.Object(
     {
       market: Type.String({ minLength: 1, maxLength: 64 }),
-      at: Type.Optional(Type.String({ description: 'the auction boundary (ISO-8601); it clears the delivery interval that starts one interval later. Default: the current boundary.' })),
+      at: Type.Optional(Type.String({ description: `the auction boundary, ${FORMS}; it clears the delivery interval that starts one interval later. Default: the current boundary.` })),
       minVolumeKwh: Type.Optional(Energy),
       maxPriceDeviation: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     },

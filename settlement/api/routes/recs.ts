@@ -8,7 +8,7 @@ import { CURRENCIES, type Currency } from '../../market/types.ts';
 import { describedError } from './errors.ts';
 import type { RecRecord } from '../../store/rec-store.ts';
 import { ADMINS } from '../auth.ts';
-import { parseInstant } from './energy.ts';
+import { FORMS, parseInstant } from './energy.ts';
 import { ErrorSchema } from './errors.ts';
 
 /**
@@ -180,7 +180,7 @@ export const recRoutes: FastifyPluginAsync<{ minter: RecMinter; lifecycle: RecLi
   );
 
   const MintBody = Type.Object(
-    { from: Type.Optional(Type.String({ description: 'ISO-8601; default: the lookback window' })), to: Type.Optional(Type.String({ description: 'ISO-8601; default and upper bound: the last settled hour' })) },
+    { from: Type.Optional(Type.String({ description: `${FORMS}; default: the lookback window` })), to: Type.Optional(Type.String({ description: `${FORMS}; default and upper bound: the last settled hour` })) },
     { additionalProperties: false },
   );
   app.post<{ Body: Static<typeof MintBody> }>(
