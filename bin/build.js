@@ -15,6 +15,10 @@ const ASSETS = [
   'devices/catalog', // meter definitions (*.json), read by catalog.ts
   'devices/examples', // the generic TOML definition users copy (gtx simulate --model FILE reads it)
   'settlement/web', // the web pages (HTML, JavaScript modules, CSS), served by api/routes/web.ts
+  // Node-RED nodes (package.json "node-red"): the CommonJS entry Node-RED require()s and the
+  // editor .html beside each compiled node, and the palette icons.
+  ...['gtx-config', 'gtx-meter', 'gtx-publish', 'gtx-price', 'gtx-order'].flatMap((n) => [`flows/nodes/${n}.cjs`, `flows/nodes/${n}.html`]),
+  'flows/nodes/icons',
 ];
 
 const root = fileURLToPath(new URL('..', import.meta.url));

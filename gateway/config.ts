@@ -8,6 +8,7 @@ import {
   ENERGY_SOURCES,
   METER_ROLES,
   gatewayId,
+  isValidId,
   meterId,
   type EnergySource,
   type GatewayId,
@@ -47,7 +48,28 @@ export interface GatewayConfig {
   /** Serial lines and TCP endpoints; each is polled by one client, one request at a time. */
   buses: BusConfig[];
   meters: MeterConfig[];
+  /** Home Assistant MQTT discovery on the prosumer's own broker ([home_assistant]); null = off. */
+  homeAssistant: HomeAssistantConfig | null;
 }
+
+/** Where and how the gateway shows its meters and the market price to Home Assistant. */
+export interface HomeAssistantConfig {
+  /** mqtt:// or mqtts://, without a login in it (username and password are separate keys). */
+  url: string;
+  username?: string;
+  password?: string;
+  /** Topic prefix Home Assistant listens on for discovery ("homeassistant"). */
+  discoveryPrefix: string;
+  /** Topic prefix of the gateway's state and availability messages ("gridtokenx"). */
+  statePrefix: string;
+  /** mqtts://: a CA to trust (PEM), read at start. */
+  caFile?: string;
+  /** The market whose price is shown; default the one the enrollment named. */
+  market?: string;
+}
+
+export const HA_DEFAULT_DISCOVERY_PREFIX = 'homeassistant';
+export const HA_DEFAULT_STATE_PREFIX = 'gridtokenx';
 
 export type Parity = 'none' | 'even' | 'odd';
 
@@ -97,6 +119,7 @@ export function gatewayDefaults(id: string, dataDir: string): GatewayConfig {
     mqtt: { ackTimeoutMs: 15_000, maxInFlight: 32 },
     buses: [],
     meters: [],
+    homeAssistant: null,
   };
 }
 
@@ -124,6 +147,7 @@ export const GATEWAY_CONFIG_SHAPE: ConfigShape = {
     kind: 'array',
     keys: ['id', 'model', 'bus', 'transport', 'host', 'port', 'unit_id', 'timeout_s', 'poll_interval_s', 'role', 'energy_source', 'rated_power_w'],
   },
+  home_assistant: { kind: 'table', keys: ['url', 'username', 'password', 'password_file', 'discovery_prefix', 'state_prefix', 'ca_file', 'market'] },
 };
 
 export function loadGatewayConfig(path: string): GatewayConfig {
@@ -197,6 +221,54 @@ export function loadGatewayConfig(path: string): GatewayConfig {
   const ackTimeout = num(m, 'ack_timeout_s', '[mqtt]', 1);
   if (ackTimeout !== undefined) cfg.mqtt.ackTimeoutMs = Math.round(ackTimeout * 1000);
   cfg.mqtt.maxInFlight = num(m, 'max_in_flight', '[mqtt]', 1) ?? cfg.mqtt.maxInFlight;
+
+  if (doc.home_assistant !== undefined) {
+    const where = '[home_assistant]';
+    const h = tbl(doc.home_assistant, where);
+    const readable = (key: string, file: string): string => {
+      const p = resolve(base, file);
+      try {
+        readFileSync(p);
+      } catch (e) {
+        fail(where, `${key} ${p}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+      }
+      return p;
+    };
+    const url = str(h, 'url', where) ?? fail(where, 'url is required, e.g. "mqtt://homeassistant.local:1883" (the broker Home Assistant listens on)');
+    const u = URL.canParse(url) ? new URL(url) : undefined;
+    if (!u || (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') || u.hostname === '') fail(where, `url must look like "mqtt://homeassistant.local:1883" or "mqtts://…", got "${url}"`);
+    // A login inside the URL would end up in every log line that names the broker.
+    if (u!.username !== '' || u!.password !== '') fail(where, 'url must not carry a login: use username and password (or password_file)');
+    if (u!.pathname !== '' && u!.pathname !== '/') fail(where, `url must name a broker only (no path), got "${url}"`);
+    const password = str(h, 'password', where);
+    const passwordFile = str(h, 'password_file', where);
+    if (password !== undefined && passwordFile !== undefined) fail(where, 'give either password or password_file, not both');
+    const secret = passwordFile === undefined ? password : readFileSync(readable('password_file', passwordFile), 'utf8').replace(/\r?\n$/, '');
+    if (secret === '') fail(where, `password_file ${resolve(base, passwordFile!)} is empty`);
+    const username = str(h, 'username', where);
+    if (secret !== undefined && username === undefined) fail(where, 'a password needs a username');
+    const caFile = str(h, 'ca_file', where);
+    if (caFile !== undefined && u!.protocol !== 'mqtts:') fail(where, 'ca_file is for an mqtts:// url');
+    const prefix = (key: string, fallback: string): string => {
+      const v = str(h, key, where) ?? fallback;
+      // One or more plain topic levels: no wildcards, no empty level, nothing HA's discovery
+      // topic grammar ([a-zA-Z0-9_-]) or a subscriber's filter would read differently.
+      if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(v)) fail(where, `${key} must be topic levels of letters, digits, '_' or '-' separated by '/', got "${v}"`);
+      return v;
+    };
+    const market = str(h, 'market', where);
+    if (market !== undefined && !isValidId(market)) fail(where, `market must be a market id (letters, digits, '.', '_' or '-'), got "${market}"`);
+    cfg.homeAssistant = {
+      url,
+      ...(username === undefined ? {} : { username }),
+      ...(secret === undefined ? {} : { password: secret }),
+      discoveryPrefix: prefix('discovery_prefix', HA_DEFAULT_DISCOVERY_PREFIX),
+      statePrefix: prefix('state_prefix', HA_DEFAULT_STATE_PREFIX),
+      ...(caFile === undefined ? {} : { caFile: readable('ca_file', caFile) }),
+      ...(market === undefined ? {} : { market }),
+    };
+    if (cfg.homeAssistant.discoveryPrefix === cfg.homeAssistant.statePrefix) fail(where, 'discovery_prefix and state_prefix must differ');
+  }
 
   const buses = doc.buses ?? [];
   if (!Array.isArray(buses)) fail('[[buses]]', 'must be an array of tables');

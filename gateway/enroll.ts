@@ -19,6 +19,8 @@ export interface MqttCredentials {
   url: string;
   username: string;
   password: string;
+  /** The market settlement enrolled this gateway in (for the price it shows Home Assistant); absent in files saved before it was kept. */
+  market?: string;
 }
 
 const CREDENTIALS_FILE = 'mqtt-credentials.json';
@@ -79,7 +81,7 @@ export async function enroll(cfg: GatewayConfig, settlementUrl: string, code: st
   const answer: unknown = { chainHeads: [], ...body };
   if (!Value.Check(EnrollmentResponseSchema, answer)) throw new EnrollError('settlement answered with an unexpected enrollment response');
   const brokerUrl = reachableBrokerUrl(answer.mqtt.url, url.href);
-  saveCredentials(cfg.dataDir, { ...answer.mqtt, url: brokerUrl });
+  saveCredentials(cfg.dataDir, { ...answer.mqtt, url: brokerUrl, market: answer.market });
   let heads: HeadAdoption[];
   const outbox = new Outbox(cfg.outboxFile);
   try {

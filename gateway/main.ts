@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { MAX_READINGS_PER_ENVELOPE } from '../protocol/index.ts';
+import { MAX_READINGS_PER_ENVELOPE, topics } from '../protocol/index.ts';
 import { ClockGuard, type ClockState } from './clock.ts';
 import type { GatewayConfig } from './config.ts';
 import { brokerSettings } from './enroll.ts';
+import { HomeAssistantLink, homeAssistantMarket } from './home-assistant.ts';
 import { loadOrCreateKey } from './keys.ts';
 import { Outbox, type Sample } from './outbox.ts';
 import { BusPoller, type MeterState } from './bus.ts';
@@ -125,6 +126,13 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     lastReadingMs: outbox.meterHeads().flatMap((h) => (h.tsMs === null ? [] : [[h.meter, h.tsMs] as const])),
   });
   const batchSize = Math.min(cfg.batchMaxReadings, MAX_READINGS_PER_ENVELOPE);
+  // Best effort on the prosumer's own broker: it sees readings and the price, and holds up nothing.
+  const haMarket = homeAssistantMarket(cfg);
+  const ha = cfg.homeAssistant
+    ? new HomeAssistantLink({ config: cfg.homeAssistant, gateway: cfg.id, meters: cfg.meters, defaultIntervalMs: cfg.pollIntervalMs, market: haMarket, log: log.child({ component: 'home-assistant' }) })
+    : null;
+  if (ha && haMarket) publisher.listen(topics.price(haMarket), (payload) => ha.price(payload));
+  else if (ha) log.info('home assistant: no market price shown (not enrolled, or enrolled before the market was saved: set [home_assistant] market)');
 
   let pending: Sample[] = [];
   let oldestPendingAt = 0;
@@ -196,6 +204,7 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
           onReading: (m, values) => {
             add(clock.stamp(m.id, values));
             if (pending.length >= batchSize) seal();
+            ha?.reading(m, values, now());
           },
           onFailure: (m, err, first) => {
             if (first) log.warn({ meter: m.id, bus: bus.name, err: err.message }, 'meter read failed');
@@ -222,6 +231,7 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
   add(clock.tick());
   persistClock(true);
   await publisher.start();
+  ha?.start();
   const timer = setInterval(housekeeping, Math.min(cfg.pollIntervalMs, 1_000));
   for (const p of pollers) p.start();
   const statusPage = cfg.statusListen
@@ -239,7 +249,7 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
     : null;
   if (statusPage) log.info({ url: statusPage.url }, 'status page (read-only)');
   log.info(
-    { buses: pollers.map((p) => `${p.bus.name}=${p.where}`), meters: cfg.meters.map((m) => `${m.id}@${m.bus}#${m.unitId}`), broker: broker.url, brokerFrom: broker.source, outbox: outbox.depth() },
+    { buses: pollers.map((p) => `${p.bus.name}=${p.where}`), meters: cfg.meters.map((m) => `${m.id}@${m.bus}#${m.unitId}`), broker: broker.url, brokerFrom: broker.source, outbox: outbox.depth(), homeAssistant: ha?.url },
     'gateway running',
   );
 
@@ -270,6 +280,7 @@ export async function startGateway(cfg: GatewayConfig, deps: GatewayDeps = {}): 
       clearInterval(timer);
       await statusPage?.close();
       await Promise.all(pollers.map((p) => p.stop()));
+      await ha?.stop();
       add(clock.tick());
       seal(); // what was read is kept, not dropped
       const held = clock.state().held;

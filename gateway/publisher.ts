@@ -78,6 +78,8 @@ export class Publisher {
   private waitingForAck = false;
   private clock: ClockProblem | null = null;
   private retry?: NodeJS.Timeout;
+  /** Other topics heard on this connection (the market price): a gateway has one login and one client id. */
+  private readonly listeners = new Map<string, (payload: Buffer) => void>();
   private readonly retryFirstMs: number;
   private readonly retryMaxMs: number;
   acked = 0;
@@ -152,6 +154,7 @@ export class Publisher {
         this.ready = true;
         this.publishStatus();
         this.pump();
+        this.subscribeListeners(client);
       }, (e: unknown) => this.log.warn({ err: e, broker: this.opts.url }, 'subscribe failed'));
     });
     client.on('close', () => {
@@ -170,6 +173,20 @@ export class Publisher {
     });
     client.on('error', (e) => this.log.debug({ err: e.message }, 'mqtt error'));
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
+  }
+
+  /**
+   * Hears `topic` (a plain topic, no wildcards) on this connection, from the next connect on.
+   * Subscribed apart from the ack topics, so a broker refusing it never holds up publishing.
+   */
+  listen(topic: string, onMessage: (payload: Buffer) => void): void {
+    this.listeners.set(topic, onMessage);
+    if (this.ready && this.client) this.subscribeListeners(this.client);
+  }
+
+  private subscribeListeners(client: MqttClient): void {
+    if (this.listeners.size === 0) return;
+    void client.subscribeAsync([...this.listeners.keys()], { qos: 1 }).catch((e: unknown) => this.log.warn({ err: e, broker: this.opts.url }, 'subscribe failed'));
   }
 
   /** Call after sealing a new envelope. */
@@ -195,6 +212,15 @@ export class Publisher {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    const listener = this.listeners.get(topic);
+    if (listener) {
+      try {
+        listener(payload);
+      } catch (e) {
+        this.log.warn({ topic, err: (e as Error).message }, 'message handler failed');
+      }
+      return;
+    }
     try {
       if (topic === topics.ack(this.opts.gateway)) {
         const ack = parseAck(payload);

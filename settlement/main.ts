@@ -41,6 +41,8 @@ import { createMetrics, type SettlementMetrics } from './metrics.ts';
 import { StatusHandler } from './ingest/status-handler.ts';
 import { buildApi, listenApi } from './api/server.ts';
 import { InfluxSink } from './timeseries/influx-sink.ts';
+import { ReadingTagger } from './timeseries/reading-tags.ts';
+import { marketIntervalJob } from './timeseries/market-interval-job.ts';
 import { EventHub } from './events/hub.ts';
 import { certificateEvent } from './events/live-events.ts';
 import { readingFeed } from './events/reading-feed.ts';
@@ -52,6 +54,8 @@ export interface Settlement {
   enrollment: Enrollment;
   /** The time-series sink, when [influxdb] is configured. */
   influx?: InfluxSink;
+  /** Writes closed market intervals to InfluxDB (timeseries/market-interval-job.ts), when [influxdb] is configured. */
+  influxMarketIntervals?: PeriodicJob<{ intervals: number }>;
   brokerUrl: string;
   /** The embedded broker's TLS listener, when [mqtt] tls_listen is set. */
   brokerTlsUrl: string | null;
@@ -190,6 +194,13 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     : undefined;
   await influx?.start();
   if (influx) undo.push(() => influx.stop());
+  // Readings get their meter's market, model and role as tags, from a per-meter cache.
+  const tagger = influx
+    ? new ReadingTagger(influx, {
+        lookup: (id) => ledger.getMeter(id).then((m) => (m ? { market: m.market, model: m.model, role: m.role } : undefined)),
+        onError: (e) => log.warn({ err: e }, 'meter tags for InfluxDB not looked up; its readings go untagged'),
+      })
+    : undefined;
   const status = new StatusHandler(log);
   const metrics = createMetrics({
     defaultMetrics: true,
@@ -237,7 +248,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   undo.push(() => recorder.stop());
   const events = new EventHub((e) => log.error({ err: e }, 'a live event subscriber failed; it was dropped'));
   // Market events go out on MQTT once the bus exists (below); until then there are none.
-  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), metrics, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency, hub: events });
+  const marketEvents = marketEventPublisher({ log: log.child({ component: 'market' }), metrics, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1, retain: topic.endsWith('/price') }), currency: (m) => cfg.markets.find((x) => x.id === m)?.rules.currency ?? cfg.credits.defaultCurrency, hub: events, timeseries: influx });
   // A market's rules: its config, overridden by proposals executed by vote (governance/voting.ts).
   const parameters = new MarketParameters(new GovernanceStore(ledger.db), (id) => cfg.markets.find((m) => m.id === id)?.rules);
   await parameters.refresh();
@@ -266,6 +277,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
       metrics.recsMinted.inc({ market: r.market, source: r.energySource });
       metrics.recsCertifiedWh.inc({ market: r.market, source: r.energySource }, r.volumeWh);
       events.publish(certificateEvent(r));
+      influx?.certificate({ market: r.market, source: r.energySource, certificate: r.id, meter: r.meter, issuedAtMs: r.issuedAtMs, volumeWh: r.volumeWh });
     },
   });
   const voting = new Voting(ledger.db, market.money, staking, {
@@ -288,6 +300,11 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     rewards: rewardsJob({ ledger, payer: rewardPayer, log: log.child({ component: 'rewards' }), now, everyMs: deps.marketJobEveryMs?.deliveries }),
   };
   const pricing = pricingJobs(marketDeps);
+  // Rewrites intervals that closed within the gap grace (and a bit), so late readings and gap estimates land too.
+  const influxMarketIntervals = influx
+    ? marketIntervalJob({ ledger, sink: influx, markets: cfg.markets, log, now, lookbackMs: cfg.ingest.gapGraceMs + 120_000, everyMs: deps.marketJobEveryMs?.deliveries })
+    : undefined;
+  const seriesJobs = influxMarketIntervals ? [influxMarketIntervals] : [];
 
   // Embedded: the settlement subscribes inside aedes. External: an mqtt.js client.
   const bus: Bus = broker
@@ -316,7 +333,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     log,
     now,
     metrics,
-    timeseries: influx,
+    timeseries: tagger,
     limits: { maxEnvelopes: cfg.ingest.maxQueuedEnvelopes, maxBytes: cfg.ingest.maxQueuedBytes },
     // Meter owners for the live `reading` events, cached like the verifier's lookups.
     committed: readingFeed(events, (id) => ownerCache.get(id), { now, onError: (e) => log.warn({ err: e }, 'reading event not published: owner lookup failed') }),
@@ -339,8 +356,8 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     return held;
   });
   undo.push(() => bus.close());
-  for (const job of [...Object.values(jobs), ...pricing]) job.start();
-  undo.push(() => Promise.all([...Object.values(jobs), ...pricing].map((j) => j.stop())));
+  for (const job of [...Object.values(jobs), ...pricing, ...seriesJobs]) job.start();
+  undo.push(() => Promise.all([...Object.values(jobs), ...pricing, ...seriesJobs].map((j) => j.stop())));
   // A first price per market now, so the retained signal exists from the start.
   for (const p of pricing) void p.runOnce();
   broker?.admitAll();
@@ -355,6 +372,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     keyCache.forget(gateway);
     meterCache.clear();
     ownerCache.clear();
+    tagger?.clear();
   };
   const revoked = (gateway: string) => {
     forget(gateway);
@@ -417,6 +435,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
       return ok;
     },
     influx,
+    influxMarketIntervals,
     metrics,
     ledger,
     stats: handler.stats,
@@ -437,8 +456,9 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
       await api?.close();
       await bus.close().catch(() => undefined);
       await idle();
-      for (const job of [...Object.values(jobs), ...pricing]) await job.stop();
+      for (const job of [...Object.values(jobs), ...pricing, ...seriesJobs]) await job.stop();
       await recorder.stop();
+      await tagger?.idle();
       await influx?.stop();
       await broker?.close();
       await writer.close();

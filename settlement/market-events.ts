@@ -6,6 +6,7 @@ import { formatPrice } from './market/money.ts';
 import type { Currency } from './market/types.ts';
 import type { EventHub } from './events/hub.ts';
 import { auctionEvent, priceEvent, settlementEvent, tradeEvent } from './events/live-events.ts';
+import type { SinkAuction, SinkPrice } from './timeseries/influx-sink.ts';
 
 /**
  * The market's events as the world hears them: a log line with the fields an operator greps
@@ -20,6 +21,8 @@ export function marketEventPublisher(d: {
   publish: (topic: string, payload: string) => Promise<void>;
   currency: (market: string) => Currency;
   hub?: EventHub;
+  /** The InfluxDB sink: each price signal and auction outcome for the dashboards (never awaited). */
+  timeseries?: { price(p: SinkPrice): void; auction(a: SinkAuction): void };
 }): MarketEvents {
   const iso = (ms: number) => new Date(ms).toISOString();
   const send = (topic: string, msg: unknown) => d.publish(topic, JSON.stringify(msg)).catch((e: unknown) => d.log.warn({ err: e, topic }, 'market event not published'));
@@ -50,6 +53,7 @@ export function marketEventPublisher(d: {
         valid_until: iso(s.validUntilMs),
       };
       void send(topics.price(s.market), msg);
+      d.timeseries?.price({ market: s.market, currency: d.currency(s.market), computedAtMs: s.computedAtMs, priceMinorPerKwh: s.price, ratio: s.ratio });
       if (d.hub?.active) d.hub.publish(priceEvent(s, oldPrice, d.currency(s.market)));
     },
     auctionCompleted(a, trades) {
@@ -73,6 +77,16 @@ export function marketEventPublisher(d: {
         orders_count: a.orders,
       };
       void send(topics.auction(a.market), msg);
+      d.timeseries?.auction({
+        market: a.market,
+        currency: d.currency(a.market),
+        auctionId: a.id,
+        deliveryStartMs: a.deliveryStartMs,
+        clearingPriceMinorPerKwh: a.clearingPrice,
+        volumeWh: a.volumeWh,
+        trades: a.trades,
+        orders: a.orders,
+      });
       if (d.hub?.active) {
         const currency = d.currency(a.market);
         d.hub.publish(auctionEvent(a, currency));

@@ -177,7 +177,7 @@ export async function run(argv: string[]): Promise<void> {
         publicKeyPem: key.publicKeyPem,
         meters: gcfg.meters.map((m) => ({ id: m.id, model: m.definition.id, role: m.role, ratedPowerW: m.ratedPowerW, energySource: m.energySource })),
       });
-      saveCredentials(gcfg.dataDir, res.mqtt);
+      saveCredentials(gcfg.dataDir, { ...res.mqtt, market: res.market });
     }
     gateways.push(await startGateway(gcfg, { now, log: gwLog }));
     console.log(`home ${i}: ${home.model} ${home.profile.padEnd(9)} modbus-tcp://127.0.0.1:${port}  gateway ${id}  meter home-${i}-main`);

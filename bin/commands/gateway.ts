@@ -270,6 +270,12 @@ batch_max_age_s = 10
 ack_timeout_s = 15
 max_in_flight = 32
 
+# Home Assistant: meters and the market price as sensors on HA's broker (docs/gateway.md).
+# [home_assistant]
+# url = "mqtt://homeassistant.local:1883"
+# username = "gridtokenx"
+# password_file = "ha-mqtt.secret"     # relative to this file, mode 0600
+
 # Buses: an RS-485 line (Modbus RTU) or a TCP endpoint; gtx gateway scan adds what it finds.
 # [[buses]]
 # name = "rs485"

@@ -63,6 +63,39 @@ export interface SinkMarketInterval {
   demandWh: number;
 }
 
+/** A published price signal (measurement `market_price`). Prices are integer minor units per kWh (400 = 4.00 THB/kWh). */
+export interface SinkPrice {
+  market: string;
+  currency: string;
+  computedAtMs: number;
+  priceMinorPerKwh: bigint;
+  /** Supply/demand ratio the price came from. */
+  ratio: number;
+}
+
+/** One auction's outcome (measurement `auctions`), stamped with its delivery interval's start. */
+export interface SinkAuction {
+  market: string;
+  currency: string;
+  auctionId: string;
+  deliveryStartMs: number;
+  /** null: the books did not cross, nothing traded. */
+  clearingPriceMinorPerKwh: bigint | null;
+  volumeWh: number;
+  trades: number;
+  orders: number;
+}
+
+/** One issued certificate (measurement `certificates`). */
+export interface SinkCertificate {
+  market: string;
+  source: string;
+  certificate: string;
+  meter: string;
+  issuedAtMs: number;
+  volumeWh: number;
+}
+
 export interface InfluxSinkStats {
   /** Points waiting to be written (including a batch in flight). */
   backlog: number;
@@ -97,7 +130,30 @@ const SCHEMA: ISchemaOptions[] = [
   },
   { measurement: 'rejections', tags: ['reason', 'gateway'], fields: { count: FieldType.INTEGER, bytes: FieldType.INTEGER } },
   { measurement: 'market_interval', tags: ['market'], fields: { supply_wh: FieldType.INTEGER, demand_wh: FieldType.INTEGER } },
+  { measurement: 'market_price', tags: ['market', 'currency'], fields: { price_minor_per_kwh: FieldType.INTEGER, ratio: FieldType.FLOAT } },
+  {
+    measurement: 'auctions',
+    tags: ['market', 'currency', 'crossed'],
+    fields: {
+      clearing_price_minor_per_kwh: FieldType.INTEGER,
+      volume_wh: FieldType.INTEGER,
+      trades: FieldType.INTEGER,
+      orders: FieldType.INTEGER,
+      auction_id: FieldType.STRING,
+    },
+  },
+  {
+    measurement: 'certificates',
+    tags: ['market', 'source'],
+    fields: { volume_wh: FieldType.INTEGER, count: FieldType.INTEGER, certificate: FieldType.STRING, meter: FieldType.STRING },
+  },
 ];
+
+/**
+ * Tag values that come from the ledger (market ids, currencies, energy sources) are bounded by
+ * its registry; this bounds them anyway so one bad row cannot blow up series or line length.
+ */
+const MAX_TAG_CHARS = 128;
 
 /** Nanosecond timestamp string for a ms instant plus a sub-millisecond offset (line protocol, precision n). */
 function nanos(ms: number, offsetNs = 0): string {
@@ -108,7 +164,17 @@ function nanos(ms: number, offsetNs = 0): string {
 /** The influx package escapes ',', '=' and ' ' in tag values but not newlines or backslashes. */
 const UNSAFE_TAG = /[\\\n\r\t]/g;
 function tagValue(s: string): string {
-  return UNSAFE_TAG.test(s) ? s.replace(UNSAFE_TAG, '_') : s;
+  const short = s.length > MAX_TAG_CHARS ? s.slice(0, MAX_TAG_CHARS) : s;
+  return UNSAFE_TAG.test(short) ? short.replace(UNSAFE_TAG, '_') : short;
+}
+
+/**
+ * A bigint price as an InfluxDB integer field. Prices are far inside ±2^53 in practice; one
+ * outside (a corrupt row) is left out rather than written rounded.
+ */
+function safeInteger(v: bigint): number | undefined {
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 /**
@@ -223,6 +289,59 @@ class QueuedMarketInterval implements Queued {
   }
 }
 
+class QueuedPrice implements Queued {
+  constructor(
+    readonly market: string,
+    readonly currency: string,
+    readonly tsMs: number,
+    readonly price: number | undefined,
+    readonly ratio: number,
+  ) {}
+
+  toPoint(): IPoint {
+    const fields: Record<string, number> = {};
+    if (this.price !== undefined) fields.price_minor_per_kwh = this.price;
+    if (Number.isFinite(this.ratio)) fields.ratio = this.ratio;
+    return { measurement: 'market_price', tags: { market: tagValue(this.market), currency: tagValue(this.currency) }, fields, timestamp: nanos(this.tsMs) };
+  }
+}
+
+class QueuedAuction implements Queued {
+  constructor(
+    readonly a: SinkAuction,
+    readonly price: number | undefined,
+  ) {}
+
+  toPoint(): IPoint {
+    const a = this.a;
+    const fields: Record<string, number | string> = { volume_wh: a.volumeWh, trades: a.trades, orders: a.orders, auction_id: a.auctionId };
+    if (this.price !== undefined) fields.clearing_price_minor_per_kwh = this.price;
+    return {
+      measurement: 'auctions',
+      tags: { market: tagValue(a.market), currency: tagValue(a.currency), crossed: String(a.clearingPriceMinorPerKwh !== null) },
+      fields,
+      timestamp: nanos(a.deliveryStartMs),
+    };
+  }
+}
+
+class QueuedCertificate implements Queued {
+  constructor(
+    readonly c: SinkCertificate,
+    readonly offsetNs: number,
+  ) {}
+
+  toPoint(): IPoint {
+    const c = this.c;
+    return {
+      measurement: 'certificates',
+      tags: { market: tagValue(c.market), source: tagValue(c.source) },
+      fields: { volume_wh: c.volumeWh, count: 1, certificate: c.certificate, meter: c.meter },
+      timestamp: nanos(c.issuedAtMs, this.offsetNs),
+    };
+  }
+}
+
 /** A FIFO with O(1) push and drop (an array with a moving head, compacted now and then). */
 class PointQueue {
   private items: Queued[] = [];
@@ -283,8 +402,8 @@ export class InfluxSink {
   private dropWarned = false;
 
   private readonly rejectionGateways = new Set<string>();
-  /** Sub-millisecond sequence per rejection instant, so that rejections in the same ms stay distinct points. */
-  private readonly rejectionSeq = new Map<number, number>();
+  /** Sub-millisecond sequence per instant, so that rejections (and certificates) in the same ms stay distinct points. */
+  private readonly instantSeq = new Map<number, number>();
 
   private readonly counters = { written: 0, batchesWritten: 0, failedWrites: 0, dropped: 0, lastError: undefined as string | undefined };
 
@@ -350,7 +469,7 @@ export class InfluxSink {
   rejection(r: SinkRejection): void {
     if (this.stopped) return;
     const gateway = r.gateway !== null && r.gateway !== '' ? this.rejectionGatewayTag(r.gateway) : undefined;
-    this.queue.push(new QueuedRejection(r.tsMs, this.nextRejectionSeq(r.tsMs), r.reason, gateway, r.bytes));
+    this.queue.push(new QueuedRejection(r.tsMs, this.nextInstantSeq(r.tsMs), r.reason, gateway, r.bytes));
     this.afterEnqueue();
   }
 
@@ -358,6 +477,35 @@ export class InfluxSink {
   marketInterval(m: SinkMarketInterval): void {
     if (this.stopped) return;
     this.queue.push(new QueuedMarketInterval(m.market, m.intervalStartMs, m.supplyWh, m.demandWh));
+    this.afterEnqueue();
+  }
+
+  /** Records a price signal (measurement `market_price`), at the instant it was computed. */
+  price(p: SinkPrice): void {
+    if (this.stopped) return;
+    // A point needs a field: a signal with neither a writable price nor a ratio is not written.
+    if (safeInteger(p.priceMinorPerKwh) === undefined && !Number.isFinite(p.ratio)) return;
+    this.queue.push(new QueuedPrice(p.market, p.currency, p.computedAtMs, safeInteger(p.priceMinorPerKwh), p.ratio));
+    this.afterEnqueue();
+  }
+
+  /**
+   * Records an auction's outcome (measurement `auctions`) at its delivery start: one auction per
+   * market and delivery interval, so a rewrite is the same point.
+   */
+  auction(a: SinkAuction): void {
+    if (this.stopped) return;
+    this.queue.push(new QueuedAuction({ ...a }, a.clearingPriceMinorPerKwh === null ? undefined : safeInteger(a.clearingPriceMinorPerKwh)));
+    this.afterEnqueue();
+  }
+
+  /**
+   * Records an issued certificate (measurement `certificates`, count=1). Several are issued in
+   * one minting run at the same instant: like rejections, they get distinct sub-ms offsets.
+   */
+  certificate(c: SinkCertificate): void {
+    if (this.stopped) return;
+    this.queue.push(new QueuedCertificate({ ...c }, this.nextInstantSeq(c.issuedAtMs)));
     this.afterEnqueue();
   }
 
@@ -552,14 +700,14 @@ export class InfluxSink {
     return gateway;
   }
 
-  private nextRejectionSeq(tsMs: number): number {
-    const n = Math.min(this.rejectionSeq.get(tsMs) ?? 0, 999_999);
-    this.rejectionSeq.set(tsMs, n + 1);
-    if (this.rejectionSeq.size > 1_000) {
+  private nextInstantSeq(tsMs: number): number {
+    const n = Math.min(this.instantSeq.get(tsMs) ?? 0, 999_999);
+    this.instantSeq.set(tsMs, n + 1);
+    if (this.instantSeq.size > 1_000) {
       // Forget the oldest instants (insertion order); rejections arrive stamped with "now".
-      for (const k of this.rejectionSeq.keys()) {
-        this.rejectionSeq.delete(k);
-        if (this.rejectionSeq.size <= 500) break;
+      for (const k of this.instantSeq.keys()) {
+        this.instantSeq.delete(k);
+        if (this.instantSeq.size <= 500) break;
       }
     }
     return n;

@@ -130,7 +130,7 @@ describe('a gateway TOML refuses unknown keys', () => {
     ['a typo in [mqtt]', '[gateway]\nid = "gw-1"\n[mqtt]\nurll = "mqtt://x"\n', ' [mqtt]: unknown key urll; did you mean url?'],
     ['a typo in the second [[meters]] entry', `[gateway]\nid = "gw-1"\n${meter}[[meters]]\nid = "m-2"\nmodel = "sdm120"\nhots = "127.0.0.1"\n`, ' [[meters]] #2: unknown key hots; did you mean host?'],
     ['an unknown array of tables', '[gateway]\nid = "gw-1"\n[[meter]]\nid = "m-1"\n', ': unknown table [[meter]]; did you mean [[meters]]?'],
-    ['an unknown table', '[gateway]\nid = "gw-1"\n[modbus]\nbaud = 9600\n', ': unknown table [modbus]; known tables: [gateway], [mqtt], [[buses]], [[meters]]'],
+    ['an unknown table', '[gateway]\nid = "gw-1"\n[modbus]\nbaud = 9600\n', ': unknown table [modbus]; known tables: [gateway], [mqtt], [[buses]], [[meters]], [home_assistant]'],
   ];
   it.each(cases)('%s', (_what, text, message) => {
     const path = file('gw.toml', text);

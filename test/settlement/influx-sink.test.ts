@@ -76,6 +76,51 @@ describe.skipIf(skipAll)('InfluxSink against a real InfluxDB', { timeout: 30_000
     for (const { url: u, db } of dbs.splice(0)) await dropDatabase(u, db);
   });
 
+  it('writes price signals, auctions and certificates: integer prices in minor units per kWh, integer Wh', async () => {
+    const db = freshDb();
+    const s = sink({ url: url!, database: db, flushIntervalMs: 50 });
+    await s.start();
+    s.price({ market: 'thailand_central', currency: 'THB', computedAtMs: T0, priceMinorPerKwh: 412n, ratio: 0.8 });
+    // Beyond 2^53 a bigint price cannot be an exact InfluxDB integer here: the field is left out, not rounded.
+    s.price({ market: 'thailand_central', currency: 'THB', computedAtMs: T0 + 1, priceMinorPerKwh: 2n ** 60n, ratio: 1 });
+    const auction = { market: 'thailand_central', currency: 'THB', trades: 1, orders: 2 };
+    s.auction({ ...auction, auctionId: 'auc_1', deliveryStartMs: T0 + 900_000, clearingPriceMinorPerKwh: 400n, volumeWh: 1_500 });
+    s.auction({ ...auction, auctionId: 'auc_2', deliveryStartMs: T0 + 1_800_000, clearingPriceMinorPerKwh: null, volumeWh: 0, trades: 0 });
+    // One minting run issues several certificates in the same millisecond: each stays a point.
+    for (const [i, source] of ['Solar', 'Solar', 'Wind'].entries()) {
+      s.certificate({ market: 'thailand_central', source, certificate: `rec_${i}`, meter: `pv-${i}`, issuedAtMs: T0 + 7, volumeWh: 1_000 + i });
+    }
+    await waitFor(() => s.stats().backlog === 0 && s.stats().written === 7, 'all points written');
+    expect(s.stats()).toMatchObject({ failedWrites: 0, dropped: 0 });
+
+    expect(await query(url!, db, 'SELECT * FROM market_price ORDER BY time')).toEqual([
+      { time: T0, market: 'thailand_central', currency: 'THB', price_minor_per_kwh: 412, ratio: 0.8 },
+      { time: T0 + 1, market: 'thailand_central', currency: 'THB', price_minor_per_kwh: null, ratio: 1 },
+    ]);
+    expect(await query(url!, db, 'SELECT * FROM auctions ORDER BY time')).toEqual([
+      { time: T0 + 900_000, market: 'thailand_central', currency: 'THB', crossed: 'true', auction_id: 'auc_1', clearing_price_minor_per_kwh: 400, volume_wh: 1_500, trades: 1, orders: 2 },
+      { time: T0 + 1_800_000, market: 'thailand_central', currency: 'THB', crossed: 'false', auction_id: 'auc_2', clearing_price_minor_per_kwh: null, volume_wh: 0, trades: 0, orders: 2 },
+    ]);
+    const certs = await query(url!, db, 'SELECT sum("count") AS n, sum(volume_wh) AS wh FROM certificates GROUP BY source');
+    expect(certs.map(({ source, n, wh }) => ({ source, n, wh }))).toEqual([
+      { source: 'Solar', n: 2, wh: 2_001 },
+      { source: 'Wind', n: 1, wh: 1_002 },
+    ]);
+    const types = Object.fromEntries((await query(url!, db, 'SHOW FIELD KEYS')).map((r) => [`${String(r.fieldKey)}`, r.fieldType]));
+    expect(types).toMatchObject({
+      price_minor_per_kwh: 'integer',
+      ratio: 'float',
+      clearing_price_minor_per_kwh: 'integer',
+      volume_wh: 'integer',
+      trades: 'integer',
+      orders: 'integer',
+      auction_id: 'string',
+      certificate: 'string',
+      meter: 'string',
+      count: 'integer',
+    });
+  });
+
   it('writes readings, rejections and market intervals with their tags, integer fields and timestamps', async () => {
     const db = freshDb();
     const s = sink({ url: url!, database: db, flushIntervalMs: 50 });

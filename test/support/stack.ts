@@ -73,7 +73,7 @@ export async function enrollGatewayConfig(settlement: Settlement, cfg: GatewayCo
     key.publicKeyPem,
     cfg.meters.map((m) => ({ id: m.id, model: m.definition.id, role: m.role, ratedPowerW: m.ratedPowerW, energySource: m.energySource })),
   );
-  saveCredentials(cfg.dataDir, { ...res.mqtt, url: settlement.brokerUrl });
+  saveCredentials(cfg.dataDir, { ...res.mqtt, url: settlement.brokerUrl, market: res.market });
 }
 
 /** enrollGatewayConfig, then starts the gateway. */
