@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { DecodedReading } from '../devices/decoder.ts';
 import type { DeviceDefinition, Quantity } from '../devices/definition.ts';
-import { isValidId, PriceSignalMessageSchema, type PriceSignalMessage } from '../protocol/index.ts';
+import { isValidId, parsePriceSignal as parseSignal } from '../protocol/index.ts';
 import type { HomeAssistantConfig, MeterConfig } from './config.ts';
 import { savedCredentials } from './enroll.ts';
 
@@ -181,26 +180,10 @@ export interface PriceState {
   valid_until: string;
 }
 
-/** A price signal is a few hundred bytes; anything far bigger is not one. */
-const MAX_PRICE_BYTES = 4096;
-const priceCheck = TypeCompiler.Compile(PriceSignalMessageSchema);
-
-/**
- * The price state from a message on the market's price topic, or an Error saying why it is not
- * one. The currency becomes part of the unit HA shows, so it must look like one (ISO 4217).
- */
+/** The price state from a message on the market's price topic (protocol parsePriceSignal), or an Error saying why it is not one. */
 export function parsePriceSignal(payload: Buffer, market: string): PriceState | Error {
-  if (payload.length > MAX_PRICE_BYTES) return new Error(`price message of ${payload.length} bytes (more than ${MAX_PRICE_BYTES})`);
-  let v: unknown;
-  try {
-    v = JSON.parse(payload.toString('utf8'));
-  } catch {
-    return new Error('price message is not JSON');
-  }
-  if (!priceCheck.Check(v)) return new Error(`price message does not match PriceSignalUpdated: ${[...priceCheck.Errors(v)][0]?.path ?? ''} ${[...priceCheck.Errors(v)][0]?.message ?? ''}`.trim());
-  const msg = v as PriceSignalMessage;
-  if (msg.market !== market) return new Error(`price message for market "${msg.market.slice(0, 64)}" on market ${market}'s topic`);
-  if (!/^[A-Z]{3}$/.test(msg.currency)) return new Error(`price message with currency "${msg.currency.slice(0, 16)}" (three capital letters expected)`);
+  const msg = parseSignal(payload, market);
+  if (typeof msg === 'string') return new Error(`price message: ${msg}`);
   return { price: msg.price, currency: msg.currency, market: msg.market, valid_until: msg.valid_until.slice(0, 40) };
 }
 

@@ -134,6 +134,34 @@ export const PriceSignalMessageSchema = Type.Object({
 });
 export type PriceSignalMessage = Static<typeof PriceSignalMessageSchema>;
 
+const priceSignalCheck = TypeCompiler.Compile(PriceSignalMessageSchema);
+/** A price signal is a few hundred bytes; anything far larger on the topic is not one. */
+export const MAX_PRICE_SIGNAL_BYTES = 4096;
+
+/**
+ * The price signal in a message heard on `market`'s price topic, or a sentence saying why it is
+ * not one. Whoever may publish there, the message must match the schema, name that market (a
+ * signal for another market on this topic was put there by someone else) and a currency of
+ * three capital letters (it becomes part of a unit people read).
+ */
+export function parsePriceSignal(payload: Buffer | string, market: string): PriceSignalMessage | string {
+  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (bytes > MAX_PRICE_SIGNAL_BYTES) return `a ${bytes}-byte message is not a price signal (at most ${MAX_PRICE_SIGNAL_BYTES})`;
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString());
+  } catch {
+    return 'not JSON';
+  }
+  if (!priceSignalCheck.Check(value)) {
+    const first = priceSignalCheck.Errors(value).First();
+    return `not a PriceSignalUpdated message (${first ? `${first.path || '/'}: ${first.message}` : 'schema'})`;
+  }
+  if (value.market !== market) return `a signal for market ${JSON.stringify(value.market.slice(0, 64))} on ${market}'s topic`;
+  if (!/^[A-Z]{3}$/.test(value.currency)) return `currency ${JSON.stringify(value.currency.slice(0, 16))} is not three capital letters`;
+  return value;
+}
+
 /** Settlement → anyone on the market's auction topic (`AuctionCompleted`), once per auction. */
 export const AuctionCompletedMessageSchema = Type.Object({
   v: Type.Literal(1),

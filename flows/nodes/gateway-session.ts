@@ -29,6 +29,11 @@ export interface GatewaySession {
   depth(): number;
   acked(): number;
   connected(): boolean;
+  /**
+   * Hears `topic` on the gateway's own connection (a settlement broker admits a gateway's login
+   * only with its client id, so a second connection would push this one off); until release.
+   */
+  listen(topic: string, onMessage: (payload: Buffer) => void): void;
   /** Lets go of this user's share; the last one out stops the publisher and closes the outbox. */
   release(): Promise<void>;
 }
@@ -41,6 +46,8 @@ interface Shared {
   outbox: Outbox;
   publisher: Publisher;
   heads: Map<string, number>;
+  /** Handlers per topic heard on the publisher's connection (it takes one handler per topic). */
+  listeners: Map<string, Set<(payload: Buffer) => void>>;
 }
 
 const sessions = new Map<string, Promise<Shared>>();
@@ -58,6 +65,7 @@ export async function openGatewaySession(settings: GtxSettings, user: LogSink): 
   const s = await opening;
   s.users.add(user);
   let released = false;
+  const mine: Array<[string, (payload: Buffer) => void]> = [];
   return {
     gateway: s.gateway,
     brokerUrl: s.brokerUrl,
@@ -72,9 +80,23 @@ export async function openGatewaySession(settings: GtxSettings, user: LogSink): 
     depth: () => s.outbox.depth(),
     acked: () => s.publisher.acked,
     connected: () => s.publisher.connected,
+    listen(topic, onMessage) {
+      let set = s.listeners.get(topic);
+      if (!set) {
+        const handlers = new Set<(payload: Buffer) => void>();
+        set = handlers;
+        s.listeners.set(topic, handlers);
+        s.publisher.listen(topic, (payload) => {
+          for (const h of handlers) h(payload);
+        });
+      }
+      set.add(onMessage);
+      mine.push([topic, onMessage]);
+    },
     async release() {
       if (released) return;
       released = true;
+      for (const [topic, h] of mine) s.listeners.get(topic)?.delete(h);
       s.users.delete(user);
       if (s.users.size > 0) return;
       sessions.delete(dir);
@@ -115,5 +137,5 @@ async function open(dir: string, settings: GtxSettings): Promise<Shared> {
   );
   const heads = new Map(outbox.meterHeads().flatMap((h) => (h.tsMs === null ? [] : [[h.meter, h.tsMs] as const])));
   await publisher.start();
-  return { users, gateway, brokerUrl: broker.url, key: key.privateKey, outbox, publisher, heads };
+  return { users, gateway, brokerUrl: broker.url, key: key.privateKey, outbox, publisher, heads, listeners: new Map() };
 }

@@ -4,7 +4,10 @@ import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import registerConfig from '../../flows/nodes/gtx-config.ts';
 import registerPrice from '../../flows/nodes/gtx-price.ts';
+import registerPublish from '../../flows/nodes/gtx-publish.ts';
 import { topics, type PriceSignalMessage } from '../../protocol/index.ts';
+import { enrollGatewayConfig, gatewayConfig, startTestSettlement } from '../support/stack.ts';
+import { tempDir } from '../support/tmp.ts';
 import { waitFor } from '../support/wait.ts';
 import { helper, loggedErrors, useNodeRed, watch } from './node-red-helper.ts';
 
@@ -72,9 +75,33 @@ describe('gtx-price (Node-RED node) on a real broker (aedes)', () => {
     expect(out.messages[1]!.payload).toMatchObject({ price: '4.40', old_price: '4.00' });
     expect(p.warnings).toHaveLength(3);
     expect(p.warnings[0]).toMatch(/ignored a message on gtx\/v1\/market\/thailand_central\/price: not JSON/);
-    expect(p.warnings[1]).toMatch(/not a price signal \(\/price: /);
+    expect(p.warnings[1]).toMatch(/not a PriceSignalUpdated message \(\/price: /);
     expect(p.warnings[2]).toMatch(/a signal for market "elsewhere" on thailand_central's topic/);
     await waitFor(() => p.statuses.some((s) => s.text === '4.40 THB/kWh'), 'the price in the status');
+  });
+
+  it("hears the price on an enrolled gateway's own connection to the settlement's broker (logins on), shared with gtx-publish", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const settlement = await startTestSettlement(dir.path, 0, true);
+    cleanups.push(() => settlement.stop());
+    // The data dir as `gtx gateway init` + `enroll` leave it; the broker admits this login only with the gateway's client id.
+    const cfg = gatewayConfig(dir.path, 'gw-nr-price', settlement.brokerUrl, [{ id: 'nr-price-meter', model: 'sdm120', port: 1 }]);
+    cfg.mqtt = { ackTimeoutMs: 15_000, maxInFlight: 32 };
+    await enrollGatewayConfig(settlement, cfg);
+    await helper.load([...nodes, registerPublish as (red: never) => unknown], [
+      { id: 'c', type: 'gtx-config', dataDir: cfg.dataDir, gatewayId: cfg.id },
+      { id: 'p', type: 'gtx-price', config: 'c', market: MARKET, wires: [['out']] },
+      { id: 'pub', type: 'gtx-publish', config: 'c', batchMax: 1, batchAge: 0.2 },
+      { id: 'out', type: 'helper' },
+    ]);
+    const out = watch('out');
+    await waitFor(() => out.messages.length === 1, "the settlement's retained price signal", 20_000);
+    expect(out.messages[0]).toMatchObject({ topic: MARKET, payload: { event: 'PriceSignalUpdated', market: MARKET } });
+    // The one connection also carries the gateway's readings: gtx-publish was not pushed off.
+    helper.getNode('pub').receive({ payload: { meter: 'nr-price-meter', ts: new Date(Date.now() - 1000).toISOString(), importWh: 10, exportWh: 0, powerW: 5 } });
+    await waitFor(async () => (await settlement.ledger.readings('nr-price-meter')).length === 1, 'the reading in the ledger', 20_000);
+    expect(watch('p').errors).toEqual([]);
   });
 
   it('refuses a market that is not an id (no wildcard subscriptions) and a config without a broker', async () => {

@@ -136,13 +136,13 @@ describe('Home Assistant discovery payloads', () => {
     expect(parsePriceSignal(priceMessage(), 'thailand_central')).toEqual({ price: '4.25', currency: 'THB', market: 'thailand_central', valid_until: '2025-01-01T00:05:00.000Z' });
     const refused: Array<[Buffer, RegExp]> = [
       [Buffer.from('not json'), /not JSON/],
-      [priceMessage({ price: 4.25 }), /does not match PriceSignalUpdated/],
-      [priceMessage({ price: '4.2' }), /does not match/],
-      [priceMessage({ event: 'AuctionCompleted' }), /does not match/],
+      [priceMessage({ price: 4.25 }), /not a PriceSignalUpdated message/],
+      [priceMessage({ price: '4.2' }), /not a PriceSignalUpdated message/],
+      [priceMessage({ event: 'AuctionCompleted' }), /not a PriceSignalUpdated message/],
       [priceMessage({ market: 'elsewhere' }), /market "elsewhere"/],
       [priceMessage({ currency: 'THB"}<script>' }), /currency/],
       [priceMessage({ currency: '' }), /currency/],
-      [Buffer.alloc(100_000, 0x20), /bytes/],
+      [Buffer.alloc(100_000, 0x20), /100000-byte message/],
     ];
     for (const [payload, why] of refused) {
       const r = parsePriceSignal(payload, 'thailand_central');
