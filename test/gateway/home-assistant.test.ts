@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -233,13 +233,20 @@ describe('[home_assistant] in gateway.toml', () => {
 async function startAedes(port: number): Promise<{ broker: Aedes; close(): Promise<void> }> {
   const broker = await Aedes.createBroker();
   const server: Server = createServer(broker.handle);
+  // Every socket, not only aedes's clients: one the link opened a moment ago and has not sent
+  // CONNECT on yet is no client, and server.close() would wait for it forever.
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   return {
     broker,
     close: () =>
       new Promise<void>((r) => {
-        for (const c of Object.values((broker as unknown as { clients: Record<string, { conn: { destroy(): void } }> }).clients)) c.conn.destroy();
         server.close(() => broker.close(() => r()));
+        for (const s of sockets) s.destroy();
       }),
   };
 }
