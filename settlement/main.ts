@@ -167,8 +167,10 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     KEY_CACHE_MS,
   );
   const handovers = new HandoverStore(ledger.db);
+  // One cached read of each meter's registry record, for everything that needs its facts.
+  const meterRecords = new LookupCache((id: string) => ledger.getMeter(id), KEY_CACHE_MS);
   const meterCache = new LookupCache<EnrolledMeter | undefined>(async (id) => {
-    const m = await ledger.getMeter(id);
+    const m = await meterRecords.get(id);
     const market = m && (await ledger.getMarket(m.market));
     if (!m || !market) return undefined;
     const takeover = (await handovers.forMeter(id)).filter((h) => h.newGateway === m.gateway).at(-1);
@@ -178,8 +180,6 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
       ...(takeover ? { fromSeq: takeover.fromSeq } : {}),
     };
   }, KEY_CACHE_MS);
-
-  const ownerCache = new LookupCache<string | undefined>((id) => ledger.getMeter(id).then((m) => m?.owner), KEY_CACHE_MS);
 
   const verifier = new EnvelopeVerifier({
     gatewayKey: (id) => keyCache.get(id),
@@ -197,7 +197,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
   // Readings get their meter's market, model and role as tags, from a per-meter cache.
   const tagger = influx
     ? new ReadingTagger(influx, {
-        lookup: (id) => ledger.getMeter(id).then((m) => (m ? { market: m.market, model: m.model, role: m.role } : undefined)),
+        lookup: (id) => meterRecords.get(id).then((m) => (m ? { market: m.market, model: m.model, role: m.role } : undefined)),
         onError: (e) => log.warn({ err: e }, 'meter tags for InfluxDB not looked up; its readings go untagged'),
       })
     : undefined;
@@ -336,7 +336,7 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
     timeseries: tagger,
     limits: { maxEnvelopes: cfg.ingest.maxQueuedEnvelopes, maxBytes: cfg.ingest.maxQueuedBytes },
     // Meter owners for the live `reading` events, cached like the verifier's lookups.
-    committed: readingFeed(events, (id) => ownerCache.get(id), { now, onError: (e) => log.warn({ err: e }, 'reading event not published: owner lookup failed') }),
+    committed: readingFeed(events, (id) => meterRecords.get(id).then((m) => m?.owner), { now, onError: (e) => log.warn({ err: e }, 'reading event not published: owner lookup failed') }),
   });
 
   const inflight = new Set<Promise<void>>();
@@ -370,8 +370,8 @@ async function assemble(cfg: SettlementConfig, deps: SettlementDeps, undo: Array
       : undefined;
   const forget = (gateway: string) => {
     keyCache.forget(gateway);
+    meterRecords.clear();
     meterCache.clear();
-    ownerCache.clear();
     tagger?.clear();
   };
   const revoked = (gateway: string) => {

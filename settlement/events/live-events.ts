@@ -2,7 +2,7 @@ import type { TradeDraft } from '../market/auction.ts';
 import type { SettledTrade } from '../market/market.ts';
 import { formatAmount, formatPrice } from '../market/money.ts';
 import type { PriceSignal } from '../market/pricing.ts';
-import { priceSignalView } from '../market/price-view.ts';
+import { priceSignalView, type PriceSignalView } from '../market/price-view.ts';
 import type { Currency, PricePerKwh } from '../market/types.ts';
 import type { AuctionRecord } from '../store/market-store.ts';
 import type { RecRecord } from '../store/rec-store.ts';
@@ -17,18 +17,8 @@ import type { RecRecord } from '../store/rec-store.ts';
 export const LIVE_EVENT_TYPES = ['price', 'auction', 'certificate', 'trade', 'settlement', 'reading'] as const;
 export type LiveEventType = (typeof LIVE_EVENT_TYPES)[number];
 
-export interface PriceEventData {
-  market: string;
-  price: string;
-  oldPrice: string | null;
-  currency: Currency;
-  ratio: number;
-  supplyWh: number;
-  demandWh: number;
-  intervalStart: string | null;
-  computedAt: string;
-  validUntil: string;
-}
+/** A price signal as the API shows it (market/price-view.ts), with the price it replaced. */
+export type PriceEventData = PriceSignalView & { oldPrice: string | null };
 
 export interface AuctionEventData {
   id: string;
